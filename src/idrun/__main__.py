@@ -1,0 +1,3 @@
+from idrun.cli import main
+
+raise SystemExit(main())

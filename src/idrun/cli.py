@@ -1,0 +1,203 @@
+"""Command line: ``idrun [OPTIONS] [--] COMMAND``, ``idrun map``, ``check``, ``show``.
+
+Thin on purpose: options become a ``Request``; the library resolves and
+launches. Every error leaves as one line on stderr with status 125 (podman's
+convention), click's usage errors included.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import click
+
+from .errors import EXIT_IDRUN, IdrunError
+from .plan import Request
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _mapping_options(f: Callable) -> Callable:
+    options = [
+        click.option("--uidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
+                     help="Map container uids (podman syntax; repeatable). Without --gidmap it "
+                          "is used for gids too."),
+        click.option("--gidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
+                     help="Map container gids (podman syntax; repeatable)."),
+        click.option("--userns", metavar="MODE",
+                     help="Preset: host, keep-id[:uid=N,gid=N,size=N], nomap, auto[:size=N]."),
+        click.option("-r", "--map-root-user", is_flag=True,
+                     help="Map your own uid/gid to 0 inside (util-linux -r)."),
+        click.option("-c", "--map-current-user", is_flag=True,
+                     help="Map your own uid/gid to the same ids inside (util-linux -c)."),
+        click.option("--map-auto", is_flag=True,
+                     help="Map your first /etc/subuid and /etc/subgid range at 0."),
+        click.option("--subuidname", metavar="NAME",
+                     help="Start the uid map with NAME's /etc/subuid ranges."),
+        click.option("--subgidname", metavar="NAME",
+                     help="Start the gid map with NAME's /etc/subgid ranges."),
+        click.option("-u", "--user", metavar="UID[:GID]",
+                     help="Container ids to run as (default 0 when mapped)."),
+        click.option("--group-add", multiple=True, metavar="GID",
+                     help="Supplementary container gid (repeatable)."),
+        click.option("--setgroups", type=click.Choice(["allow", "deny"]),
+                     help="Whether setgroups(2) is allowed inside."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _request(kw: dict) -> Request:
+    return Request(uidmap=kw["uidmap"], gidmap=kw["gidmap"], userns=kw["userns"],
+                   map_root_user=kw["map_root_user"], map_current_user=kw["map_current_user"],
+                   map_auto=kw["map_auto"], subuidname=kw["subuidname"],
+                   subgidname=kw["subgidname"], user=kw["user"], group_add=kw["group_add"],
+                   setgroups=kw["setgroups"])
+
+
+def _warn(plan) -> None:
+    for w in plan.warnings:
+        click.echo(f"idrun: warning: {w}", err=True)
+
+
+def _show_plan(plan, as_json: bool) -> None:
+    from .report import plan_dict, plan_text
+    if as_json:
+        import json
+        click.echo(json.dumps(plan_dict(plan)))
+    else:
+        click.echo(plan_text(plan))
+
+
+@click.command("map", context_settings=_CONTEXT)
+@_mapping_options
+@click.option("--rootless", is_flag=True,
+              help="Resolve as an unprivileged user would, even as root.")
+@click.option("--caller", metavar="UID:GID", help="Resolve for this caller instead of you.")
+@click.option("--subuid-file", metavar="FILE", help="Read FILE instead of /etc/subuid.")
+@click.option("--subgid-file", metavar="FILE", help="Read FILE instead of /etc/subgid.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
+                subgid_file: str | None, as_json: bool, **kw) -> None:
+    """Resolve and validate a mapping without starting anything.
+
+    Prints the exact uid_map/gid_map lines idrun would write; rootless, also the
+    intermediate table (0 = you, then your sub-id ranges sorted by start) and
+    the newuidmap/newgidmap arguments. Exit 0 when valid, 125 with the reason
+    when not.
+    """
+    from .hostinfo import gather, parse_caller
+    from .resolve import resolve
+    request = _request(kw)
+    host = gather(request, rootless=True if rootless else None,
+                  caller=parse_caller(caller) if caller else None,
+                  subuid_file=subuid_file, subgid_file=subgid_file)
+    plan = resolve(request, host)
+    _warn(plan)
+    _show_plan(plan, as_json)
+
+
+@click.command("idrun", context_settings=dict(_CONTEXT, allow_interspersed_args=False),
+               epilog="Other commands: 'idrun map --help' (resolve and validate a mapping), "
+                      "'idrun check --help' (diagnose rootless use on this host), "
+                      "'idrun show --help' (show a process's maps). "
+                      "Exit status: the command's own; 125 idrun's error; 126 not executable; "
+                      "127 not found; 128+N killed by signal N.")
+@_mapping_options
+@click.option("--net", is_flag=True, help="New network namespace with lo up.")
+@click.option("--pid", is_flag=True, help="New PID namespace (the command is PID 1; implies a "
+                                          "waiting parent).")
+@click.option("--mount-proc", is_flag=True, help="Mount a fresh /proc (implies --mount).")
+@click.option("--mount", is_flag=True, help="New mount namespace, private propagation.")
+@click.option("--uts", is_flag=True, help="New UTS namespace.")
+@click.option("--hostname", metavar="NAME", help="Hostname inside (implies --uts).")
+@click.option("--ipc", is_flag=True, help="New IPC namespace.")
+@click.option("--cgroup", is_flag=True, help="New cgroup namespace.")
+@click.option("--fork", is_flag=True, help="Run the command as a child and wait for it.")
+@click.option("--no-new-privs", is_flag=True, help="Set no_new_privs before the exec.")
+@click.option("--preserve-fds", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Pass file descriptors 3 … 3+N-1 on to the command.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (as 'idrun map') and start nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
+@click.option("-v", "--verbose", is_flag=True, help="Say more when something fails.")
+@click.version_option(package_name="idrun", message="idrun %(version)s")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: bool,
+                   mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
+                   fork: bool, no_new_privs: bool, preserve_fds: int, dry_run: bool,
+                   as_json: bool, verbose: bool, **kw) -> None:
+    """Run COMMAND (default: your shell) in a new user namespace.
+
+    \b
+    Examples:
+      idrun --uidmap 0:1000:1 -- id          # as root: host uid 1000 is root inside
+      idrun -r -- id                         # rootless: you are root inside
+      idrun --userns keep-id -- id           # rootless: you keep your uid, sub-ids around it
+      idrun --uidmap 0:1:65536 -- bash       # rootless: container 0… = your sub-ids
+      idrun map --rootless --uidmap +5:@200000:3   # show what a mapping resolves to
+    """
+    from .hostinfo import gather
+    from .resolve import resolve
+    request = _request(kw)
+    if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
+            or request.map_current_user or request.map_auto or request.subuidname
+            or request.subgidname):
+        raise IdrunError("no mapping given",
+                         "pass --uidmap/--gidmap, a --userns mode, or -r/-c/--map-auto "
+                         "(e.g. idrun --uidmap 0:1000:1 -- id)")
+    plan = resolve(request, gather(request))
+    _warn(plan)
+    if dry_run:
+        _show_plan(plan, as_json)
+        return
+    plan.require_target()
+    from .launch import LaunchOptions, exec_plan
+    opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc, mount=mount or mount_proc,
+                         uts=uts or hostname is not None, hostname=hostname, ipc=ipc,
+                         cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
+                         preserve_fds=preserve_fds, verbose=verbose)
+    exec_plan(plan, list(command), opts)
+
+
+SUBCOMMANDS: dict[str, str] = {"map": "map_command", "check": "check_command",
+                               "show": "show_command"}
+
+
+def _subcommand(name: str) -> click.Command:
+    if name == "map":
+        return map_command
+    if name == "check":
+        from .check import check_command
+        return check_command
+    from .show import show_command
+    return show_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    # A first word naming a subcommand selects it; anything else is the launcher,
+    # whose command comes after its options (or after "--").
+    if args and args[0] in SUBCOMMANDS:
+        cmd, args, prog = _subcommand(args[0]), args[1:], f"idrun {args[0]}"
+    else:
+        cmd, prog = launch_command, "idrun"
+    try:
+        rv = cmd.main(args, prog_name=prog, standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except IdrunError as e:
+        click.echo(f"idrun: error: {e}", err=True)
+        return e.exit_status
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("idrun: aborted", err=True)
+        return EXIT_IDRUN
+    except click.ClickException as e:
+        hint = "; see 'idrun --help'" if prog == "idrun" else f"; see '{prog} --help'"
+        click.echo(f"idrun: error: {e.format_message()}{hint}", err=True)
+        return EXIT_IDRUN
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The shell around the resolver: gather the caller's facts into a ``Host``.
+
+Reads /proc/self, the passwd database and the sub-id source (files, or
+``getsubids`` when nsswitch.conf names a subid module). Reads only what the
+request needs, each file once.
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import SubidError
+from .plan import Host, Request, SubidSet
+from .ranges import Line
+from .subids import nss_subid_module, parse_getsubids, parse_subid_text
+
+SUBUID = "/etc/subuid"
+SUBGID = "/etc/subgid"
+NSSWITCH = "/etc/nsswitch.conf"
+_CAP_SETGID = 6
+_CAP_SETUID = 7
+
+
+def read_map(path: str) -> tuple[Line, ...]:
+    with open(path) as f:
+        text = f.read()
+    lines = []
+    for raw in text.splitlines():
+        parts = raw.split()
+        if len(parts) == 3:
+            lines.append(Line(int(parts[0]), int(parts[1]), int(parts[2])))
+    return tuple(lines)
+
+
+def privileged() -> bool:
+    """euid 0 holding CAP_SETUID and CAP_SETGID: idrun may write maps itself."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return bool(caps >> _CAP_SETUID & 1 and caps >> _CAP_SETGID & 1)
+    except OSError:
+        pass
+    return True
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SubidError(f"cannot read {path}: {e.strerror}",
+                         f"make {path} readable (mode 644 is usual)") from None
+
+
+def _owner_keys(name: str | None, uid: int | None) -> tuple[str, ...]:
+    keys = []
+    if name:
+        keys.append(name)
+    if uid is not None:
+        keys.append(str(uid))
+    return tuple(keys)
+
+
+class SubidSource:
+    """One sub-id file (or NSS module) read at most once, parsed per owner."""
+
+    def __init__(self, path: str, kind: str, explicit: bool) -> None:
+        self.path = path
+        self.kind = kind
+        self.explicit = explicit
+        self._text: str | None | bool = False
+        self._module: str | None | bool = False
+
+    def module(self) -> str | None:
+        if self._module is False:
+            text = None if self.explicit else _read_text(NSSWITCH)
+            self._module = nss_subid_module(text) if text else None
+        return self._module  # type: ignore[return-value]
+
+    def lookup(self, name: str | None, uid: int | None) -> SubidSet:
+        keys = _owner_keys(name, uid)
+        module = self.module()
+        if module:
+            return self._getsubids(module, keys)
+        if self._text is False:
+            self._text = _read_text(self.path)
+        if self._text is None:
+            return SubidSet(self.path, present=False, keys=keys)
+        return parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
+
+    def _getsubids(self, module: str, keys: tuple[str, ...]) -> SubidSet:
+        import subprocess
+        source = f"getsubids (nsswitch subid: {module})"
+        tool = next((p for p in ("/usr/bin/getsubids", "/bin/getsubids") if os.path.exists(p)),
+                    None)
+        if tool is None:
+            raise SubidError(f"{NSSWITCH} names the subid module {module}, but getsubids is "
+                             "not installed", "install the uidmap package (Debian) or "
+                             "shadow-utils-subid (Fedora)")
+        out = []
+        for key in keys:
+            argv = [tool] + (["-g"] if self.kind == "gid" else []) + [key]
+            res = subprocess.run(argv, capture_output=True, text=True, env={})
+            out.append(res.stdout)
+        return parse_getsubids("\n".join(out), source, keys)
+
+
+def parse_caller(text: str) -> tuple[int, int]:
+    uid_text, sep, gid_text = text.partition(":")
+    if not sep or not all(p.isascii() and p.isdigit() for p in (uid_text, gid_text)):
+        from .errors import MapSyntaxError
+        raise MapSyntaxError(f'--caller "{text}" is not UID:GID', "write e.g. --caller 1000:1000")
+    return int(uid_text), int(gid_text)
+
+
+def gather(request: Request, rootless: bool | None = None,
+           caller: tuple[int, int] | None = None, subuid_file: str | None = None,
+           subgid_file: str | None = None) -> Host:
+    """Collect what ``resolve`` needs for ``request``."""
+    import pwd
+    if rootless is None:
+        rootless = not privileged()
+    if caller is None:
+        uid, gid = os.geteuid(), os.getegid()
+        if rootless and (os.getuid() != uid or os.getgid() != gid):
+            raise SubidError("real and effective ids differ (setuid or sg/newgrp?), and "
+                             "newuidmap checks the real ones",
+                             "run idrun with equal real and effective ids")
+    else:
+        uid, gid = caller
+    try:
+        login: str | None = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        login = None
+    subuid = SubidSource(subuid_file or SUBUID, "uid", subuid_file is not None)
+    subgid = SubidSource(subgid_file or SUBGID, "gid", subgid_file is not None)
+
+    host_kwargs: dict = {}
+    if rootless or request.map_auto:
+        host_kwargs["subuid"] = subuid.lookup(login, uid)
+        host_kwargs["subgid"] = subgid.lookup(login, uid)
+    named_uid: dict[str, SubidSet] = {}
+    named_gid: dict[str, SubidSet] = {}
+    uname = request.subuidname or request.subgidname
+    gname = request.subgidname or request.subuidname
+    wanted: list[tuple[dict[str, SubidSet], SubidSource, str]] = []
+    if uname and gname:
+        wanted += [(named_uid, subuid, uname), (named_gid, subgid, gname)]
+    if request.userns and request.userns.split(":", 1)[0] == "auto" and not rootless:
+        wanted += [(named_uid, subuid, "containers"), (named_gid, subgid, "containers")]
+    for table, source, name in wanted:
+        try:
+            owner_uid: int | None = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            owner_uid = int(name) if name.isascii() and name.isdigit() else None
+        table[name] = source.lookup(name, owner_uid)
+    if not rootless:
+        try:
+            host_kwargs["parent_uid_map"] = read_map("/proc/self/uid_map")
+            host_kwargs["parent_gid_map"] = read_map("/proc/self/gid_map")
+        except OSError:
+            pass
+    return Host(rootless=rootless, uid=uid, gid=gid, login=login,
+                named_subuid=named_uid, named_subgid=named_gid, **host_kwargs)

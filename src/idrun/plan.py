@@ -1,0 +1,135 @@
+"""The plan: everything the launcher needs, decided before anything starts.
+
+The pure core (``resolve``) produces a ``Plan`` from a ``Request`` (what the user
+typed) and a ``Host`` (facts the shell gathered: caller ids, sub-id ranges,
+parent maps). The launcher only carries a plan out; it decides nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ranges import Line
+
+# How a kind's map gets written.
+WRITER_DIRECT = "direct"    # privileged helper in the parent namespace writes /proc/PID/*_map
+WRITER_HELPER = "helper"    # rootless: shadow's newuidmap/newgidmap
+WRITER_SELF = "self"        # rootless, own id only: the new namespace writes its own map
+WRITER_NONE = "none"        # privileged, empty kind: the map file is not written
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, as typed (strings are parsed by the core)."""
+
+    uidmap: tuple[str, ...] = ()
+    gidmap: tuple[str, ...] = ()
+    userns: str | None = None
+    map_root_user: bool = False
+    map_current_user: bool = False
+    map_auto: bool = False
+    subuidname: str | None = None
+    subgidname: str | None = None
+    user: str | None = None              # --user UID[:GID], container ids
+    group_add: tuple[str, ...] = ()
+    setgroups: str | None = None         # "allow" | "deny" | None (decide)
+
+
+@dataclass(frozen=True)
+class SubidRange:
+    """One delegated range from /etc/subuid or /etc/subgid (host ids)."""
+
+    start: int
+    count: int
+    lineno: int          # 1-based line in ``source``; 0 when it came from NSS
+
+    @property
+    def end(self) -> int:
+        return self.start + self.count
+
+
+@dataclass(frozen=True)
+class SubidSet:
+    """One owner's ranges in one sub-id source, in source order."""
+
+    source: str                          # a path, or "getsubids (nss module X)"
+    ranges: tuple[SubidRange, ...] = ()
+    present: bool = True                 # False: the file does not exist
+    keys: tuple[str, ...] = ()           # owner keys that were tried (login name, uid)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Host:
+    """Facts about the caller and the system, gathered by the shell."""
+
+    rootless: bool
+    uid: int
+    gid: int
+    login: str | None = None
+    subuid: SubidSet = SubidSet("/etc/subuid", present=False)
+    subgid: SubidSet = SubidSet("/etc/subgid", present=False)
+    # Maps of the namespace idrun runs in (identity in the initial namespace).
+    parent_uid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
+    parent_gid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
+    # Extra owners' ranges (--subuidname/--subgidname, user "containers" for auto).
+    named_subuid: dict[str, SubidSet] = field(default_factory=dict)
+    named_subgid: dict[str, SubidSet] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KindPlan:
+    """The resolved map of one kind (uid or gid)."""
+
+    kind: str                            # "uid" | "gid"
+    container: tuple[Line, ...]          # canonical: container id → from id
+    lines: tuple[Line, ...]              # exactly what is written: inside → host id
+    intermediate: tuple[Line, ...] = ()  # rootless: intermediate id → host id
+    writer: str = WRITER_DIRECT
+
+    @property
+    def text(self) -> str:
+        from .ranges import render
+        return render(self.lines)
+
+    def helper_args(self) -> list[str]:
+        """The triples as newuidmap/newgidmap take them (after the target)."""
+        args: list[str] = []
+        for ln in self.lines:
+            args += (str(ln.inside), str(ln.outside), str(ln.count))
+        return args
+
+
+@dataclass(frozen=True)
+class Plan:
+    rootless: bool
+    userns: bool                         # False: --userns=host as root, no namespace
+    caller_uid: int
+    caller_gid: int
+    uid: KindPlan
+    gid: KindPlan
+    setgroups: str                       # "allow" | "deny"
+    user_uid: int | None                 # container ids to switch to; None: kind empty
+    user_gid: int | None
+    groups: tuple[int, ...] = ()         # supplementary container gids (setgroups allow)
+    # Kinds with a map but no id to switch to (neither 0 nor the caller mapped, no
+    # --user): fine for `idrun map`, refused by a launch.
+    unswitchable: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()          # informational lines for --dry-run
+
+    @property
+    def mode(self) -> str:
+        return "rootless" if self.rootless else "rootful"
+
+    def require_target(self) -> None:
+        """Refuse a launch that would not know which ids to run as."""
+        if self.unswitchable:
+            from .errors import MapValidationError
+            kind = self.unswitchable[0]
+            raise MapValidationError(
+                f"container {kind} 0 is not mapped and neither is your own {kind}, so idrun "
+                f"does not know which {kind} to run as",
+                f"map container {kind} 0, or pick a mapped id with --user UID:GID")
+
+    def kind(self, name: str) -> KindPlan:
+        return self.uid if name == "uid" else self.gid

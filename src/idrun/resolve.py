@@ -1,0 +1,709 @@
+"""Resolution: from what the user typed to the exact lines of uid_map and gid_map.
+
+Pure: ``resolve(Request, Host) -> Plan``; no I/O, no globals. The rules follow
+podman's (copy-over, u/g filter, break-insert, rootless gap filling and
+empty-kind fill, ``@`` lookup, canonical form) with idrun's deliberate
+differences: amount 0, overlaps, id 4294967295 and kernel limits are errors
+before anything runs.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from .errors import MapConflictError, MapSyntaxError, MapValidationError, SubidError
+from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
+                   Plan, Request, SubidSet)
+from .ranges import ID_LIMIT, IntervalSet, Line, canonical, lookup_outside, split_compose, \
+    subtract
+from .syntax import Triple, parse_value
+
+MAX_LINES = 340
+MAX_BYTES = 4096          # the whole map must be written in one write below a page
+DEFAULT_AUTO_SIZE = 1024
+KINDS = ("uid", "gid")
+SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A line on its way into a map, remembering which value it came from."""
+
+    container: int
+    from_id: int
+    count: int
+    origin: str
+
+    @property
+    def line(self) -> Line:
+        return Line(self.container, self.from_id, self.count)
+
+
+@dataclass
+class _Space:
+    """Where the from ids of one kind live, and how they reach the host.
+
+    Rootless: the intermediate map (intermediate id → host id), composed away.
+    Privileged: the current namespace's own map; from ids are its inside ids and
+    lines are only split at its extents.
+    """
+
+    kind: str
+    rootless: bool
+    parent: tuple[Line, ...]
+    own_id: int
+
+    def __post_init__(self) -> None:
+        self.by_outside = sorted(self.parent, key=lambda ln: ln.outside)
+        self.outside_starts = [ln.outside for ln in self.by_outside]
+
+    @property
+    def size(self) -> int:
+        return sum(ln.count for ln in self.parent)
+
+    def describe(self) -> str:
+        if self.rootless:
+            sub = [ln for ln in self.parent if ln.inside > 0]
+            parts = [f"0 = you ({self.kind} {self.own_id})"]
+            parts += [f"{ln.inside}-{ln.inside_end - 1} = host {ln.outside}-{ln.outside_end - 1}"
+                      for ln in sub[:4]]
+            if len(sub) > 4:
+                parts.append("…")
+            return "intermediate ids: " + ", ".join(parts)
+        return "ids of this namespace: " + ", ".join(
+            f"{ln.inside}-{ln.inside_end - 1}" for ln in self.parent[:4])
+
+
+# --- the intermediate map ------------------------------------------------------
+
+def intermediate_map(kind: str, own_id: int, subids: SubidSet) -> tuple[Line, ...]:
+    """0 → the caller's own id, then the caller's ranges sorted by start from 1."""
+    lines = [Line(0, own_id, 1)]
+    nxt = 1
+    for rng in sorted(subids.ranges, key=lambda r: r.start):
+        if rng.start <= own_id < rng.end:
+            where = f"{subids.source} line {rng.lineno}" if rng.lineno else subids.source
+            raise SubidError(
+                f"{where}: range {rng.start}:{rng.count} contains your own {kind} {own_id}",
+                f"delegate ids that do not include {own_id} (podman refuses such a range too)")
+        lines.append(Line(nxt, rng.start, rng.count))
+        nxt += rng.count
+    if nxt > ID_LIMIT:
+        raise SubidError(f"{subids.source}: your ranges add up to {nxt - 1} ids, more than a "
+                         "namespace can hold", "delegate fewer ids")
+    check_limits(lines, f"the intermediate {kind} map built from {subids.source}",
+                 "merge or remove some of your ranges: podman could not build this "
+                 "namespace either")
+    return tuple(lines)
+
+
+def check_limits(lines: list[Line] | tuple[Line, ...], what: str, hint: str) -> None:
+    if len(lines) > MAX_LINES:
+        raise MapValidationError(f"{what} needs {len(lines)} lines; the kernel accepts at most "
+                                 f"{MAX_LINES}", hint)
+    size = sum(len(f"{ln.inside} {ln.outside} {ln.count}\n") for ln in lines)
+    if size >= MAX_BYTES:
+        raise MapValidationError(f"{what} renders to {size} bytes; the kernel accepts fewer "
+                                 f"than {MAX_BYTES} in its single write", hint)
+
+
+# --- values → pieces -----------------------------------------------------------
+
+def _parse_all(request: Request, warnings: list[str]) -> dict[str, list[Triple]]:
+    uid_values = [("--uidmap", v) for v in request.uidmap]
+    gid_values = [("--gidmap", v) for v in request.gidmap]
+    # Copy-over of the raw strings, before parsing: podman's ParseIDMapping.
+    if uid_values and not gid_values:
+        gid_values = list(uid_values)
+    elif gid_values and not uid_values:
+        uid_values = list(gid_values)
+    both_given = bool(request.uidmap) and bool(request.gidmap)
+    parsed: dict[str, list[Triple]] = {}
+    cache: dict[tuple[str, str], list[Triple]] = {}
+    for kind, values in (("uid", uid_values), ("gid", gid_values)):
+        triples: list[Triple] = []
+        for option, value in values:
+            key = (option, value)
+            if key not in cache:
+                cache[key] = parse_value(value, option)
+            for t in cache[key]:
+                if t.applies_to(kind):
+                    triples.append(t)
+                elif both_given and option == f"--{kind}map":
+                    other = "gid" if kind == "uid" else "uid"
+                    warnings.append(
+                        f"{t.origin} applies only to {other}s, but --{other}map is given too, "
+                        f"so it is ignored; move it to --{other}map")
+        parsed[kind] = triples
+    return parsed
+
+
+def _host_lookup(t: Triple, space: _Space) -> list[tuple[int, int, int]]:
+    """Resolve ``@from`` id by id (in whole runs) through the parent map."""
+    runs = lookup_outside(space.by_outside, space.outside_starts, t.from_id, t.amount)
+    if isinstance(runs, int):
+        if space.rootless:
+            raise SubidError(
+                f"{t.origin}: host {space.kind} {runs} is not delegated to you in "
+                f"{SUBID_FILE[space.kind]}",
+                f"use host ids from your ranges ({_ranges_text(space)}) or ask for "
+                f"them with usermod --add-sub{space.kind}s")
+        raise MapValidationError(
+            f"{t.origin}: host {space.kind} {runs} is not mapped into the namespace idrun "
+            "runs in", "use ids that /proc/self/" + space.kind + "_map maps")
+    return runs
+
+
+def _ranges_text(space: _Space) -> str:
+    sub = [ln for ln in space.parent if ln.inside > 0]
+    if not sub:
+        return "none"
+    return ", ".join(f"{ln.outside}-{ln.outside_end - 1}" for ln in sub[:6]) + (
+        ", …" if len(sub) > 6 else "")
+
+
+def build_pieces(triples: list[Triple], space: _Space) -> list[Piece]:
+    """Apply plain appends and '+' break-inserts; fill gaps when rootless asks for it.
+
+    A pair (container, from) of a piece survives exactly when no later '+' piece
+    claims its container id or its from id, so walking the pieces backwards
+    with two interval sets of claimed ids gives podman's result in
+    O(n log n) without ever cutting a line twice.
+    """
+    ordered: list[tuple[int, int, int, bool, str]] = []
+    for t in triples:
+        if t.host:
+            for offset, inter, n in _host_lookup(t, space):
+                ordered.append((t.container + offset, inter, n, t.plus, t.origin))
+        else:
+            ordered.append((t.container, t.from_id, t.amount, t.plus, t.origin))
+    fill = space.rootless and bool(ordered) and ordered[0][3]
+
+    claimed_c = IntervalSet()
+    claimed_f = IntervalSet()
+    pieces: list[Piece] = []
+    for c, f, n, plus, origin in reversed(ordered):
+        delta = f - c
+        holes = claimed_c.intersect(c, c + n)
+        holes += [(lo - delta, hi - delta) for lo, hi in claimed_f.intersect(f, f + n)]
+        for lo, hi in (subtract(c, c + n, holes) if holes else [(c, c + n)]):
+            pieces.append(Piece(lo, lo + delta, hi - lo, origin))
+        if plus:
+            claimed_c.add(c, c + n)
+            claimed_f.add(f, f + n)
+    pieces.reverse()
+    if fill:
+        pieces += _gap_fill(pieces, space.size)
+    return pieces
+
+
+def _gap_fill(pieces: list[Piece], size: int) -> list[Piece]:
+    """Pair free intermediate ids with unmapped container ids, both ascending."""
+    used_f = IntervalSet()
+    used_c = IntervalSet()
+    for p in pieces:
+        used_f.add(p.from_id, p.from_id + p.count)
+        used_c.add(p.container, p.container + p.count)
+    free = used_f.complement(0, size)
+    unmapped = used_c.complement(0, ID_LIMIT)
+    out: list[Piece] = []
+    ui = 0
+    for f_lo, f_hi in free:
+        while f_lo < f_hi and ui < len(unmapped):
+            c_lo, c_hi = unmapped[ui]
+            n = min(f_hi - f_lo, c_hi - c_lo)
+            out.append(Piece(c_lo, f_lo, n, "gap filling (first value has '+')"))
+            f_lo += n
+            if c_lo + n >= c_hi:
+                ui += 1
+            else:
+                unmapped[ui] = (c_lo + n, c_hi)
+    return out
+
+
+# --- presets -------------------------------------------------------------------
+
+def _parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, int]:
+    opts: dict[str, int] = {}
+    if not text:
+        return opts
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise MapSyntaxError(f'--userns={mode}: option "{item}" has no "=value"',
+                                 f"write {mode}:{allowed[0]}=N")
+        if key not in allowed:
+            if mode == "auto" and key in ("uidmapping", "gidmapping"):
+                raise MapSyntaxError(f"--userns=auto: option {key}= is not supported yet",
+                                     "use --uidmap/--gidmap instead of --userns=auto")
+            raise MapSyntaxError(f'--userns={mode}: unknown option "{key}"',
+                                 f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
+        if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
+            raise MapSyntaxError(f'--userns={mode}: {key}="{value}" is not a decimal id',
+                                 f"write {key}= with a number from 0 to 4294967294")
+        opts[key] = int(value)
+    return opts
+
+
+@dataclass
+class _Preset:
+    maps: dict[str, list[Piece]]
+    user: tuple[int | None, int | None] | None = None   # default ids to run as
+    setgroups: str | None = None
+    userns: bool = True
+
+
+def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset:
+    spec = request.userns or ""
+    mode, _, opttext = spec.partition(":")
+    origin = f"--userns={spec}"
+    rootless = host.rootless
+    if mode == "host":
+        if opttext:
+            raise MapSyntaxError(f"{origin}: host takes no options", "write --userns=host")
+        if not rootless:
+            return _Preset({"uid": [], "gid": []}, user=(None, None), userns=False)
+        return _Preset({k: [Piece(0, 0, spaces[k].size, origin)] for k in KINDS}, user=(0, 0))
+    if mode == "keep-id":
+        opts = _parse_options(mode, opttext, ("uid", "gid", "size"))
+        if not rootless:
+            if "size" in opts:
+                raise MapConflictError(f"{origin}: size= is only supported in rootless mode",
+                                       "drop size=, or run idrun as a normal user")
+            maps = {k: [Piece(ln.inside, ln.inside, ln.count, origin) for ln in spaces[k].parent]
+                    for k in KINDS}
+            return _Preset(maps, user=(opts.get("uid", 0), opts.get("gid", 0)))
+        maps = {}
+        for kind in KINDS:
+            space = spaces[kind]
+            x = opts.get(kind, space.own_id)
+            total = space.size - 1
+            if "size" in opts:
+                total = min(total, opts["size"] - 1) if opts["size"] > 0 else 0
+            pieces = []
+            if total and x:
+                pieces.append(Piece(0, 1, min(x, total), origin))
+            pieces.append(Piece(x, 0, 1, origin))
+            if total > x:
+                pieces.append(Piece(x + 1, x + 1, total - x, origin))
+            maps[kind] = pieces
+        return _Preset(maps, user=(opts.get("uid", spaces["uid"].own_id),
+                                   opts.get("gid", spaces["gid"].own_id)))
+    if mode == "nomap":
+        if opttext:
+            raise MapSyntaxError(f"{origin}: nomap takes no options", "write --userns=nomap")
+        if not rootless:
+            raise MapConflictError("--userns=nomap is only supported in rootless mode",
+                                   "run idrun as a normal user, or use --uidmap")
+        maps = {}
+        for kind in KINDS:
+            total = spaces[kind].size - 1
+            if total <= 0:
+                raise SubidError(f"--userns=nomap needs sub-ids, but none are delegated to you "
+                                 f"in {SUBID_FILE[kind]}",
+                                 f"ask for them with usermod --add-sub{kind}s")
+            maps[kind] = [Piece(0, 1, total, origin)]
+        return _Preset(maps, user=(0, 0))
+    if mode == "auto":
+        opts = _parse_options(mode, opttext, ("size",))
+        size = opts.get("size", DEFAULT_AUTO_SIZE)
+        if size < 1:
+            raise MapSyntaxError(f"{origin}: size must be at least 1", "write auto:size=N, N ≥ 1")
+        maps = {}
+        for kind in KINDS:
+            if rootless:
+                pool = [(ln.inside, ln.count) for ln in spaces[kind].parent if ln.inside > 0]
+                source = SUBID_FILE[kind] + " (your ranges)"
+            else:
+                named = (host.named_subuid if kind == "uid" else host.named_subgid).get(
+                    "containers")
+                if named is None or not named.ranges:
+                    raise SubidError(
+                        f"--userns=auto as root takes ids from the user \"containers\" in "
+                        f"{SUBID_FILE[kind]}, which has no range there",
+                        f"add a line such as containers:2147483647:2147483648 to "
+                        f"{SUBID_FILE[kind]}")
+                pool = sorted((r.start, r.count) for r in named.ranges)
+                source = f"{named.source} (user containers)"
+            pieces, need, nxt = [], size, 0
+            for start, count in pool:
+                if not need:
+                    break
+                n = min(count, need)
+                pieces.append(Piece(nxt, start, n, origin))
+                nxt += n
+                need -= n
+            if need:
+                raise SubidError(f"{origin}: needs {size} {kind}s but only {size - need} are "
+                                 f"available in {source}",
+                                 "ask for a smaller size= or delegate more ids")
+            maps[kind] = pieces
+        return _Preset(maps, user=(0, 0))
+    raise MapSyntaxError(f'unknown --userns mode "{mode}"',
+                         "use host, keep-id[:uid=N,gid=N,size=N], nomap or auto[:size=N]")
+
+
+def _shorthand_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset:
+    """util-linux's -r / -c / --map-auto."""
+    maps: dict[str, list[Piece]] = {}
+    single = request.map_root_user or request.map_current_user
+    name = "--map-root-user" if request.map_root_user else "--map-current-user"
+    for kind in KINDS:
+        space = spaces[kind]
+        # The caller's own id, in from-id terms: intermediate 0 rootless.
+        own_from = 0 if host.rootless else space.own_id
+        pieces: list[Piece] = []
+        inside = None
+        if single:
+            inside = 0 if request.map_root_user else space.own_id
+            pieces.append(Piece(inside, own_from, 1, name))
+        if request.map_auto:
+            subids = host.subuid if kind == "uid" else host.subgid
+            if not subids.ranges:
+                raise SubidError(f"--map-auto: no range is delegated to you in {subids.source}",
+                                 f"ask for one with usermod --add-sub{kind}s")
+            first = subids.ranges[0]  # util-linux takes the first line in file order
+            if host.rootless:
+                runs = lookup_outside(space.by_outside, space.outside_starts, first.start,
+                                      first.count)
+                assert not isinstance(runs, int)
+                block_from = runs[0][1]
+            else:
+                block_from = first.start
+            count = first.count
+            # The single line wins: the block skips the claimed ids on each side.
+            inside_seq = [(0, count)]
+            outside_seq = [(block_from, block_from + count)]
+            if inside is not None and 0 <= inside < count:
+                inside_seq = subtract(0, count, [(inside, inside + 1)])
+            if single and block_from <= own_from < block_from + count:
+                outside_seq = subtract(block_from, block_from + count,
+                                       [(own_from, own_from + 1)])
+            pieces += _pair(inside_seq, outside_seq, "--map-auto")
+        maps[kind] = pieces
+    if request.map_root_user:
+        user = (0, 0)
+    elif request.map_current_user:
+        user = (spaces["uid"].own_id, spaces["gid"].own_id)
+    else:
+        user = (0, 0)
+    return _Preset(maps, user=user,
+                   setgroups="deny" if single and not request.map_auto else None)
+
+
+def _pair(inside: list[tuple[int, int]], outside: list[tuple[int, int]],
+          origin: str) -> list[Piece]:
+    out: list[Piece] = []
+    i = o = 0
+    inside, outside = list(inside), list(outside)
+    while i < len(inside) and o < len(outside):
+        (ilo, ihi), (olo, ohi) = inside[i], outside[o]
+        n = min(ihi - ilo, ohi - olo)
+        out.append(Piece(ilo, olo, n, origin))
+        if ilo + n >= ihi:
+            i += 1
+        else:
+            inside[i] = (ilo + n, ihi)
+        if olo + n >= ohi:
+            o += 1
+        else:
+            outside[o] = (olo + n, ohi)
+    return out
+
+
+def _subidname_pieces(request: Request, host: Host, spaces: dict[str, _Space]
+                      ) -> dict[str, list[Piece]]:
+    out: dict[str, list[Piece]] = {"uid": [], "gid": []}
+    uname = request.subuidname or request.subgidname
+    gname = request.subgidname or request.subuidname
+    for kind, name in (("uid", uname), ("gid", gname)):
+        if not name:
+            continue
+        option = "--subuidname" if kind == "uid" and request.subuidname else (
+            "--subgidname" if request.subgidname else "--subuidname")
+        named = (host.named_subuid if kind == "uid" else host.named_subgid).get(name)
+        if named is None or not named.ranges:
+            source = named.source if named else SUBID_FILE[kind]
+            raise SubidError(f"{option} {name}: no {kind} range for {name} in {source}",
+                             f"check the owner name in {source}")
+        nxt = 0
+        space = spaces[kind]
+        for rng in sorted(named.ranges, key=lambda r: r.start):
+            origin = f"{option} {name} ({named.source} line {rng.lineno})"
+            if host.rootless:
+                runs = lookup_outside(space.by_outside, space.outside_starts, rng.start,
+                                      rng.count)
+                if isinstance(runs, int):
+                    raise SubidError(f"{origin}: host {kind} {runs} is not delegated to you",
+                                     f"only ids of your own ranges in {SUBID_FILE[kind]} "
+                                     "can be mapped rootless")
+                for offset, inter, n in runs:
+                    out[kind].append(Piece(nxt + offset, inter, n, origin))
+            else:
+                out[kind].append(Piece(nxt, rng.start, rng.count, origin))
+            nxt += rng.count
+    return out
+
+
+# --- validation ----------------------------------------------------------------
+
+def _validate_pieces(kind: str, pieces: list[Piece], space: _Space) -> None:
+    for p in pieces:
+        for side, start in (("container", p.container), ("from", p.from_id)):
+            if start >= ID_LIMIT or start + p.count > ID_LIMIT:
+                raise MapValidationError(
+                    f"{p.origin}: {side} {kind}s {start}-{start + p.count - 1} reach id "
+                    f"4294967295, which no namespace can map",
+                    "keep every range below 4294967295")
+    for side in ("container", "from"):
+        key = (lambda p: p.container) if side == "container" else (lambda p: p.from_id)
+        ordered = sorted(pieces, key=key)
+        best_end, best = -1, None
+        for p in ordered:
+            start = key(p)
+            if best is not None and start < best_end:
+                lo, hi = start, min(best_end, start + p.count) - 1
+                ids = f"{lo}" if lo == hi else f"{lo}-{hi}"
+                what = "container" if side == "container" else (
+                    "intermediate" if space.rootless else "host")
+                if best.origin == p.origin:
+                    both = f"{p.origin} maps {what} {kind}s {ids} twice"
+                else:
+                    both = f"{best.origin} and {p.origin} both map {what} {kind}s {ids}"
+                raise MapValidationError(
+                    both, "a mapping must be one-to-one: change one of them, or use '+' to "
+                    "let the later value take those ids over")
+            end = start + p.count
+            if end > best_end:
+                best_end, best = end, p
+
+
+def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) -> list[Line]:
+    out, missing = split_compose(lines, space.parent, translate=space.rootless)
+    if missing is not None:
+        line, ident = missing
+        origin = next((p.origin for p in origins
+                       if p.container <= line.inside < p.container + p.count), "the map")
+        if space.rootless:
+            raise MapValidationError(
+                f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
+                f"have ({space.describe()})",
+                f"from ids are intermediate ids when rootless; write @HOSTID to name a "
+                f"delegated host id, or see idrun map --rootless for the table")
+        raise MapValidationError(
+            f"{origin}: {kind} {ident} is not mapped into the namespace idrun runs in",
+            f"use ids that /proc/self/{kind}_map maps")
+    return out
+
+
+# --- the whole thing -------------------------------------------------------------
+
+def _check_conflicts(request: Request) -> None:
+    maps_given = bool(request.uidmap or request.gidmap)
+    names = request.subuidname or request.subgidname
+    shorthand = request.map_root_user or request.map_current_user or request.map_auto
+    if request.userns is not None:
+        for given, option in ((request.uidmap, "--uidmap"), (request.gidmap, "--gidmap"),
+                              (request.subuidname, "--subuidname"),
+                              (request.subgidname, "--subgidname")):
+            if given:
+                raise MapConflictError(f"--userns={request.userns} cannot be combined with "
+                                       f"{option}", "use either a --userns mode or explicit maps")
+        if shorthand:
+            raise MapConflictError(f"--userns={request.userns} cannot be combined with "
+                                   "--map-root-user/--map-current-user/--map-auto",
+                                   "pick one way to describe the mapping")
+    if shorthand and (maps_given or names):
+        raise MapConflictError("--map-root-user/--map-current-user/--map-auto cannot be "
+                               "combined with --uidmap/--gidmap/--subuidname/--subgidname",
+                               "pick one way to describe the mapping")
+    if request.map_root_user and request.map_current_user:
+        raise MapConflictError("--map-root-user and --map-current-user exclude each other",
+                               "use -r to be root inside, or -c to keep your own ids")
+
+
+def _parse_user(text: str) -> tuple[int, int | None]:
+    uid_text, sep, gid_text = text.partition(":")
+    for part, name in ((uid_text, "UID"), (gid_text if sep else "0", "GID")):
+        if not (part.isascii() and part.isdigit()) or int(part) > 4294967294:
+            raise MapSyntaxError(f'--user "{text}": {name} "{part}" is not a numeric id',
+                                 "write --user UID[:GID] with container ids, e.g. --user 0:0")
+    return int(uid_text), (int(gid_text) if sep else None)
+
+
+def _mapped(container: list[Line], ident: int) -> bool:
+    starts = [ln.inside for ln in container]
+    i = bisect_right(starts, ident) - 1
+    return i >= 0 and container[i].inside <= ident < container[i].inside_end
+
+
+def _container_of(container: list[Line], from_id: int) -> int | None:
+    for ln in container:
+        if ln.outside <= from_id < ln.outside_end:
+            return ln.inside + from_id - ln.outside
+    return None
+
+
+def resolve(request: Request, host: Host) -> Plan:
+    """Resolve and validate a request into the plan the launcher executes."""
+    _check_conflicts(request)
+    warnings: list[str] = []
+    rootless = host.rootless
+    own = {"uid": host.uid, "gid": host.gid}
+    if request.setgroups not in (None, "allow", "deny"):
+        raise MapSyntaxError(f'--setgroups "{request.setgroups}" is not allow or deny',
+                             "write --setgroups allow or --setgroups deny")
+
+    spaces: dict[str, _Space] = {}
+    if rootless:
+        subuid, subgid = host.subuid, host.subgid
+        if bool(subuid.ranges) != bool(subgid.ranges):
+            has, lacks = (subuid, subgid) if subuid.ranges else (subgid, subuid)
+            warnings.append(
+                f"you have ranges in {has.source} but none in {lacks.source}; like podman, "
+                "idrun then maps only your own uid and gid (add the missing ranges with "
+                "usermod --add-subuids/--add-subgids)")
+            subuid = SubidSet(subuid.source, present=subuid.present, keys=subuid.keys)
+            subgid = SubidSet(subgid.source, present=subgid.present, keys=subgid.keys)
+        for s in (subuid, subgid):
+            warnings.extend(s.warnings)
+        for kind, subids in (("uid", subuid), ("gid", subgid)):
+            spaces[kind] = _Space(kind, True, intermediate_map(kind, own[kind], subids),
+                                  own[kind])
+    else:
+        for kind, parent in (("uid", host.parent_uid_map), ("gid", host.parent_gid_map)):
+            spaces[kind] = _Space(kind, False, tuple(parent), own[kind])
+
+    preset: _Preset | None = None
+    if request.userns is not None:
+        preset = _userns_preset(request, host, spaces)
+    elif request.map_root_user or request.map_current_user or request.map_auto:
+        preset = _shorthand_preset(request, host, spaces)
+
+    pieces: dict[str, list[Piece]]
+    if preset is not None:
+        pieces = preset.maps
+    else:
+        triples = _parse_all(request, warnings)
+        named = _subidname_pieces(request, host, spaces)
+        pieces = {k: named[k] + build_pieces(triples[k], spaces[k]) for k in KINDS}
+        if not pieces["uid"] and not pieces["gid"]:
+            if not (request.uidmap or request.gidmap):
+                raise MapValidationError(
+                    "no mapping given", "pass --uidmap/--gidmap, a --userns mode, or "
+                    "-r/-c/--map-auto (e.g. idrun --uidmap 0:1000:1 -- id)")
+            raise MapValidationError("the values given map no id at all",
+                                     "check the u/g flags of your --uidmap/--gidmap values")
+        if rootless:
+            for kind, other in (("uid", "gid"), ("gid", "uid")):
+                if not pieces[kind] and pieces[other]:
+                    pieces[kind] = [Piece(0, 0, spaces[kind].size,
+                                          f"the full intermediate {kind} map (no {kind} "
+                                          "value given)")]
+
+    userns = preset.userns if preset is not None else True
+    container: dict[str, list[Line]] = {}
+    written: dict[str, list[Line]] = {}
+    for kind in KINDS:
+        _validate_pieces(kind, pieces[kind], spaces[kind])
+        container[kind] = canonical(p.line for p in pieces[kind])
+        if not userns:
+            written[kind] = []
+            continue
+        lines = _compose(kind, container[kind], spaces[kind], pieces[kind])
+        written[kind] = lines
+        check_limits(lines, f"the {kind}_map to be written",
+                     "use fewer, larger ranges (rootless lines are split at every sub-id "
+                     "range, so fewer ranges in /etc/sub" + kind + " help too)")
+
+    # Whom to run as, inside.
+    user_uid: int | None
+    user_gid: int | None
+    if request.user is not None:
+        user_uid, user_gid = _parse_user(request.user)
+    elif preset is not None and preset.user is not None:
+        user_uid, user_gid = preset.user
+    else:
+        user_uid = user_gid = None
+    ids: dict[str, int | None] = {"uid": user_uid, "gid": user_gid}
+    unswitchable: list[str] = []
+    for kind in KINDS:
+        if not userns:
+            ids[kind] = None
+            continue
+        lines = container[kind]
+        if not lines:
+            if not rootless:
+                warnings.append(f"no {kind} is mapped, so every {kind} shows as the overflow id "
+                                f"inside and idrun does not switch {kind}s")
+            ids[kind] = None
+            continue
+        if not _mapped(lines, 0) and preset is None and request.user is None:
+            warnings.append(f"container {kind} 0 is not mapped; if you meant to be root "
+                                f"inside, map it (e.g. --{kind}map 0:...)")
+        if ids[kind] is None:
+            if _mapped(lines, 0):
+                ids[kind] = 0
+            else:
+                ids[kind] = _container_of(lines, 0 if rootless else own[kind])
+                if ids[kind] is None:
+                    unswitchable.append(kind)
+        elif not _mapped(lines, ids[kind]):  # type: ignore[arg-type]
+            what = "--user" if request.user is not None else "the preset's"
+            raise MapValidationError(
+                f"container {kind} {ids[kind]} ({what} {kind}) is not mapped by the {kind} map",
+                f"map it with --{kind}map, or pick another --user")
+
+    # setgroups
+    setgroups = request.setgroups or (preset.setgroups if preset else None) or "allow"
+    gid_own_only = rootless and all(
+        ln.outside == host.gid and ln.count == 1 for ln in written["gid"]) and written["gid"]
+    if gid_own_only and setgroups == "allow":
+        if request.setgroups == "allow":
+            raise MapConflictError(
+                "--setgroups allow: with only your own gid mapped the kernel requires "
+                "setgroups to be denied", "map delegated sub-gids too, or drop --setgroups allow")
+        setgroups = "deny"
+
+    groups: list[int] = []
+    for text in request.group_add:
+        if not (text.isascii() and text.isdigit()) or int(text) > 4294967294:
+            raise MapSyntaxError(f'--group-add "{text}" is not a numeric gid',
+                                 "write --group-add with container gids, e.g. --group-add 10")
+        gid = int(text)
+        if not _mapped(container["gid"], gid):
+            raise MapValidationError(f"--group-add {gid}: container gid {gid} is not mapped",
+                                     "map it with --gidmap or drop --group-add")
+        groups.append(gid)
+    if groups and setgroups == "deny":
+        raise MapConflictError("--group-add needs setgroups allowed, but it is denied",
+                               "drop --group-add or --setgroups deny/-r/-c")
+
+    kinds: dict[str, KindPlan] = {}
+    for kind in KINDS:
+        lines = written[kind]
+        if not userns or not lines:
+            writer = WRITER_NONE
+        elif not rootless:
+            writer = WRITER_DIRECT
+        elif all(ln.outside == own[kind] and ln.count == 1 for ln in lines):
+            writer = WRITER_SELF
+        else:
+            writer = WRITER_HELPER
+        kinds[kind] = KindPlan(kind=kind, container=tuple(container[kind]), lines=tuple(lines),
+                               intermediate=spaces[kind].parent if rootless else (),
+                               writer=writer)
+
+    notes: list[str] = []
+    for kind in unswitchable:
+        warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a launch "
+                        f"needs --user to say which {kind} to run as")
+    if request.userns and request.userns.startswith("auto"):
+        notes.append("auto keeps no registry: concurrent --userns=auto runs get the same ids")
+    if not userns:
+        notes.append("--userns=host as root: no user namespace is created")
+    return Plan(rootless=rootless, userns=userns, caller_uid=host.uid, caller_gid=host.gid,
+                uid=kinds["uid"], gid=kinds["gid"], setgroups=setgroups,
+                user_uid=ids["uid"], user_gid=ids["gid"], groups=tuple(groups),
+                unswitchable=tuple(unswitchable),
+                warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes))

@@ -1,0 +1,115 @@
+"""Parsing of one --uidmap/--gidmap value: ``[flags]container:[@]from[:amount]``.
+
+Pure: strings in, ``Triple`` objects or a ``MapSyntaxError`` out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import MapSyntaxError
+
+U32_MAX = 4294967295
+_FLAGS = "+ug"
+
+
+@dataclass(frozen=True, slots=True)
+class Triple:
+    """One ``container:from:amount`` group of a value, with its flags."""
+
+    container: int
+    from_id: int
+    amount: int
+    host: bool          # '@': from_id is a host id, translated through the parent map
+    plus: bool          # '+': break-insert
+    for_uid: bool
+    for_gid: bool
+    origin: str         # e.g. '--uidmap "0:1000:1"' (with the triple number when >1)
+
+    def applies_to(self, kind: str) -> bool:
+        return self.for_uid if kind == "uid" else self.for_gid
+
+
+def _number(text: str, value: str, option: str, field: str) -> int:
+    # int() would accept blanks, '_', signs and non-ASCII digits: check first.
+    if not text:
+        raise MapSyntaxError(
+            f'invalid {option} value "{value}": {field} is empty',
+            "each field is a decimal number, e.g. 0:100000:65536")
+    if not (text.isascii() and text.isdigit()):
+        raise MapSyntaxError(
+            f'invalid {option} value "{value}": {field} "{text}" is not a decimal number',
+            "use plain decimal digits 0-9 (no sign, blanks, hex or other characters)")
+    number = int(text)
+    if number > U32_MAX:
+        raise MapSyntaxError(
+            f'invalid {option} value "{value}": {field} {text} is larger than 4294967295',
+            "ids are unsigned 32-bit numbers and must stay below 4294967295")
+    return number
+
+
+def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
+    """Parse one value into its triples; an empty value gives none."""
+    if value == "":
+        return []
+    fields = value.split(":")
+    nfields = len(fields)
+    if nfields == 2:
+        groups = [(fields[0], fields[1], None)]
+    elif nfields % 3 == 0:
+        groups = [(fields[i], fields[i + 1], fields[i + 2]) for i in range(0, nfields, 3)]
+    else:
+        raise MapSyntaxError(
+            f'invalid {option} value "{value}": it has {nfields} field'
+            f'{"" if nfields == 1 else "s"} separated by ":", expected 2, 3 or a multiple of 3',
+            "write container:from[:amount], e.g. 0:1000:1")
+    several = len(groups) > 1
+    triples: list[Triple] = []
+    offset = 0  # column of the group's first field within the value
+    for index, (first, second, third) in enumerate(groups, 1):
+        group_offset = offset
+        offset += sum(len(f) + 1 for f in fields[3 * (index - 1):3 * index])
+        where = f"triple {index}, " if several else ""
+        origin = f'{option} "{value}"' + (f" (triple {index})" if several else "")
+        pos = 0
+        while pos < len(first) and first[pos] in _FLAGS:
+            pos += 1
+        flags, container_text = first[:pos], first[pos:]
+        if not container_text:
+            if first:
+                raise MapSyntaxError(
+                    f'invalid {option} value "{value}": {where}flags "{flags}" are not '
+                    "followed by a container id",
+                    "put the container id right after the flags, e.g. +u0:1000:1")
+            raise MapSyntaxError(
+                f'invalid {option} value "{value}": {where}the container id is empty',
+                "write container:from[:amount], e.g. 0:1000:1")
+        if not container_text[0].isdigit() or not container_text[0].isascii():
+            bad = container_text[0]
+            raise MapSyntaxError(
+                f'invalid {option} value "{value}": {where}unknown flag "{bad}" at column '
+                f"{group_offset + pos + 1}",
+                'flags are "+", "u" and "g" before the container id; "@" goes before the from id')
+        container = _number(container_text, value, option, f"{where}container id")
+        if not second:
+            raise MapSyntaxError(
+                f'invalid {option} value "{value}": {where}the from id is empty',
+                "write container:from[:amount], e.g. 0:1000:1")
+        host = second.startswith("@")
+        from_id = _number(second[1:] if host else second, value, option,
+                          f"{where}from id")
+        if third is None:
+            amount = 1
+        else:
+            amount = _number(third, value, option, f"{where}amount")
+            if amount == 0:
+                raise MapSyntaxError(
+                    f'invalid {option} value "{value}": {where}amount is 0',
+                    "a mapping needs at least 1 id (podman silently ignores amount 0; "
+                    "idrun refuses it)")
+        has_u, has_g = "u" in flags, "g" in flags
+        triples.append(Triple(
+            container=container, from_id=from_id, amount=amount, host=host,
+            plus="+" in flags,
+            for_uid=has_u or not has_g, for_gid=has_g or not has_u,
+            origin=origin))
+    return triples
