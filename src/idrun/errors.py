@@ -53,3 +53,13 @@ class CommandNotFound(IdrunError):
 
 class CommandNotExecutable(IdrunError):
     exit_status = EXIT_NOT_EXECUTABLE
+
+
+def quoted(text: str) -> str:
+    """``text`` in double quotes, with control characters escaped.
+
+    Error messages must stay one line whatever the user typed.
+    """
+    if text.isprintable():
+        return f'"{text}"'
+    return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'

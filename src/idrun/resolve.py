@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from .errors import MapConflictError, MapSyntaxError, MapValidationError, SubidError
+from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
                    Plan, Request, SubidSet)
 from .ranges import ID_LIMIT, IntervalSet, Line, canonical, lookup_outside, split_compose, \
@@ -230,16 +230,16 @@ def _parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, 
     for item in text.split(","):
         key, eq, value = item.partition("=")
         if not eq:
-            raise MapSyntaxError(f'--userns={mode}: option "{item}" has no "=value"',
+            raise MapSyntaxError(f'--userns={mode}: option {quoted(item)} has no "=value"',
                                  f"write {mode}:{allowed[0]}=N")
         if key not in allowed:
             if mode == "auto" and key in ("uidmapping", "gidmapping"):
                 raise MapSyntaxError(f"--userns=auto: option {key}= is not supported yet",
                                      "use --uidmap/--gidmap instead of --userns=auto")
-            raise MapSyntaxError(f'--userns={mode}: unknown option "{key}"',
+            raise MapSyntaxError(f'--userns={mode}: unknown option {quoted(key)}',
                                  f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
         if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
-            raise MapSyntaxError(f'--userns={mode}: {key}="{value}" is not a decimal id',
+            raise MapSyntaxError(f'--userns={mode}: {key}={quoted(value)} is not a decimal id',
                                  f"write {key}= with a number from 0 to 4294967294")
         opts[key] = int(value)
     return opts
@@ -339,7 +339,7 @@ def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _
                                  "ask for a smaller size= or delegate more ids")
             maps[kind] = pieces
         return _Preset(maps, user=(0, 0))
-    raise MapSyntaxError(f'unknown --userns mode "{mode}"',
+    raise MapSyntaxError(f'unknown --userns mode {quoted(mode)}',
                          "use host, keep-id[:uid=N,gid=N,size=N], nomap or auto[:size=N]")
 
 
@@ -424,7 +424,7 @@ def _subidname_pieces(request: Request, host: Host, spaces: dict[str, _Space]
         named = (host.named_subuid if kind == "uid" else host.named_subgid).get(name)
         if named is None or not named.ranges:
             source = named.source if named else SUBID_FILE[kind]
-            raise SubidError(f"{option} {name}: no {kind} range for {name} in {source}",
+            raise SubidError(f"{option} {quoted(name)}: no {kind} range for it in {source}",
                              f"check the owner name in {source}")
         nxt = 0
         space = spaces[kind]
@@ -526,7 +526,7 @@ def _parse_user(text: str) -> tuple[int, int | None]:
     uid_text, sep, gid_text = text.partition(":")
     for part, name in ((uid_text, "UID"), (gid_text if sep else "0", "GID")):
         if not (part.isascii() and part.isdigit()) or int(part) > 4294967294:
-            raise MapSyntaxError(f'--user "{text}": {name} "{part}" is not a numeric id',
+            raise MapSyntaxError(f'--user {quoted(text)}: {name} {quoted(part)} is not a numeric id',
                                  "write --user UID[:GID] with container ids, e.g. --user 0:0")
     return int(uid_text), (int(gid_text) if sep else None)
 
@@ -551,7 +551,7 @@ def resolve(request: Request, host: Host) -> Plan:
     rootless = host.rootless
     own = {"uid": host.uid, "gid": host.gid}
     if request.setgroups not in (None, "allow", "deny"):
-        raise MapSyntaxError(f'--setgroups "{request.setgroups}" is not allow or deny',
+        raise MapSyntaxError(f'--setgroups {quoted(request.setgroups)} is not allow or deny',
                              "write --setgroups allow or --setgroups deny")
 
     spaces: dict[str, _Space] = {}
@@ -668,7 +668,7 @@ def resolve(request: Request, host: Host) -> Plan:
     groups: list[int] = []
     for text in request.group_add:
         if not (text.isascii() and text.isdigit()) or int(text) > 4294967294:
-            raise MapSyntaxError(f'--group-add "{text}" is not a numeric gid',
+            raise MapSyntaxError(f'--group-add {quoted(text)} is not a numeric gid',
                                  "write --group-add with container gids, e.g. --group-add 10")
         gid = int(text)
         if not _mapped(container["gid"], gid):

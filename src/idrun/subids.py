@@ -6,7 +6,7 @@ skipped unread, so one pass over a large file stays cheap.
 """
 from __future__ import annotations
 
-from .errors import SubidError
+from .errors import SubidError, quoted
 from .plan import SubidRange, SubidSet
 
 _HINT_NUMBER = ("write START and COUNT in plain decimal: shadow reads a leading 0 as octal "
@@ -37,19 +37,19 @@ def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
         where = f"{source} line {lineno}"
         if len(fields) != 3:
             raise SubidError(
-                f'{where}: "{line}" has {len(fields)} field(s), expected OWNER:START:COUNT',
+                f'{where}: {quoted(line)} has {len(fields)} field(s), expected OWNER:START:COUNT',
                 f"fix or remove the line in {source}")
         _, start_text, count_text = fields
         for name, value in (("START", start_text), ("COUNT", count_text)):
             if not _decimal(value):
-                raise SubidError(f'{where}: {name} "{value}" of "{line}" is not a plain decimal '
+                raise SubidError(f'{where}: {name} {quoted(value)} of {quoted(line)} is not a plain decimal '
                                  "number", _HINT_NUMBER)
         start, count = int(start_text), int(count_text)
         if start > 4294967294 or start + count > 4294967295:
-            raise SubidError(f'{where}: range "{line}" reaches past id 4294967294',
+            raise SubidError(f'{where}: range {quoted(line)} reaches past id 4294967294',
                              "sub-id ranges must end below 4294967295")
         if count == 0:
-            warnings.append(f'{where}: "{line}" delegates no ids (COUNT 0); ignored')
+            warnings.append(f'{where}: {quoted(line)} delegates no ids (COUNT 0); ignored')
             continue
         ranges.append(SubidRange(start, count, lineno))
     check_overlaps(ranges, source)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import MapSyntaxError
+from .errors import MapSyntaxError, quoted
 
 U32_MAX = 4294967295
 _FLAGS = "+ug"
@@ -30,19 +30,20 @@ class Triple:
 
 
 def _number(text: str, value: str, option: str, field: str) -> int:
+    shown = quoted(value)
     # int() would accept blanks, '_', signs and non-ASCII digits: check first.
     if not text:
         raise MapSyntaxError(
-            f'invalid {option} value "{value}": {field} is empty',
+            f'invalid {option} value {shown}: {field} is empty',
             "each field is a decimal number, e.g. 0:100000:65536")
     if not (text.isascii() and text.isdigit()):
         raise MapSyntaxError(
-            f'invalid {option} value "{value}": {field} "{text}" is not a decimal number',
+            f'invalid {option} value {shown}: {field} {quoted(text)} is not a decimal number',
             "use plain decimal digits 0-9 (no sign, blanks, hex or other characters)")
     number = int(text)
     if number > U32_MAX:
         raise MapSyntaxError(
-            f'invalid {option} value "{value}": {field} {text} is larger than 4294967295',
+            f'invalid {option} value {shown}: {field} {text} is larger than 4294967295',
             "ids are unsigned 32-bit numbers and must stay below 4294967295")
     return number
 
@@ -51,6 +52,7 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
     """Parse one value into its triples; an empty value gives none."""
     if value == "":
         return []
+    shown = quoted(value)
     fields = value.split(":")
     nfields = len(fields)
     if nfields == 2:
@@ -59,7 +61,7 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
         groups = [(fields[i], fields[i + 1], fields[i + 2]) for i in range(0, nfields, 3)]
     else:
         raise MapSyntaxError(
-            f'invalid {option} value "{value}": it has {nfields} field'
+            f'invalid {option} value {shown}: it has {nfields} field'
             f'{"" if nfields == 1 else "s"} separated by ":", expected 2, 3 or a multiple of 3',
             "write container:from[:amount], e.g. 0:1000:1")
     several = len(groups) > 1
@@ -69,7 +71,7 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
         group_offset = offset
         offset += sum(len(f) + 1 for f in fields[3 * (index - 1):3 * index])
         where = f"triple {index}, " if several else ""
-        origin = f'{option} "{value}"' + (f" (triple {index})" if several else "")
+        origin = f'{option} {shown}' + (f" (triple {index})" if several else "")
         pos = 0
         while pos < len(first) and first[pos] in _FLAGS:
             pos += 1
@@ -77,22 +79,22 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
         if not container_text:
             if first:
                 raise MapSyntaxError(
-                    f'invalid {option} value "{value}": {where}flags "{flags}" are not '
+                    f'invalid {option} value {shown}: {where}flags "{flags}" are not '
                     "followed by a container id",
                     "put the container id right after the flags, e.g. +u0:1000:1")
             raise MapSyntaxError(
-                f'invalid {option} value "{value}": {where}the container id is empty',
+                f'invalid {option} value {shown}: {where}the container id is empty',
                 "write container:from[:amount], e.g. 0:1000:1")
         if not container_text[0].isdigit() or not container_text[0].isascii():
             bad = container_text[0]
             raise MapSyntaxError(
-                f'invalid {option} value "{value}": {where}unknown flag "{bad}" at column '
+                f'invalid {option} value {shown}: {where}unknown flag {quoted(bad)} at column '
                 f"{group_offset + pos + 1}",
                 'flags are "+", "u" and "g" before the container id; "@" goes before the from id')
         container = _number(container_text, value, option, f"{where}container id")
         if not second:
             raise MapSyntaxError(
-                f'invalid {option} value "{value}": {where}the from id is empty',
+                f'invalid {option} value {shown}: {where}the from id is empty',
                 "write container:from[:amount], e.g. 0:1000:1")
         host = second.startswith("@")
         from_id = _number(second[1:] if host else second, value, option,
@@ -103,7 +105,7 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
             amount = _number(third, value, option, f"{where}amount")
             if amount == 0:
                 raise MapSyntaxError(
-                    f'invalid {option} value "{value}": {where}amount is 0',
+                    f'invalid {option} value {shown}: {where}amount is 0',
                     "a mapping needs at least 1 id (podman silently ignores amount 0; "
                     "idrun refuses it)")
         has_u, has_g = "u" in flags, "g" in flags

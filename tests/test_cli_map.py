@@ -1,0 +1,151 @@
+"""The `idrun map` contract, through click's runner and the installed console script."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from idrun.cli import main, map_command
+
+IDRUN = str(Path(sys.executable).parent / "idrun")
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([IDRUN, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def subid(tmp_path):
+    def make(text: str, name: str = "subuid") -> str:
+        p = tmp_path / name
+        p.write_text(text)
+        return str(p)
+    return make
+
+
+def rootless_args(subuid: str, subgid: str | None = None) -> list[str]:
+    return ["--rootless", "--caller", "1000:1000", "--subuid-file", subuid,
+            "--subgid-file", subgid or subuid]
+
+
+def test_json_rootless_contract(subid):
+    f = subid("1000:200000:50\n1000:100000:100\n")
+    res = run(["map", "--json", "--uidmap", "+5:@200000:3", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    expected = [[0, 1000, 1], [1, 100000, 4], [5, 200000, 3], [8, 100004, 96], [104, 200003, 47]]
+    assert d["uid_map"] == expected and d["gid_map"] == expected
+    assert d["mode"] == "rootless"
+    assert d["intermediate"]["uid"] == [[0, 1000, 1], [1, 100000, 100], [101, 200000, 50]]
+    assert d["container_map"]["uid"] == [[0, 0, 5], [5, 101, 3], [8, 5, 96], [104, 104, 47]]
+    assert d["newuidmap"][2:] == "0 1000 1 1 100000 4 5 200000 3 8 100004 96 104 200003 47".split()
+    assert d["newgidmap"][0].endswith("newgidmap")
+
+
+def test_json_root_mode_follows_euid():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the mode follows the effective uid")
+    res = run(["map", "--json", "--uidmap", "0:1000:1"])
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert d["mode"] == "rootful" and d["uid_map"] == [[0, 1000, 1]] == d["gid_map"]
+
+
+def test_table_shows_both_steps(subid):
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:1:65536", *rootless_args(f)])
+    assert res.returncode == 0
+    assert "container → intermediate → host" in res.stdout
+    assert "newuidmap PID 0 100000 65536" in res.stdout
+
+
+BAD = [
+    (["map", "--uidmap", "0:x"], "not a decimal"),
+    (["map", "--uidmap", "0:1:0"], "amount is 0"),
+    (["map", "--uidmap", "0:0:10", "--uidmap", "5:100:1"], "both map container uids 5"),
+    (["map", "--userns", "keep-id", "--uidmap", "0:0:1"], "cannot be combined"),
+    (["map", "--userns", "bogus"], "unknown --userns mode"),
+    (["map", "--bogus"], "No such option"),
+    (["map", "-r", "-c"], "exclude each other"),
+    (["map"], "no mapping given"),
+    (["map", "--setgroups", "maybe", "--uidmap", "0:0:1"], "Invalid value"),
+    (["map", "--caller", "x", "--uidmap", "0:0:1"], "UID:GID"),
+    (["--bogus", "--", "true"], "No such option"),
+    (["--userns", "nomap", "--uidmap", "0:0:1", "--", "true"], "cannot be combined"),
+]
+
+
+@pytest.mark.parametrize("args,match", BAD)
+def test_bad_input_exits_125_with_one_line(args, match):
+    res = run(args)
+    assert res.returncode == 125, (res.stdout, res.stderr)
+    assert match in res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idrun: error: ")
+    assert res.stdout == ""
+
+
+def test_subid_file_problems(subid, tmp_path):
+    missing = str(tmp_path / "nope")
+    # a missing file: own-id mappings still resolve; sub-ids are refused
+    assert run(["map", "-r", *rootless_args(missing)]).returncode == 0
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(missing)])
+    assert res.returncode == 125 and "beyond" in res.stderr
+    bad = subid("1000:0x100:10\n")
+    res = run(["map", "--uidmap", "0:0:1", *rootless_args(bad)])
+    assert res.returncode == 125 and f"{bad} line 1" in res.stderr
+    own = subid("1000:900:200\n")
+    res = run(["map", "--uidmap", "0:0:1", *rootless_args(own)])
+    assert res.returncode == 125 and "contains your own uid 1000" in res.stderr
+    if os.geteuid() != 0:
+        unreadable = subid("1000:100000:10\n")
+        os.chmod(unreadable, 0)
+        res = run(["map", "--uidmap", "0:0:1", *rootless_args(unreadable)])
+        assert res.returncode == 125 and "cannot read" in res.stderr
+
+
+def test_unreadable_subid_file_as_other_user(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    p = tmp_path / "subuid"
+    p.write_text("65534:100000:10\n")
+    os.chmod(p, 0o600)
+    os.chmod(tmp_path, 0o755)
+    res = subprocess.run(
+        # Everything is imported before dropping to nobody: the interpreter lives
+        # in a directory nobody cannot read.
+        [sys.executable, "-c", "import os, sys, json, pwd; from idrun.cli import main; "
+         "import idrun.hostinfo, idrun.resolve, idrun.report, idrun.subids; "
+         "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))",
+         "map", "--uidmap", "0:0:1", "--rootless", "--subuid-file", str(p),
+         "--subgid-file", str(p)],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert res.returncode == 125, res.stderr
+    assert "cannot read" in res.stderr and str(p) in res.stderr
+
+
+def test_warnings_go_to_stderr(capsys):
+    rc = main(["map", "--uidmap", "0:1000:1", "--uidmap", "g5:5:1", "--gidmap", "0:1000:1",
+               "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert json.loads(out)["gid_map"]
+    assert "idrun: warning:" in err and "move it to --gidmap" in err
+
+
+def test_click_runner_help():
+    result = CliRunner().invoke(map_command, ["--help"])
+    assert result.exit_code == 0
+    assert "--uidmap" in result.output and "--rootless" in result.output
+
+
+def test_python_dash_m():
+    res = subprocess.run([sys.executable, "-m", "idrun", "map", "--uidmap", "0:0:1", "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and json.loads(res.stdout)["uid_map"]

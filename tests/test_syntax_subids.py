@@ -1,0 +1,103 @@
+"""Value syntax and sub-id file parsing: table-driven, pure."""
+from __future__ import annotations
+
+import pytest
+
+from idrun.errors import MapSyntaxError, SubidError
+from idrun.subids import nss_subid_module, parse_getsubids, parse_subid_text
+from idrun.syntax import parse_value
+
+GOOD = [
+    ("0:1000", [(0, 1000, 1, False, False, True, True)]),
+    ("0:1000:5", [(0, 1000, 5, False, False, True, True)]),
+    ("+0:@1000:5", [(0, 1000, 5, True, True, True, True)]),
+    ("u0:1:2", [(0, 1, 2, False, False, True, False)]),
+    ("g0:1:2", [(0, 1, 2, False, False, False, True)]),
+    ("ug0:1:2", [(0, 1, 2, False, False, True, True)]),
+    ("gu++u0:1:2", [(0, 1, 2, False, True, True, True)]),
+    ("0:1:2:+u3:@4:5", [(0, 1, 2, False, False, True, True), (3, 4, 5, True, True, True, False)]),
+    ("4294967295:4294967295:4294967295", [(4294967295, 4294967295, 4294967295, False, False,
+                                           True, True)]),
+    ("007:010:01", [(7, 10, 1, False, False, True, True)]),
+]
+
+
+@pytest.mark.parametrize("value,expected", GOOD)
+def test_parse_good(value, expected):
+    got = [(t.container, t.from_id, t.amount, t.host, t.plus, t.for_uid, t.for_gid)
+           for t in parse_value(value)]
+    assert got == expected
+
+
+BAD = [
+    ("0", "1 field"), ("0:1:2:3", "4 fields"), ("0:1:2:3:4", "5 fields"),
+    ("a0:1", 'unknown flag "a" at column 1'), ("-1:0", 'unknown flag "-"'),
+    (" 0:1", 'unknown flag " "'), ("0 :1", "container id"), ("@0:1", 'unknown flag "@"'),
+    ("+:1", r"flags \"\+\" are not followed"), ("ug:1:1", 'flags "ug"'), (":1", "container id is empty"),
+    ("0:", "from id is empty"), ("0:@", "from id is empty"), ("0:1:", "amount is empty"),
+    ("0:1:0", "amount is 0"), ("0:0x10", "not a decimal"), ("0:1e3", "not a decimal"),
+    ("0:+1", "not a decimal"), ("0:1_0", "not a decimal"), ("0:\u0661", "not a decimal"),
+    ("0:\u00b2", "not a decimal"), ("0:4294967296", "larger than 4294967295"),
+    ("99999999999999999999:0", "larger than"), ("0:1:2:x3:4:5", "triple 2, unknown flag"),
+    ("0:@@1", "not a decimal"), ("0:1\n", r'"0:1\\n"'),
+]
+
+
+@pytest.mark.parametrize("value,match", BAD)
+def test_parse_bad(value, match):
+    with pytest.raises(MapSyntaxError, match=match) as info:
+        parse_value(value, "--uidmap")
+    message = str(info.value)
+    assert "\n" not in message and "--uidmap" in message and "hint:" in message
+
+
+def test_empty_value_is_skipped():
+    assert parse_value("") == []
+
+
+SUBUID = """\
+# comment
+alice:100000:65536
+
+bob:200000:10
+  alice:300000:10  
+1001:400000:5
+carol:oops
+alice:500000:0
+"""
+
+
+def test_subid_owner_by_name_and_uid_in_file_order():
+    s = parse_subid_text(SUBUID, "/etc/subuid", ("alice", "1001"))
+    assert [(r.start, r.count, r.lineno) for r in s.ranges] == [
+        (100000, 65536, 2), (300000, 10, 5), (400000, 5, 6)]
+    assert any("COUNT 0" in w for w in s.warnings)
+
+
+def test_other_owners_malformed_lines_do_not_matter():
+    s = parse_subid_text(SUBUID, "/etc/subuid", ("bob",))
+    assert [(r.start, r.count) for r in s.ranges] == [(200000, 10)]
+
+
+SUBID_BAD = [
+    ("alice:1:2:3\n", "line 1.*4 field"), ("alice:0x10:5\n", "START \"0x10\""),
+    ("alice:0100:5\n", "not a plain decimal.*octal"), ("alice:10:-5\n", "COUNT"),
+    ("alice:4294967295:1\n", "reaches past"), ("alice:4294967290:10\n", "reaches past"),
+    ("x:1:1\nalice:100:10\nalice:105:10\n", "line 3 .*overlaps line 2 .*ids 105-109"),
+    ("alice:100:10\nalice:100:10\n", "overlaps"), ("carol:oops\nalice::5\n", "line 2"),
+]
+
+
+@pytest.mark.parametrize("text,match", SUBID_BAD)
+def test_subid_malformed_caller_line(text, match):
+    with pytest.raises(SubidError, match=match):
+        parse_subid_text(text, "/etc/subuid", ("alice", "1000"))
+
+
+def test_getsubids_output_and_nsswitch():
+    out = "0: alice 100000 65536\n1: alice 300000 10\n"
+    s = parse_getsubids(out + out, "getsubids", ("alice",))
+    assert [(r.start, r.count) for r in s.ranges] == [(100000, 65536), (300000, 10)]
+    assert nss_subid_module("passwd: files\nsubid: sss # x\n") == "sss"
+    assert nss_subid_module("subid: files\n") is None
+    assert nss_subid_module("passwd: files\n") is None
