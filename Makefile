@@ -1,0 +1,81 @@
+# idrun — developer entry points. `make help` lists them.
+#
+# Everything a fresh Debian machine lacks is installed here (as root with
+# apt-get; otherwise the missing packages are named), so `make test` and
+# `make run` work on a new machine as they do on CI.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+PY312 ?= $(shell scripts/find-python.sh 3.12)
+VENV ?= .venv
+VENV312 ?= .venv312
+ARGS ?= --uidmap 0:1000:1 -- id
+PYTEST_ARGS ?=
+APT_PACKAGES := gcc libcap-dev python3-dev python3-venv uidmap util-linux procps iproute2 \
+                python3-pytest python3-click python3-prctl python3-pyroute2
+STAMP := $(VENV)/.installed
+
+.PHONY: help deps venv run unit unit311 unit312 integration test bench clean
+
+help:
+	@echo "make run ARGS='--uidmap 0:1000:1 -- id'  run idrun from a local venv"
+	@echo "make test         unit tests (3.11 + 3.12), host integration (root + rootless), VM kernels"
+	@echo "make unit         unit and real-kernel tests under tests/"
+	@echo "make integration  the integration suite on this host's kernel, root and rootless"
+	@echo "make vm-test      the integration suite on Debian 6.1 / 6.12 / sid kernels under QEMU"
+	@echo "make vagrant-box / vagrant-test   the offline Vagrant box and a run inside it"
+	@echo "make bench        launch and resolution benchmarks"
+
+# Debian packages: build deps of python-prctl, the venv module, shadow's helpers,
+# and the Debian Python packages the unprivileged integration pass uses (root's
+# pyenv interpreters are unreadable to other users).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing: $$missing"; \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends $$missing; \
+	    else \
+	        echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
+	    fi; \
+	fi
+
+$(STAMP): pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(STAMP)
+
+$(VENV312)/.installed: pyproject.toml | deps
+	@if [ -z "$(PY312)" ]; then echo "no Python 3.12 found (set PY312=...)"; exit 1; fi
+	$(PY312) -m venv $(VENV312)
+	$(VENV312)/bin/pip install -q -e '.[test]'
+	touch $@
+
+run: venv
+	$(VENV)/bin/idrun $(ARGS)
+
+unit311: venv
+	$(VENV)/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
+
+unit312: $(VENV312)/.installed
+	$(VENV312)/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
+
+unit: unit311 unit312
+
+integration: deps
+	bash integration/guest/run-suite.sh $(PYTEST_ARGS)
+
+-include mk/vm.mk
+-include mk/vagrant.mk
+
+test: unit integration vm-test
+
+bench: venv
+	$(VENV)/bin/python bench/bench.py
+
+clean:
+	rm -rf $(VENV) $(VENV312) build src/*.egg-info .pytest_cache .hypothesis
