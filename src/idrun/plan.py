@@ -6,7 +6,7 @@ parent maps). The launcher only carries a plan out; it decides nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .ranges import Line
 
@@ -17,8 +17,7 @@ WRITER_SELF = "self"        # rootless, own id only: the new namespace writes it
 WRITER_NONE = "none"        # privileged, empty kind: the map file is not written
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """What the user asked for, as typed (strings are parsed by the core)."""
 
     uidmap: tuple[str, ...] = ()
@@ -34,8 +33,7 @@ class Request:
     setgroups: str | None = None         # "allow" | "deny" | None (decide)
 
 
-@dataclass(frozen=True)
-class SubidRange:
+class SubidRange(NamedTuple):
     """One delegated range from /etc/subuid or /etc/subgid (host ids)."""
 
     start: int
@@ -47,8 +45,7 @@ class SubidRange:
         return self.start + self.count
 
 
-@dataclass(frozen=True)
-class SubidSet:
+class SubidSet(NamedTuple):
     """One owner's ranges in one sub-id source, in source order."""
 
     source: str                          # a path, or "getsubids (nss module X)"
@@ -58,8 +55,7 @@ class SubidSet:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Host:
+class Host(NamedTuple):
     """Facts about the caller and the system, gathered by the shell."""
 
     rootless: bool
@@ -72,12 +68,14 @@ class Host:
     parent_uid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
     parent_gid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
     # Extra owners' ranges (--subuidname/--subgidname, user "containers" for auto).
-    named_subuid: dict[str, SubidSet] = field(default_factory=dict)
-    named_subgid: dict[str, SubidSet] = field(default_factory=dict)
+    named_subuid: dict[str, SubidSet] | None = None
+    named_subgid: dict[str, SubidSet] | None = None
+
+    def named(self, kind: str) -> dict[str, SubidSet]:
+        return (self.named_subuid if kind == "uid" else self.named_subgid) or {}
 
 
-@dataclass(frozen=True)
-class KindPlan:
+class KindPlan(NamedTuple):
     """The resolved map of one kind (uid or gid)."""
 
     kind: str                            # "uid" | "gid"
@@ -99,8 +97,7 @@ class KindPlan:
         return args
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     rootless: bool
     userns: bool                         # False: --userns=host as root, no namespace
     caller_uid: int

@@ -8,14 +8,12 @@ not on how many ids they cover.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 ID_LIMIT = 4294967295  # (u32)-1: never a valid id; start + count may reach it
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """One line of a uid_map/gid_map: inside ↔ outside, ``count`` ids."""
 
     inside: int
@@ -31,7 +29,7 @@ class Line:
         return self.outside + self.count
 
     def as_list(self) -> list[int]:
-        return [self.inside, self.outside, self.count]
+        return list(self)
 
 
 def canonical(lines: Iterable[Line]) -> list[Line]:

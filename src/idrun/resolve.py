@@ -9,7 +9,7 @@ before anything runs.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
@@ -25,8 +25,7 @@ KINDS = ("uid", "gid")
 SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """A line on its way into a map, remembering which value it came from."""
 
     container: int
@@ -39,7 +38,6 @@ class Piece:
         return Line(self.container, self.from_id, self.count)
 
 
-@dataclass
 class _Space:
     """Where the from ids of one kind live, and how they reach the host.
 
@@ -48,12 +46,12 @@ class _Space:
     lines are only split at its extents.
     """
 
-    kind: str
-    rootless: bool
-    parent: tuple[Line, ...]
-    own_id: int
-
-    def __post_init__(self) -> None:
+    def __init__(self, kind: str, rootless: bool, parent: tuple[Line, ...],
+                 own_id: int) -> None:
+        self.kind = kind
+        self.rootless = rootless
+        self.parent = parent
+        self.own_id = own_id
         self.by_outside = sorted(self.parent, key=lambda ln: ln.outside)
         self.outside_starts = [ln.outside for ln in self.by_outside]
 
@@ -245,8 +243,7 @@ def _parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, 
     return opts
 
 
-@dataclass
-class _Preset:
+class _Preset(NamedTuple):
     maps: dict[str, list[Piece]]
     user: tuple[int | None, int | None] | None = None   # default ids to run as
     setgroups: str | None = None
@@ -315,7 +312,7 @@ def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _
                 pool = [(ln.inside, ln.count) for ln in spaces[kind].parent if ln.inside > 0]
                 source = SUBID_FILE[kind] + " (your ranges)"
             else:
-                named = (host.named_subuid if kind == "uid" else host.named_subgid).get(
+                named = host.named(kind).get(
                     "containers")
                 if named is None or not named.ranges:
                     raise SubidError(
@@ -421,7 +418,7 @@ def _subidname_pieces(request: Request, host: Host, spaces: dict[str, _Space]
             continue
         option = "--subuidname" if kind == "uid" and request.subuidname else (
             "--subgidname" if request.subgidname else "--subuidname")
-        named = (host.named_subuid if kind == "uid" else host.named_subgid).get(name)
+        named = host.named(kind).get(name)
         if named is None or not named.ranges:
             source = named.source if named else SUBID_FILE[kind]
             raise SubidError(f"{option} {quoted(name)}: no {kind} range for it in {source}",

@@ -4,7 +4,7 @@ Pure: strings in, ``Triple`` objects or a ``MapSyntaxError`` out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import MapSyntaxError, quoted
 
@@ -12,8 +12,7 @@ U32_MAX = 4294967295
 _FLAGS = "+ug"
 
 
-@dataclass(frozen=True, slots=True)
-class Triple:
+class Triple(NamedTuple):
     """One ``container:from:amount`` group of a value, with its flags."""
 
     container: int
