@@ -1,0 +1,225 @@
+"""The maps a command sees inside are exactly what `idrun map --json` predicts.
+
+Each case runs `idrun OPTS -- sh -c 'cat /proc/self/uid_map ...; id -u; id -g; id -G'`
+and compares it with `idrun map OPTS --json` (same options, same user), and,
+where the result is simple enough to state, with an expectation written here
+independently of the resolver.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def check_inside(it, idrun, opts, uid_map=None, gid_map=None, setgroups=None, user=None) -> dict:
+    plan = idrun.plan(opts)
+    # The resolver agrees with what this test expects on its own.
+    if uid_map is not None:
+        assert plan["uid_map"] == uid_map, plan
+    if gid_map is not None:
+        assert plan["gid_map"] == gid_map, plan
+    if setgroups is not None:
+        assert plan["setgroups"] == setgroups, plan
+    if user is not None:
+        assert (plan["user"]["uid"], plan["user"]["gid"]) == user, plan
+    view = idrun.inside(opts)
+    assert view.uid_map == plan["uid_map"], f"uid_map inside differs from `idrun map`: {plan}"
+    assert view.gid_map == plan["gid_map"], f"gid_map inside differs from `idrun map`: {plan}"
+    assert view.setgroups == plan["setgroups"]
+    assert view.uid == plan["user"]["uid"]
+    assert view.gid == plan["user"]["gid"]
+    assert view.groups == it.expected_groups(plan), f"id -G inside: {view.groups}; plan {plan}"
+    return plan
+
+
+# ----------------------------------------------------------------------------- root
+
+ROOT_CASES = {
+    "single-id": (["--uidmap", "0:1000:1"], [[0, 1000, 1]], [[0, 1000, 1]], "allow", (0, 0)),
+    "range": (["--uidmap", "0:100000:65536"],
+              [[0, 100000, 65536]], [[0, 100000, 65536]], "allow", (0, 0)),
+    "several-values": (["--uidmap", "0:100000:1000", "--uidmap", "1000:1000:1",
+                        "--uidmap", "1001:101001:1000"],
+                       [[0, 100000, 1000], [1000, 1000, 1], [1001, 101001, 1000]],
+                       [[0, 100000, 1000], [1000, 1000, 1], [1001, 101001, 1000]],
+                       "allow", (0, 0)),
+    "several-triples-in-one-value": (["--uidmap", "0:100000:10:10:200000:10"],
+                                     [[0, 100000, 10], [10, 200000, 10]],
+                                     [[0, 100000, 10], [10, 200000, 10]], "allow", (0, 0)),
+    "adjacent-values-merge": (["--uidmap", "0:100000:10", "--uidmap", "10:100010:10"],
+                              [[0, 100000, 20]], [[0, 100000, 20]], "allow", (0, 0)),
+    "own-gidmap": (["--uidmap", "0:100000:65536", "--gidmap", "0:200000:1000"],
+                   [[0, 100000, 65536]], [[0, 200000, 1000]], "allow", (0, 0)),
+    "u-g-flags": (["--uidmap", "u0:1000:1", "--uidmap", "g0:2000:1"],
+                  [[0, 1000, 1]], [[0, 2000, 1]], "allow", (0, 0)),
+    "break-insert": (["--uidmap", "0:5000:100", "--uidmap", "+50:5010:10"],
+                     [[0, 5000, 10], [20, 5020, 30], [50, 5010, 10], [60, 5060, 40]],
+                     [[0, 5000, 10], [20, 5020, 30], [50, 5010, 10], [60, 5060, 40]],
+                     "allow", (0, 0)),
+    "at-host-id": (["--uidmap", "0:@1000:5"], [[0, 1000, 5]], [[0, 1000, 5]], "allow", (0, 0)),
+    "user-option": (["--uidmap", "0:100000:100", "--user", "5:6"],
+                    [[0, 100000, 100]], [[0, 100000, 100]], "allow", (5, 6)),
+    "user-uid-only": (["--uidmap", "0:100000:100", "--user", "7"],
+                      [[0, 100000, 100]], [[0, 100000, 100]], "allow", None),
+    "setgroups-deny": (["--uidmap", "0:100000:100", "--setgroups", "deny"],
+                       [[0, 100000, 100]], [[0, 100000, 100]], "deny", (0, 0)),
+    "map-root-user": (["-r"], [[0, 0, 1]], [[0, 0, 1]], "deny", (0, 0)),
+    "map-current-user": (["-c"], [[0, 0, 1]], [[0, 0, 1]], "deny", (0, 0)),
+    "keep-id": (["--userns", "keep-id"], [[0, 0, 4294967295]], [[0, 0, 4294967295]],
+                "allow", (0, 0)),
+}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("case", list(ROOT_CASES))
+def test_root_maps_inside(it, idrun, case):
+    opts, uid_map, gid_map, setgroups, user = ROOT_CASES[case]
+    check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
+
+
+@pytest.mark.root
+def test_root_uidmap_0_1000_1_is_root_inside(idrun):
+    """The launcher issue's own acceptance line: `idrun --uidmap 0:1000:1 -- id`."""
+    out = idrun.ok(["--uidmap", "0:1000:1"], ["id"])
+    assert out.startswith("uid=0(") or out.startswith("uid=0 "), out
+    assert " gid=0" in out, out
+
+
+@pytest.mark.root
+def test_root_userns_host_creates_no_namespace(it, idrun):
+    plan = idrun.plan(["--userns", "host"])
+    assert plan["userns"] is False
+    out = idrun.ok(["--userns", "host"], ["sh", "-c", "readlink /proc/self/ns/user; "
+                                                      "cat /proc/self/uid_map"])
+    ns, rest = out.split("\n", 1)
+    assert ns == os.readlink("/proc/self/ns/user")
+    with open("/proc/self/uid_map") as f:
+        assert it.parse_map(rest) == it.parse_map(f.read())
+
+
+# ----------------------------------------------------------------------------- rootless
+
+def _rootless_cases(ids, caller) -> dict:
+    """name -> (opts, uid_map, gid_map, setgroups, user); None = compare with idrun map only."""
+    uid, gid = caller.uid, caller.gid
+    t = ids.common_total
+    su, sg = ids.uid[0][0], ids.gid[0][0]
+    first_u, first_g = ids.uid_file_order[0], ids.gid_file_order[0]
+    tu, tg = ids.total("uid"), ids.total("gid")
+
+    def keep_id(kind, x, total):
+        lines = []
+        if x != 0:
+            lines.append([0, 1, min(x, total)])
+        lines.append([x, 0, 1])
+        if total > x:
+            lines.append([x + 1, x + 1, total - x])
+        return ids.compose(kind, lines)
+
+    n = min(1000, ids.uid[0][1], ids.gid[0][1])
+    return {
+        "map-root-user": (["-r"], [[0, uid, 1]], [[0, gid, 1]], "deny", (0, 0)),
+        "map-current-user": (["-c"], [[uid, uid, 1]], [[gid, gid, 1]], "deny", (uid, gid)),
+        "map-auto": (["--map-auto"], [[0, first_u[0], first_u[1]]],
+                     [[0, first_g[0], first_g[1]]], "allow", (0, 0)),
+        "map-auto-and-root": (["--map-auto", "-r"], None, None, None, (0, 0)),
+        "userns-host": (["--userns", "host"], ids.compose("uid", [[0, 0, 1 + tu]]),
+                        ids.compose("gid", [[0, 0, 1 + tg]]), "allow", (0, 0)),
+        "userns-keep-id": (["--userns", "keep-id"], keep_id("uid", uid, tu),
+                           keep_id("gid", gid, tg), "allow", (uid, gid)),
+        "userns-keep-id-uid-gid": (["--userns", "keep-id:uid=10,gid=20"],
+                                   keep_id("uid", 10, tu), keep_id("gid", 20, tg),
+                                   "allow", (10, 20)),
+        "userns-keep-id-size": (["--userns", "keep-id:size=1025"],
+                                keep_id("uid", uid, min(tu, 1024)),
+                                keep_id("gid", gid, min(tg, 1024)), "allow", (uid, gid)),
+        "userns-auto": (["--userns", "auto"], ids.compose("uid", [[0, 1, 1024]]),
+                        ids.compose("gid", [[0, 1, 1024]]), "allow", (0, 0)),
+        "userns-auto-size": (["--userns", "auto:size=2000"], ids.compose("uid", [[0, 1, 2000]]),
+                             ids.compose("gid", [[0, 1, 2000]]), "allow", (0, 0)),
+        "userns-nomap": (["--userns", "nomap"], ids.compose("uid", [[0, 1, tu]]),
+                         ids.compose("gid", [[0, 1, tg]]), "allow", (0, 0)),
+        "subids-only": (["--uidmap", f"0:1:{t}"], ids.compose("uid", [[0, 1, t]]),
+                        ids.compose("gid", [[0, 1, t]]), "allow", (0, 0)),
+        "own-and-subids": (["--uidmap", "0:0:1", "--uidmap", f"1:1:{t}"],
+                           ids.compose("uid", [[0, 0, 1 + t]]),
+                           ids.compose("gid", [[0, 0, 1 + t]]), "allow", (0, 0)),
+        "several-triples": (["--uidmap", "0:1:10:100:11:10"],
+                            ids.compose("uid", [[0, 1, 10], [100, 11, 10]]),
+                            ids.compose("gid", [[0, 1, 10], [100, 11, 10]]), "allow", (0, 0)),
+        "at-host-ids": (["--uidmap", f"0:@{su}:{n}", "--gidmap", f"0:@{sg}:{n}"],
+                        [[0, su, n]], [[0, sg, n]], "allow", (0, 0)),
+        "at-own-id": (["--uidmap", f"0:@{uid}:1", "--uidmap", f"1:@{su}:{n}",
+                       "--gidmap", f"0:@{gid}:1", "--gidmap", f"1:@{sg}:{n}"],
+                      [[0, uid, 1], [1, su, n]], [[0, gid, 1], [1, sg, n]], "allow", (0, 0)),
+        "break-insert-gap-fill": (["--uidmap", f"+5:@{su + 10}:3",
+                                   "--gidmap", f"+5:@{sg + 10}:3"],
+                                  None, None, "allow", (0, 0)),
+        "u-flag-only": (["--uidmap", "u0:1:1000"], ids.compose("uid", [[0, 1, 1000]]),
+                        ids.compose("gid", [[0, 0, 1 + tg]]), "allow", (0, 0)),
+        "user-option": (["--uidmap", "0:1:1000", "--user", "5:6"],
+                        ids.compose("uid", [[0, 1, 1000]]), ids.compose("gid", [[0, 1, 1000]]),
+                        "allow", (5, 6)),
+        "setgroups-deny-with-subids": (["--uidmap", "0:1:1000", "--setgroups", "deny"],
+                                       ids.compose("uid", [[0, 1, 1000]]),
+                                       ids.compose("gid", [[0, 1, 1000]]), "deny", (0, 0)),
+    }
+
+
+ROOTLESS_CASE_NAMES = [
+    "map-root-user", "map-current-user", "map-auto", "map-auto-and-root", "userns-host",
+    "userns-keep-id", "userns-keep-id-uid-gid", "userns-keep-id-size", "userns-auto",
+    "userns-auto-size", "userns-nomap", "subids-only", "own-and-subids", "several-triples",
+    "at-host-ids", "at-own-id", "break-insert-gap-fill", "u-flag-only", "user-option",
+    "setgroups-deny-with-subids",
+]
+
+
+@pytest.mark.rootless
+@pytest.mark.parametrize("case", ROOTLESS_CASE_NAMES)
+def test_rootless_maps_inside(it, idrun, subids, caller, case):
+    opts, uid_map, gid_map, setgroups, user = _rootless_cases(subids, caller)[case]
+    plan = check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
+    # Whatever the preset, only the caller's own id and its delegated ids appear.
+    allowed_u = subids.host_ids("uid") | {caller.uid}
+    allowed_g = subids.host_ids("gid") | {caller.gid}
+    for inside, outside, count in plan["uid_map"]:
+        assert outside in allowed_u and outside + count - 1 in allowed_u, plan
+    for inside, outside, count in plan["gid_map"]:
+        assert outside in allowed_g and outside + count - 1 in allowed_g, plan
+
+
+@pytest.mark.rootless
+def test_rootless_gap_fill_keeps_inserted_piece(idrun, subids):
+    su, sg = subids.uid[0][0], subids.gid[0][0]
+    opts = ["--uidmap", f"+5:@{su + 10}:3", "--gidmap", f"+5:@{sg + 10}:3"]
+    view = idrun.inside(opts)
+    assert [5, su + 10, 3] in view.uid_map, view.uid_map
+    assert [5, sg + 10, 3] in view.gid_map, view.gid_map
+    # Gap filling hands out every intermediate id: the caller plus all sub-ids.
+    assert sum(c for _, _, c in view.uid_map) == 1 + subids.total("uid")
+    assert sum(c for _, _, c in view.gid_map) == 1 + subids.total("gid")
+
+
+@pytest.mark.rootless
+def test_rootless_self_map_needs_no_subids(idrun, caller):
+    """-r and -c work for any user, with or without sub-ids or newuidmap."""
+    view = idrun.inside(["-r"])
+    assert view.uid_map == [[0, caller.uid, 1]]
+    assert view.gid_map == [[0, caller.gid, 1]]
+    assert view.setgroups == "deny"
+    assert (view.uid, view.gid) == (0, 0)
+
+
+@pytest.mark.rootless
+def test_rootless_many_lines_through_newuidmap(idrun, subids):
+    """200 separate lines go through the real newuidmap in one write."""
+    opts = []
+    for i in range(200):
+        opts += ["--uidmap", f"{2 * i}:{2 * i + 1}:1"]
+    plan = idrun.plan(opts)
+    assert len(plan["uid_map"]) == 200 and len(plan["gid_map"]) == 200
+    view = idrun.inside(opts)
+    assert view.uid_map == plan["uid_map"]
+    assert view.gid_map == plan["gid_map"]
