@@ -47,7 +47,8 @@ class _Space:
     """
 
     def __init__(self, kind: str, rootless: bool, parent: tuple[Line, ...],
-                 own_id: int) -> None:
+                 own_id: int, subids: SubidSet | None = None) -> None:
+        self.subids = subids
         self.kind = kind
         self.rootless = rootless
         self.parent = parent
@@ -67,7 +68,13 @@ class _Space:
                       for ln in sub[:4]]
             if len(sub) > 4:
                 parts.append("…")
-            return "intermediate ids: " + ", ".join(parts)
+            text = "intermediate ids: " + ", ".join(parts)
+            s = self.subids
+            if s is not None and not s.ranges:
+                keys = " or ".join(s.keys) or "your user"
+                text += (f"; {s.source} does not exist" if not s.present
+                         else f"; {s.source} has no range for {keys}")
+            return text
         return "ids of this namespace: " + ", ".join(
             f"{ln.inside}-{ln.inside_end - 1}" for ln in self.parent[:4])
 
@@ -485,8 +492,10 @@ def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) 
             raise MapValidationError(
                 f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
                 f"have ({space.describe()})",
-                f"from ids are intermediate ids when rootless; write @HOSTID to name a "
-                f"delegated host id, or see idrun map --rootless for the table")
+                f"ask for sub-ids (usermod --add-sub{kind}s 100000-165535 USER)"
+                if space.subids is not None and not space.subids.ranges else
+                "from ids are intermediate ids when rootless; write @HOSTID to name a "
+                "delegated host id, or see idrun map --rootless for the table")
         raise MapValidationError(
             f"{origin}: {kind} {ident} is not mapped into the namespace idrun runs in",
             f"use ids that /proc/self/{kind}_map maps")
@@ -566,7 +575,7 @@ def resolve(request: Request, host: Host) -> Plan:
             warnings.extend(s.warnings)
         for kind, subids in (("uid", subuid), ("gid", subgid)):
             spaces[kind] = _Space(kind, True, intermediate_map(kind, own[kind], subids),
-                                  own[kind])
+                                  own[kind], subids)
     else:
         for kind, parent in (("uid", host.parent_uid_map), ("gid", host.parent_gid_map)):
             spaces[kind] = _Space(kind, False, tuple(parent), own[kind])
