@@ -1,0 +1,121 @@
+"""Reading the kernel's view of a process from /proc: id maps, setgroups, status, sysctls.
+
+Small, dependency-free readers; the launcher calls them on every launch to check
+preconditions and to read back the maps it just had written.
+"""
+from __future__ import annotations
+
+import os
+
+from .ranges import Line
+
+ID_MAP_KINDS = ("uid", "gid")
+
+
+def _read(path: str, dir_fd: int | None = None) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def proc_path(pid: int | str = "self") -> str:
+    return f"/proc/{pid}"
+
+
+def parse_map(text: str) -> list[Line]:
+    """Parse a uid_map/gid_map as the kernel prints it (padded, blank-separated)."""
+    lines: list[Line] = []
+    for raw in text.splitlines():
+        fields = raw.split()
+        if not fields:
+            continue
+        if len(fields) != 3:
+            raise ValueError(f"unexpected id map line {raw!r}")
+        inside, outside, count = (int(f) for f in fields)
+        lines.append(Line(inside, outside, count))
+    return lines
+
+
+def read_map(kind: str, pid: int | str = "self", dir_fd: int | None = None) -> list[Line]:
+    """The ``kind`` ("uid"/"gid") map of a process, outside ids as the reader sees them.
+
+    With ``dir_fd`` (an open /proc/PID directory), ``pid`` is ignored.
+    """
+    if dir_fd is not None:
+        return parse_map(_read(f"{kind}_map", dir_fd=dir_fd))
+    return parse_map(_read(f"/proc/{pid}/{kind}_map"))
+
+
+def read_setgroups(pid: int | str = "self", dir_fd: int | None = None) -> str | None:
+    """"allow" or "deny"; None when the file does not exist (kernels before 3.19)."""
+    try:
+        if dir_fd is not None:
+            return _read("setgroups", dir_fd=dir_fd).strip()
+        return _read(f"/proc/{pid}/setgroups").strip()
+    except FileNotFoundError:
+        return None
+
+
+def status(pid: int | str = "self") -> dict[str, str]:
+    """All ``Key:\tvalue`` fields of /proc/PID/status."""
+    out: dict[str, str] = {}
+    for raw in _read(f"/proc/{pid}/status").splitlines():
+        key, sep, value = raw.partition(":")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def status_fields(*names: str, pid: int | str = "self") -> dict[str, str]:
+    st = status(pid)
+    return {n: st[n] for n in names if n in st}
+
+
+def thread_count(pid: int | str = "self") -> int:
+    """Threads of the process, as the kernel counts them (C-level threads included)."""
+    return int(status(pid).get("Threads", "1"))
+
+
+def no_new_privs(pid: int | str = "self") -> bool:
+    return status(pid).get("NoNewPrivs", "0") == "1"
+
+
+def sysctl(name: str) -> str | None:
+    """A sysctl such as ``user/max_user_namespaces`` (or dotted ``user.max_user_namespaces``);
+    None when it does not exist on this kernel."""
+    path = "/proc/sys/" + name.replace(".", "/")
+    try:
+        return _read(path).strip()
+    except (FileNotFoundError, PermissionError):
+        return None
+
+
+def sysctl_int(name: str) -> int | None:
+    value = sysctl(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def is_initial_userns(pid: int | str = "self") -> bool:
+    """True when the process's uid map is the initial namespace's identity map."""
+    try:
+        return read_map("uid", pid) == [Line(0, 0, 4294967295)]
+    except OSError:
+        return True
+
+
+def userns_inode(pid: int | str = "self") -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/user")
+    except OSError:
+        return None
