@@ -299,7 +299,10 @@ def status_of(returncode: int) -> int:
 
 
 def _show(p: subprocess.CompletedProcess) -> str:
-    return (f"\n$ {shlex.join(p.args)}\nexit {p.returncode}\n"
+    cmd = shlex.join(p.args)
+    if len(cmd) > 600:
+        cmd = cmd[:300] + " … " + cmd[-250:]
+    return (f"\n$ {cmd}\nexit {p.returncode}\n"
             f"--- stdout\n{p.stdout}--- stderr\n{p.stderr}")
 
 

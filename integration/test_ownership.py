@@ -1,0 +1,116 @@
+"""Files created inside belong, on the host, to the host ids the map predicts.
+
+The command creates a file in a shared mode-1777 directory under /tmp; the test
+checks the owner with os.stat() outside and `stat -c '%u %g'` inside, and the
+reverse direction: a file made outside, seen from inside.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+ROOT_OPTS = {
+    "single-id": ["--uidmap", "0:1000:1"],
+    "range": ["--uidmap", "0:100000:65536"],
+    "range-user": ["--uidmap", "0:100000:65536", "--user", "1000:1001"],
+    "split-gidmap": ["--uidmap", "0:100000:65536", "--gidmap", "0:200000:100",
+                     "--gidmap", "100:300000:100"],
+    "break-insert": ["--uidmap", "0:5000:100", "--uidmap", "+50:5010:10", "--user", "55:55"],
+}
+
+ROOTLESS_OPTS = {
+    "map-root-user": ["-r"],
+    "map-current-user": ["-c"],
+    "subids-only": ["--uidmap", "0:1:2000"],
+    "userns-host": ["--userns", "host"],
+    "userns-keep-id": ["--userns", "keep-id"],
+    "userns-nomap": ["--userns", "nomap"],
+    "userns-auto": ["--userns", "auto"],
+    "map-auto": ["--map-auto"],
+    "user-option": ["--uidmap", "0:1:2000", "--user", "1000:1001"],
+}
+
+
+def check_file_owner(it, idrun, opts, shared_dir):
+    plan = idrun.plan(opts)
+    path = os.path.join(shared_dir, "made-inside")
+    out = idrun.ok(opts, ["sh", "-c", 'touch "$1" && stat -c "%u %g" "$1"', "sh", path])
+    uid, gid = plan["user"]["uid"], plan["user"]["gid"]
+    assert out.split() == [str(uid), str(gid)], out
+    host_uid = it.translate_out(plan["uid_map"], uid)
+    host_gid = it.translate_out(plan["gid_map"], gid)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (host_uid, host_gid), plan
+    return plan
+
+
+def check_chown_inside(it, idrun, opts, shared_dir, cuid, cgid):
+    """Root inside gives a file to other container ids: the host sees their host ids."""
+    plan = idrun.plan(opts)
+    hu, hg = it.translate_out(plan["uid_map"], cuid), it.translate_out(plan["gid_map"], cgid)
+    assert hu is not None and hg is not None, plan
+    path = os.path.join(shared_dir, "chowned")
+    out = idrun.ok(opts, ["sh", "-c", 'touch "$1" && chown "$2:$3" "$1" && stat -c "%u %g" "$1"',
+                          "sh", path, str(cuid), str(cgid)])
+    assert out.split() == [str(cuid), str(cgid)]
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (hu, hg), plan
+
+
+def check_outside_file(it, idrun, opts, shared_dir, caller):
+    """A file the caller makes outside is seen inside through the map (or as overflow)."""
+    plan = idrun.plan(opts)
+    path = os.path.join(shared_dir, "made-outside")
+    with open(path, "w"):
+        pass
+    out = idrun.ok(opts, ["stat", "-c", "%u %g", path])
+    exp = [it.translate_in(plan["uid_map"], caller.uid, "uid"),
+           it.translate_in(plan["gid_map"], caller.gid, "gid")]
+    assert [int(x) for x in out.split()] == exp, plan
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("case", list(ROOT_OPTS))
+def test_root_file_owner(it, idrun, shared_dir, case):
+    check_file_owner(it, idrun, ROOT_OPTS[case], shared_dir)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("case", list(ROOT_OPTS))
+def test_root_outside_file_seen_inside(it, idrun, shared_dir, caller, case):
+    check_outside_file(it, idrun, ROOT_OPTS[case], shared_dir, caller)
+
+
+@pytest.mark.root
+def test_root_chown_inside(it, idrun, shared_dir):
+    check_chown_inside(it, idrun, ["--uidmap", "0:100000:65536"], shared_dir, 1234, 4321)
+
+
+@pytest.mark.rootless
+@pytest.mark.parametrize("case", list(ROOTLESS_OPTS))
+def test_rootless_file_owner(it, idrun, subids, shared_dir, case):
+    check_file_owner(it, idrun, ROOTLESS_OPTS[case], shared_dir)
+
+
+@pytest.mark.rootless
+@pytest.mark.parametrize("case", list(ROOTLESS_OPTS))
+def test_rootless_outside_file_seen_inside(it, idrun, subids, shared_dir, caller, case):
+    check_outside_file(it, idrun, ROOTLESS_OPTS[case], shared_dir, caller)
+
+
+@pytest.mark.rootless
+def test_rootless_chown_inside_lands_on_subids(it, idrun, subids, shared_dir):
+    check_chown_inside(it, idrun, ["--userns", "host"], shared_dir, 1234, 1500)
+    st = os.stat(os.path.join(shared_dir, "chowned"))
+    assert st.st_uid in subids.host_ids("uid") and st.st_gid in subids.host_ids("gid")
+
+
+@pytest.mark.rootless
+def test_rootless_cannot_chown_to_unmapped(idrun, shared_dir):
+    """With only the caller mapped, root inside cannot give a file to another id."""
+    path = os.path.join(shared_dir, "mine")
+    p = idrun.run(["-r"], ["sh", "-c", 'touch "$1"; chown 1 "$1"; echo "rc=$?"', "sh", path])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("rc=1"), p.stdout + p.stderr
+    assert os.stat(path).st_uid == os.geteuid()
