@@ -179,6 +179,11 @@ class IntervalSet:
         if start >= end:
             return
         starts, ends = self.starts, self.ends
+        if not starts or start > ends[-1]:
+            # Ascending input, the common case: no search, no merge.
+            starts.append(start)
+            ends.append(end)
+            return
         # Intervals that overlap or touch [start, end) are merged into it.
         lo = bisect_right(ends, start - 1)
         # first interval whose end >= start
@@ -213,6 +218,23 @@ class IntervalSet:
         if end is None or pos < end:
             out.append((pos, end))
         return out
+
+
+def free_ranges(used: Iterable[tuple[int, int]], start: int,
+                end: int) -> list[tuple[int, int]]:
+    """The parts of [start, end) that none of the ``used`` ranges covers, ascending."""
+    out: list[tuple[int, int]] = []
+    pos = start
+    for lo, hi in sorted(used):
+        if lo > pos:
+            if pos >= end:
+                break
+            out.append((pos, min(lo, end)))
+        if hi > pos:
+            pos = hi
+    if pos < end:
+        out.append((pos, end))
+    return out
 
 
 def subtract(start: int, end: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

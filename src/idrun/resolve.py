@@ -14,8 +14,8 @@ from typing import NamedTuple
 from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
                    Plan, Request, SubidSet)
-from .ranges import ID_LIMIT, IntervalSet, Line, canonical, lookup_outside, split_compose, \
-    subtract
+from .ranges import ID_LIMIT, IntervalSet, Line, canonical, free_ranges, lookup_outside, \
+    split_compose, subtract
 from .syntax import Triple, parse_value
 
 MAX_LINES = 340
@@ -55,6 +55,10 @@ class _Space:
         self.own_id = own_id
         self.by_outside = sorted(self.parent, key=lambda ln: ln.outside)
         self.outside_starts = [ln.outside for ln in self.by_outside]
+
+    def same_as(self, other: "_Space") -> bool:
+        return (self.rootless == other.rootless and self.parent == other.parent
+                and (self.subids is None) == (other.subids is None))
 
     @property
     def size(self) -> int:
@@ -204,13 +208,8 @@ def build_pieces(triples: list[Triple], space: _Space) -> list[Piece]:
 
 def _gap_fill(pieces: list[Piece], size: int) -> list[Piece]:
     """Pair free intermediate ids with unmapped container ids, both ascending."""
-    used_f = IntervalSet()
-    used_c = IntervalSet()
-    for p in pieces:
-        used_f.add(p.from_id, p.from_id + p.count)
-        used_c.add(p.container, p.container + p.count)
-    free = used_f.complement(0, size)
-    unmapped = used_c.complement(0, ID_LIMIT)
+    free = free_ranges(((p.from_id, p.from_id + p.count) for p in pieces), 0, size)
+    unmapped = free_ranges(((p.container, p.container + p.count) for p in pieces), 0, ID_LIMIT)
     out: list[Piece] = []
     ui = 0
     for f_lo, f_hi in free:
@@ -592,7 +591,14 @@ def resolve(request: Request, host: Host) -> Plan:
     else:
         triples = _parse_all(request, warnings)
         named = _subidname_pieces(request, host, spaces)
-        pieces = {k: named[k] + build_pieces(triples[k], spaces[k]) for k in KINDS}
+        built = build_pieces(triples["uid"], spaces["uid"])
+        # Both kinds usually get the same values (copy-over) against the same
+        # ranges; then the gid side is the same computation.
+        if triples["gid"] == triples["uid"] and spaces["gid"].same_as(spaces["uid"]):
+            built_gid = built
+        else:
+            built_gid = build_pieces(triples["gid"], spaces["gid"])
+        pieces = {"uid": named["uid"] + built, "gid": named["gid"] + built_gid}
         if not pieces["uid"] and not pieces["gid"]:
             if not (request.uidmap or request.gidmap):
                 raise MapValidationError(

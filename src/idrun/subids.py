@@ -6,6 +6,8 @@ skipped unread, so one pass over a large file stays cheap.
 """
 from __future__ import annotations
 
+import re
+
 from .errors import SubidError, quoted
 from .plan import SubidRange, SubidSet
 
@@ -24,14 +26,20 @@ def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
     Raises ``SubidError`` naming the file and line for a malformed line of that
     owner, or for two of its ranges that overlap.
     """
-    wanted = frozenset(k for k in keys if k)
+    wanted = [k for k in keys if k]
     ranges: list[SubidRange] = []
     warnings: list[str] = []
-    for lineno, raw in enumerate(text.split("\n"), 1):
-        owner, sep, rest = raw.partition(":")
-        owner = owner.strip()
-        if owner not in wanted:
-            continue  # blank, comment, or another owner's line
+    if not wanted:
+        return SubidSet(source=source, present=True)
+    # One pass of the C regex engine over the whole file finds the owner's
+    # lines; other owners' lines are never split or converted in Python.
+    pattern = re.compile(r"^[ \t]*(?:%s)[ \t]*:.*$" % "|".join(map(re.escape, wanted)),
+                         re.MULTILINE)
+    lineno, pos = 1, 0
+    for match in pattern.finditer(text):
+        lineno += text.count("\n", pos, match.start())
+        pos = match.start()
+        raw = match.group()
         line = raw.strip()
         fields = line.split(":")
         where = f"{source} line {lineno}"
