@@ -147,11 +147,12 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                          "pass --uidmap/--gidmap, a --userns mode, or -r/-c/--map-auto "
                          "(e.g. idrun --uidmap 0:1000:1 -- id)")
     plan = resolve(request, gather(request))
+    if not dry_run:
+        plan.require_target()
     _warn(plan)
     if dry_run:
         _show_plan(plan, as_json)
         return
-    plan.require_target()
     from .launch import LaunchOptions, exec_plan
     opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc, mount=mount or mount_proc,
                          uts=uts or hostname is not None, hostname=hostname, ipc=ipc,

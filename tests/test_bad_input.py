@@ -1,0 +1,106 @@
+"""Bad input through the real launcher: exit 125, one line, no traceback, nothing started.
+
+Each case asks idrun to run a command that would leave a marker file; the
+marker must not exist afterwards. As root the launcher is the real one; the
+rootless cases resolve against sub-id files the test writes (``idrun map
+--rootless --caller``), since their refusal happens before any process exists.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+IDRUN = str(Path(sys.executable).parent / "idrun")
+BIG = [f"--uidmap={2 * i}:{2 * i}:1" for i in range(341)]
+WIDE = [f"--uidmap={4000000000 + 2 * i}:{4000000000 + 2 * i}:1" for i in range(200)]
+
+LAUNCH_CASES = [
+    (["--uidmap", "a:0"], 'unknown flag "a"'),
+    (["--uidmap", "0:abc"], "not a decimal"),
+    (["--uidmap", "0:0x10"], "not a decimal"),
+    (["--uidmap", "0:-1"], "not a decimal"),
+    (["--uidmap", "-0:1"], 'unknown flag "-"'),
+    (["--uidmap", "0: 1"], "not a decimal"),
+    (["--uidmap", "x0:1"], 'unknown flag "x"'),
+    (["--uidmap", "+ug:1"], "not followed by a container id"),
+    (["--uidmap", "0:1:2:3"], "4 fields"),
+    (["--uidmap", "0:1:2:3:4"], "5 fields"),
+    (["--uidmap", ""], "no id at all"),
+    (["--uidmap", "0:1000:0"], "amount is 0"),
+    (["--uidmap", "0:4294967295"], "4294967295"),
+    (["--uidmap", "0:4294967290:10"], "4294967295"),
+    (["--uidmap", "0:4294967296"], "larger than 4294967295"),
+    (["--uidmap", "0:0:10", "--uidmap", "5:100:1"], "both map container uids 5"),
+    (["--uidmap", "0:0:10", "--uidmap", "20:5:1"], "both map host uids 5"),
+    (BIG, "341 lines"),
+    (WIDE, "bytes"),
+    (["--userns", "keep-id", "--uidmap", "0:0:1"], "cannot be combined"),
+    (["--userns", "sideways"], "unknown --userns mode"),
+    (["--userns", "auto:bogus=1"], 'unknown option "bogus"'),
+    (["--uidmap", "0:0:10", "--user", "50"], "container uid 50"),
+    (["--uidmap", "0:0:10", "--user", "x"], "numeric"),
+    (["--uidmap", "0:0:10", "--frobnicate"], "No such option"),
+    (["--uidmap", "1000:501", "--uidmap", "1001:502"], "does not know which uid"),
+]
+
+
+@pytest.mark.parametrize("args,match", LAUNCH_CASES,
+                         ids=[" ".join(a)[:40] for a, _ in LAUNCH_CASES])
+def test_bad_launch_input(args, match, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the launcher's rootful path needs root")
+    marker = tmp_path / "started"
+    res = subprocess.run([IDRUN, *args, "--", "touch", str(marker)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 125, (res.stdout, res.stderr)
+    assert match in res.stderr
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("idrun: error: "), err
+    assert "Traceback" not in res.stderr
+    assert not marker.exists(), "the command ran despite the error"
+
+
+def _subid(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "subids"
+    p.write_text(text)
+    return str(p)
+
+
+ROOTLESS_CASES = [
+    ("", ["--uidmap", "0:1:10"], "does not exist"),
+    ("1000:100000:65536\n", ["--uidmap", "0:@200000:1"], "host uid 200000 is not delegated"),
+    ("1000:100000:65536\n", ["--uidmap", "0:0:65538"], "beyond the 65537 ids"),
+    ("1000:100000:10\n1000:100005:10\n", ["--uidmap", "0:0:1"], "line 2 (100005:10) overlaps"),
+    ("1000:990:20\n", ["--uidmap", "0:0:1"], "contains your own uid 1000"),
+    ("1000:100000\n", ["--uidmap", "0:0:1"], "line 1"),
+    ("1000:0x1000:10\n", ["--uidmap", "0:0:1"], "octal"),
+    ("1000:100000:65536\n", ["--uidmap", "0:0:1", "--setgroups", "allow"], "setgroups"),
+    ("1000:100000:65536\n", ["--userns", "nomap", "--user", "70000"], "container uid 70000"),
+    ("1000:100000:65536\n", ["--userns", "auto:size=70000"], "only 65536"),
+]
+
+
+@pytest.mark.parametrize("text,args,match", ROOTLESS_CASES)
+def test_bad_rootless_input(text, args, match, tmp_path):
+    f = _subid(tmp_path, text) if text else str(tmp_path / "missing")
+    res = subprocess.run([IDRUN, "map", "--rootless", "--caller", "1000:1000", "--subuid-file",
+                          f, "--subgid-file", f, *args], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 125, (res.stdout, res.stderr)
+    assert match in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert res.stdout == ""
+
+
+def test_user_env_is_not_trusted_for_subids(tmp_path):
+    """$USER naming someone else must not select their ranges."""
+    f = _subid(tmp_path, "mallory:100000:65536\n")
+    env = dict(os.environ, USER="mallory", LOGNAME="mallory")
+    res = subprocess.run([IDRUN, "map", "--rootless", "--caller", "1000:1000", "--subuid-file",
+                          f, "--subgid-file", f, "--uidmap", "0:1:10"], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert res.returncode == 125 and "beyond" in res.stderr
