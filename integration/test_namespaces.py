@@ -1,0 +1,184 @@
+"""Every namespace option creates what it says, proven from inside.
+
+`readlink /proc/self/ns/X` inside differs from the host's exactly for the
+namespaces asked for (and always for `user`); each option also gets a
+behavioural proof: only `lo`, up, in a new network namespace; PID 1 and a
+private /proc; a mount invisible outside; a hostname the host does not get;
+the cgroup root.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+NAMESPACES = ["user", "mnt", "net", "pid", "uts", "ipc", "cgroup"]
+
+OPTION_NS = {
+    "none": ([], {"user"}),
+    "--net": (["--net"], {"user", "net"}),
+    "--pid": (["--pid"], {"user", "pid"}),
+    "--mount": (["--mount"], {"user", "mnt"}),
+    "--pid --mount-proc": (["--pid", "--mount-proc"], {"user", "mnt", "pid"}),
+    "--pid --net": (["--pid", "--net"], {"user", "pid", "net"}),
+    "--uts": (["--uts"], {"user", "uts"}),
+    "--hostname": (["--hostname", "idrun-it"], {"user", "uts"}),
+    "--ipc": (["--ipc"], {"user", "ipc"}),
+    "--cgroup": (["--cgroup"], {"user", "cgroup"}),
+    "--fork": (["--fork"], {"user"}),
+    "all": (["--net", "--pid", "--mount-proc", "--uts", "--ipc", "--cgroup"],
+            set(NAMESPACES)),
+}
+
+
+def host_ns() -> dict[str, str]:
+    return {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES}
+
+
+def inside_ns(idrun, opts) -> dict[str, str]:
+    script = "; ".join(f"echo {n}=$(readlink /proc/self/ns/{n})" for n in NAMESPACES)
+    out = idrun.ok(opts, ["sh", "-c", script])
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+@pytest.mark.parametrize("case", list(OPTION_NS))
+def test_namespace_option_creates_exactly_that(idrun, basic_opts, case):
+    extra, new = OPTION_NS[case]
+    outside = host_ns()
+    inside = inside_ns(idrun, basic_opts + extra)
+    for n in NAMESPACES:
+        if n in new:
+            assert inside[n] != outside[n], f"{case}: {n} namespace not new: {inside[n]}"
+        else:
+            assert inside[n] == outside[n], f"{case}: {n} namespace changed: {inside[n]}"
+
+
+NET_PROBE = r"""
+import fcntl, socket, struct
+names = sorted(n for _, n in socket.if_nameindex())
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = {}
+for n in names:
+    req = struct.pack("16sh", n.encode(), 0)
+    flags[n] = struct.unpack("16sh", fcntl.ioctl(s.fileno(), 0x8913, req))[1]  # SIOCGIFFLAGS
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+c = socket.create_connection(srv.getsockname(), timeout=5)
+print(" ".join(names), "lo_up=%d" % (flags.get("lo", 0) & 1), "connect=ok")
+"""
+
+
+def test_net_only_lo_and_up(idrun, basic_opts, inside_python):
+    out = idrun.ok(basic_opts + ["--net"], [inside_python, "-c", NET_PROBE])
+    assert out.split() == ["lo", "lo_up=1", "connect=ok"], out
+
+
+def test_net_proc_net_dev_lists_only_lo(idrun, basic_opts):
+    out = idrun.ok(basic_opts + ["--net"], ["cat", "/proc/net/dev"])
+    names = [ln.split(":")[0].strip() for ln in out.splitlines()[2:]]
+    assert names == ["lo"], out
+
+
+@pytest.mark.skipif(shutil.which("ip") is None and not os.path.exists("/sbin/ip"),
+                    reason="iproute2 (ip) is not installed; test_net_only_lo_and_up covers it")
+def test_net_ip_link(idrun, basic_opts):
+    ip = shutil.which("ip") or "/sbin/ip"
+    out = idrun.ok(basic_opts + ["--net"], [ip, "-o", "link", "show"])
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and ": lo: <" in lines[0], out
+    assert "UP" in lines[0].split("<", 1)[1].split(">", 1)[0].split(","), out
+
+
+@pytest.mark.parametrize("wrapper", [[], ["--fork"]], ids=["exec", "fork"])
+def test_pid_command_is_pid_1(idrun, basic_opts, wrapper):
+    out = idrun.ok(basic_opts + ["--pid"] + wrapper, ["sh", "-c", "echo $$"])
+    assert out.strip() == "1"
+
+
+def test_mount_proc_shows_only_the_namespace(idrun, basic_opts):
+    out = idrun.ok(basic_opts + ["--pid", "--mount-proc"],
+                   ["sh", "-c", "echo /proc/[0-9]*; cat /proc/1/comm; readlink /proc/self"])
+    pids, comm, self_ = out.split("\n")[:3]
+    assert pids == "/proc/1", out
+    assert comm == "sh"
+    assert int(self_) <= 3, out  # readlink is the third process of the namespace
+    # the host's /proc is untouched
+    assert str(os.getpid()) in os.listdir("/proc")
+
+
+def test_mount_proc_without_pid(it, idrun, basic_opts, shared_dir):
+    """Without --pid the kernel lets no user namespace mount a /proc of the host's PID
+    namespace (util-linux `unshare -r --mount-proc` fails the same way): idrun must
+    either cope or refuse cleanly, before the command starts."""
+    marker = os.path.join(shared_dir, "ran")
+    p = idrun.run(basic_opts + ["--mount-proc"], ["touch", marker])
+    if p.returncode != 0:
+        it.assert_refused(p, marker)
+
+
+def test_pid_without_mount_proc_keeps_host_proc(idrun, basic_opts):
+    out = idrun.ok(basic_opts + ["--pid"], ["sh", "-c", "echo $$; echo /proc/[0-9]*"])
+    first, pids = out.split("\n")[:2]
+    assert first == "1"
+    assert f"/proc/{os.getpid()}" in pids.split(), "host /proc should still be visible"
+
+
+def test_mount_is_private(idrun, basic_opts, shared_dir):
+    if shutil.which("mount") is None:
+        pytest.skip("mount(8) is not installed")
+    sub = os.path.join(shared_dir, "mnt")
+    os.mkdir(sub)
+    os.chmod(sub, 0o777)
+    out = idrun.ok(basic_opts + ["--mount"],
+                   ["sh", "-c", 'mount -t tmpfs idrun-it "$1" && touch "$1/inside" && '
+                                'ls "$1" && grep -c " $1 " /proc/self/mountinfo',
+                    "sh", sub])
+    assert out.split() == ["inside", "1"], out
+    assert os.listdir(sub) == [], "the mount (or its file) leaked to the host"
+    with open("/proc/self/mountinfo") as f:
+        assert f" {sub} " not in f.read()
+
+
+def test_mount_refused_without_mount_namespace(idrun, basic_opts, shared_dir):
+    """Without --mount the command shares the host's mount namespace: it cannot mount."""
+    if shutil.which("mount") is None:
+        pytest.skip("mount(8) is not installed")
+    sub = os.path.join(shared_dir, "mnt")
+    os.mkdir(sub)
+    p = idrun.run(basic_opts, ["mount", "-t", "tmpfs", "idrun-it", sub])
+    assert p.returncode != 0
+    assert os.listdir(sub) == []
+
+
+def test_hostname(idrun, basic_opts):
+    before = os.uname().nodename
+    out = idrun.ok(basic_opts + ["--uts", "--hostname", "idrun-it-host"], ["uname", "-n"])
+    assert out.strip() == "idrun-it-host"
+    assert os.uname().nodename == before
+
+
+def test_uts_hostname_change_stays_inside(idrun, basic_opts):
+    before = os.uname().nodename
+    hostname = shutil.which("hostname")
+    if hostname is None:
+        pytest.skip("hostname(1) is not installed")
+    out = idrun.ok(basic_opts + ["--uts"],
+                   ["sh", "-c", 'uname -n; hostname idrun-it-changed && uname -n'])
+    assert out.split() == [before, "idrun-it-changed"]
+    assert os.uname().nodename == before
+
+
+def test_ipc_namespace_hides_host_queues(idrun, basic_opts):
+    if shutil.which("ipcmk") is None or shutil.which("ipcs") is None:
+        pytest.skip("ipcmk/ipcs (util-linux) not installed")
+    out = idrun.ok(basic_opts + ["--ipc"],
+                   ["sh", "-c", "ipcmk -Q >/dev/null && ipcs -q | grep -c '^0x'"])
+    assert out.strip() == "1"  # the queue made inside, none of the host's
+
+
+def test_cgroup_namespace_root(idrun, basic_opts):
+    out = idrun.ok(basic_opts + ["--cgroup"], ["cat", "/proc/self/cgroup"])
+    paths = [line.split(":", 2)[2] for line in out.splitlines() if line]
+    assert paths and all(p == "/" for p in paths), out
