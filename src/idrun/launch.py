@@ -320,20 +320,26 @@ def _expected(k: KindPlan) -> list:
     return sorted(k.lines, key=lambda ln: (ln.inside, ln.outside))
 
 
-def verify_maps(plan: Plan) -> None:
-    """Read back what the kernel holds and compare it with the plan, line for line."""
+def verify_maps(plan: Plan, dir_fd: int | None = None) -> None:
+    """Read back what the kernel holds and compare it with the plan, line for line.
+
+    Without ``dir_fd`` the process checks itself; with it (an open /proc/<pid>
+    from the parent namespace) the outside ids read are those of the parent
+    namespace, which is what the plan's lines are written in.
+    """
+    where = "/proc/self" if dir_fd is None else "the new namespace's"
     for k in (plan.uid, plan.gid):
         want = _expected(k)
-        got = procfs.read_map(k.kind)
+        got = procfs.read_map(k.kind, dir_fd=dir_fd)
         if got != want:
-            raise LaunchError(f"/proc/self/{k.kind}_map reads back as "
+            raise LaunchError(f"{where}/{k.kind}_map reads back as "
                               f"{render(got).strip()!r}, not the planned "
                               f"{render(want).strip()!r}; refusing to run the command",
                               hint="another process raced the map write, or a helper "
                                    "rewrote it; run with --verbose")
-    sg = procfs.read_setgroups()
+    sg = procfs.read_setgroups(dir_fd=dir_fd)
     if sg is not None and sg != plan.setgroups:
-        raise LaunchError(f"/proc/self/setgroups reads {sg!r}, not the planned "
+        raise LaunchError(f"{where}/setgroups reads {sg!r}, not the planned "
                           f"{plan.setgroups!r}; refusing to run the command",
                           hint="the parent namespace may already deny setgroups; "
                                "use --setgroups deny")
@@ -359,6 +365,8 @@ def _loopback_up() -> None:
 def setup_namespaces(opts: LaunchOptions) -> None:
     """Privileged set-up of the new namespaces, while this process still holds its
     capabilities there (the id switch may drop them)."""
+    if not (opts.mount or opts.mount_proc or opts.net or opts.hostname is not None):
+        return
     if opts.mount or opts.mount_proc:
         try:
             syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
@@ -738,7 +746,8 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
     env = os.environ if env is None else env
     path = find_command(argv[0], env, cwd)
     flags = opts.ns_flags | (syscalls.CLONE_NEWUSER if plan.userns else 0)
-    helpers = prepare_helpers(plan, opts, procfs.status())
+    helpers = prepare_helpers(plan, opts,
+                              procfs.status() if _uses(plan, WRITER_HELPER) else {})
     fd_target = None
     if helpers:
         from . import newidmap
@@ -779,10 +788,13 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
             reaped = True
             raise decode_report(first + rest) if first else LaunchError(
                 "the namespace process died before unshare")
-        if _uses(plan, WRITER_DIRECT) or _uses(plan, WRITER_HELPER):
+        if plan.userns:
+            # The child is ours and unreaped, so its pid cannot be reused; the
+            # descriptor keeps every access on that one process all the same.
             procfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 write_maps(plan, procfd, pid, helpers, opts.verbose, fd_target)
+                verify_maps(plan, procfd)
             finally:
                 os.close(procfd)
         os.write(go_w, b"g")
@@ -827,21 +839,24 @@ def _api_child(plan: Plan, opts: LaunchOptions, flags: int, path: str, argv: lis
             syscalls.unshare(flags)
         except OSError as e:
             raise unshare_error(e, flags) from None
-    write_setgroups_deny(plan)
+    # Everything the child can do alone happens before it reports; the caller
+    # then writes and verifies the rest. Little Python runs here: every page the
+    # child touches after fork is a copy-on-write fault, the main cost of a launch.
+    if plan.userns:
+        write_setgroups_deny(plan)
+        write_self_maps(plan)
     os.write(report_w, b"U")
     if os.read(go_r, 1) != b"g":        # the caller gave up: never run the command
         os._exit(EXIT_IDRUN)
     os.close(go_r)
-    if plan.userns:
-        write_self_maps(plan)
-        verify_maps(plan)
     setup_namespaces(opts)
     if cwd is not None:
         try:
             os.chdir(cwd)
         except OSError as e:
             raise LaunchError(f"cannot change to directory {cwd}: {e.strerror}") from None
-    _dup_stdio(stdio)
+    if stdio[0] is not None or stdio[1] is not None or stdio[2] is not None:
+        _dup_stdio(stdio)
     # report_w stays close-on-exec: EOF at the exec tells the caller it succeeded.
     if opts.wrapper:
         run_wrapped(plan, opts, path, argv, env, keep, report_fd=report_w, reraise=reraise)
