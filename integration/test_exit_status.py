@@ -1,0 +1,151 @@
+"""Exit statuses and signals (podman's convention).
+
+The command's own status; 126 not executable; 127 not found; 128+N when signal
+N killed it; 125 for idrun's own errors. Without a wrapper idrun *becomes* the
+command, so a death by signal reaches the caller as such (a shell shows 128+N);
+with --fork or --pid the wrapper exits 128+N. The wrapper forwards SIGINT,
+SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH to the command.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+WRAPPERS = {"exec": [], "fork": ["--fork"], "pid": ["--pid"], "pid-fork": ["--pid", "--fork"]}
+
+
+@pytest.mark.parametrize("mode", list(WRAPPERS))
+@pytest.mark.parametrize("status", [0, 1, 7, 124, 200, 255])
+def test_command_status(idrun, basic_opts, mode, status):
+    p = idrun.run(basic_opts + WRAPPERS[mode], ["sh", "-c", f"exit {status}"])
+    assert p.returncode == status, p.stderr
+
+
+@pytest.mark.parametrize("mode", list(WRAPPERS))
+def test_not_executable_126(idrun, basic_opts, shared_dir, mode):
+    path = os.path.join(shared_dir, "not-executable")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\ntouch ran\n")
+    os.chmod(path, 0o644)
+    p = idrun.run(basic_opts + WRAPPERS[mode], [path])
+    assert p.returncode == 126, p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.strip()
+
+
+def test_directory_is_not_executable_126(idrun, basic_opts, shared_dir):
+    p = idrun.run(basic_opts, [shared_dir])
+    assert p.returncode == 126, p.stderr
+
+
+@pytest.mark.parametrize("mode", list(WRAPPERS))
+@pytest.mark.parametrize("command", ["idrun-no-such-command-x", "/nonexistent/idrun-x"])
+def test_not_found_127(idrun, basic_opts, mode, command):
+    p = idrun.run(basic_opts + WRAPPERS[mode], [command])
+    assert p.returncode == 127, p.stderr
+    assert "Traceback" not in p.stderr and command in p.stderr
+
+
+def test_bad_input_125(it, idrun, shared_dir):
+    marker = os.path.join(shared_dir, "ran")
+    it.assert_refused(idrun.run(["--uidmap", "0:x:1"], ["touch", marker]), marker)
+
+
+@pytest.mark.parametrize("mode", ["exec", "fork"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGUSR1, signal.SIGHUP])
+def test_killed_by_signal(it, idrun, basic_opts, mode, sig):
+    """`sh -c 'kill -SIG $$'` gives 128+SIG; the wrapper (--fork) exits with it."""
+    p = idrun.run(basic_opts + WRAPPERS[mode], ["sh", "-c", f"kill -{int(sig)} $$; sleep 5"])
+    assert it.status_of(p.returncode) == 128 + sig, (p.returncode, p.stderr)
+    if mode == "fork":
+        assert p.returncode == 128 + sig, "the wrapper should exit with 128+N"
+
+
+@pytest.mark.parametrize("mode", ["pid", "pid-fork"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_pid1_killed_from_outside(it, idrun, basic_opts, shared_dir, mode, sig):
+    """With --pid the command is PID 1, which ignores signals it has no handler for
+    from inside; SIGKILL from the host (an ancestor namespace) still kills it, and
+    the wrapper reports 128+N. SIGTERM, having no handler, is ignored by PID 1:
+    the test then ends it with SIGKILL and expects 137."""
+    ready = os.path.join(shared_dir, "ready")
+    proc = idrun.popen(basic_opts + WRAPPERS[mode],
+                       ["sh", "-c", f'touch "{ready}"; exec sleep 60'])
+    try:
+        assert it.wait_for(lambda: os.path.exists(ready), 60), proc.stderr.read() \
+            if proc.poll() is not None else "command never started"
+        def sleeper():
+            return [p for p in it.descendants_of(proc.pid) if _comm(p) == "sleep"]
+        assert it.wait_for(lambda: sleeper(), 30), "no sleep process under idrun"
+        target = sleeper()[0]
+        os.kill(target, sig)
+        if sig == signal.SIGTERM:
+            time.sleep(0.5)
+            assert proc.poll() is None, "PID 1 died of a signal it has no handler for"
+            os.kill(target, signal.SIGKILL)
+        rc = proc.wait(timeout=30)
+        assert rc == 128 + signal.SIGKILL, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+TRAP_SCRIPT = ('trap \'echo "$1" > "$2"; exit 42\' {sig}; touch "$3"; '
+               'while :; do sleep 0.1; done')
+
+
+@pytest.mark.parametrize("mode", ["fork", "pid", "pid-fork"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+                                 signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                                 signal.SIGWINCH])
+def test_signal_forwarded(it, idrun, basic_opts, shared_dir, mode, sig):
+    """idrun (the wrapper) receives a signal; the command's trap runs and exits 42."""
+    name = signal.Signals(sig).name[3:]
+    got, ready = os.path.join(shared_dir, "got"), os.path.join(shared_dir, "ready")
+    proc = idrun.popen(basic_opts + WRAPPERS[mode],
+                       ["sh", "-c", TRAP_SCRIPT.format(sig=name), "sh", name, got, ready])
+    try:
+        if not it.wait_for(lambda: os.path.exists(ready) or proc.poll() is not None, 60):
+            pytest.fail("the command did not start within 60 s")
+        assert proc.poll() is None, proc.communicate(timeout=10)
+        time.sleep(0.2)  # let the shell reach its loop
+        os.kill(proc.pid, sig)
+        rc = proc.wait(timeout=30)
+        out, err = proc.communicate(timeout=10)
+        assert os.path.exists(got), f"{name} not delivered to the command (exit {rc}): {err}"
+        with open(got) as f:
+            assert f.read().strip() == name
+        assert rc == 42, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_forwarded_term_kills_untrapped_child(it, idrun, basic_opts, shared_dir):
+    """SIGTERM to the --fork wrapper of an untrapped `sleep`: the child dies of it and
+    the wrapper reports 143. (With --pid the command is PID 1, which ignores an
+    unhandled SIGTERM; see test_pid1_killed_from_outside.)"""
+    ready = os.path.join(shared_dir, "ready")
+    proc = idrun.popen(basic_opts + ["--fork"], ["sh", "-c", f'touch "{ready}"; exec sleep 60'])
+    try:
+        assert it.wait_for(lambda: os.path.exists(ready) or proc.poll() is not None, 60)
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        assert rc == 143, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
