@@ -1,0 +1,378 @@
+"""``idrun check``: is this host ready for rootless idrun? Each line OK/WARN/FAIL with the fix.
+
+Creates nothing: reads sysctls, /proc, the helpers' files, the passwd and
+sub-id databases, and resolves podman's default rootless map on paper. Exit 0
+only when a rootless launch with the user's sub-ids will work.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import click
+
+from . import procfs
+from .errors import IdrunError
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+
+
+class Check(NamedTuple):
+    name: str
+    status: str             # OK | WARN | FAIL
+    detail: str
+    fix: str = ""
+
+
+class Target(NamedTuple):
+    """Whose rootless use is checked."""
+
+    name: str | None
+    uid: int
+    gid: int            # primary gid from passwd (or the process's own gid)
+    is_self: bool
+    home: str | None = None
+
+
+def _kernel() -> Check:
+    release = os.uname().release
+    try:
+        major, minor = (int(x) for x in release.split(".")[:2])
+    except ValueError:
+        return Check("kernel", WARN, f"{release}: version not understood")
+    v = (major, minor)
+    if v < (3, 19):
+        return Check("kernel", FAIL, f"{release}: no /proc/PID/setgroups (needs 3.19)",
+                     "upgrade the kernel")
+    if v < (4, 15):
+        return Check("kernel", WARN, f"{release}: at most 5 map lines (340 from 4.15)",
+                     "upgrade the kernel for larger maps")
+    return Check("kernel", OK, f"Linux {release}")
+
+
+def _userns_sysctls(rootless: bool) -> list[Check]:
+    out = []
+    limit = procfs.sysctl_int("user/max_user_namespaces")
+    if limit is None:
+        out.append(Check("user namespaces", WARN, "user.max_user_namespaces is unreadable"))
+    elif limit == 0:
+        out.append(Check("user namespaces", FAIL, "disabled: user.max_user_namespaces = 0",
+                         "sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d)"))
+    else:
+        out.append(Check("user namespaces", OK, f"enabled, user.max_user_namespaces = {limit}"))
+    clone = procfs.sysctl("kernel/unprivileged_userns_clone")
+    if clone == "0" and rootless:
+        out.append(Check("unprivileged userns", FAIL,
+                         "kernel.unprivileged_userns_clone = 0 forbids unprivileged users",
+                         "sysctl -w kernel.unprivileged_userns_clone=1"))
+    aa = procfs.sysctl("kernel/apparmor_restrict_unprivileged_userns")
+    if aa == "1" and rootless:
+        out.append(Check("AppArmor", FAIL, "kernel.apparmor_restrict_unprivileged_userns = 1: "
+                         "unprivileged user namespaces are refused without a profile",
+                         "add an AppArmor profile allowing 'userns,' for idrun's python, or "
+                         "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"))
+    elif aa is not None:
+        out.append(Check("AppArmor", OK, f"kernel.apparmor_restrict_unprivileged_userns = {aa}"))
+    return out
+
+
+def _namespace() -> Check:
+    try:
+        uid_map = procfs.read_map("uid")
+    except OSError as e:
+        return Check("namespace", WARN, f"cannot read /proc/self/uid_map: {e.strerror}")
+    if procfs.is_initial_userns():
+        return Check("namespace", OK, "running in the initial user namespace")
+    text = ", ".join(f"{ln.inside} {ln.outside} {ln.count}" for ln in uid_map)
+    return Check("namespace", WARN, f"running inside a user namespace (uid_map: {text}); setuid "
+                 "helpers cannot map ids this namespace does not have",
+                 "map the needed sub-ids into this namespace first")
+
+
+def _process(status: dict[str, str]) -> list[Check]:
+    out = []
+    if status.get("NoNewPrivs", "0") == "1":
+        out.append(Check("no_new_privs", FAIL, "NoNewPrivs is set for this process, so the "
+                         "kernel ignores newuidmap's setuid bit; only your own id can be mapped",
+                         "run outside NoNewPrivileges=/sandboxes (systemd, containers), or use "
+                         "--map-root-user"))
+    else:
+        out.append(Check("no_new_privs", OK, "not set"))
+    st = os.stat("/proc/self")
+    if (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()):
+        out.append(Check("dumpable", OK, "this process's /proc entry is owned by its user"))
+    else:
+        out.append(Check("dumpable", WARN, f"/proc/self is owned by {st.st_uid}:{st.st_gid}",
+                         "run idrun directly, not from a setuid program"))
+    return out
+
+
+def _helpers() -> tuple[list[Check], bool]:
+    from . import newidmap
+    out = []
+    ok = True
+    fd_support = None
+    for kind in ("uid", "gid"):
+        tool = newidmap.TOOLS[kind]
+        try:
+            path = newidmap.locate(kind)
+        except IdrunError as e:
+            out.append(Check(tool, FAIL, e.message, e.hint or ""))
+            ok = False
+            continue
+        h = newidmap.inspect(kind, path)
+        if h.privileged:
+            how = "setuid root" if h.setuid_root and not h.nosuid_mount else "file caps"
+            out.append(Check(tool, OK, f"{path}: {how} ({h.describe()})"))
+        else:
+            cap = "cap_setuid" if kind == "uid" else "cap_setgid"
+            out.append(Check(tool, FAIL, f"{path}: neither setuid root nor {cap}+ep "
+                             f"({h.describe()})",
+                             f"reinstall uidmap, or 'chmod u+s {path}' / "
+                             f"'setcap {cap}+ep {path}' as root"))
+            ok = False
+        if fd_support is None:
+            fd_support = newidmap.supports_fd_target(path)
+    if fd_support is not None:
+        version = _shadow_version()
+        what = f"shadow {version}" if version else "shadow (version unknown)"
+        if fd_support:
+            out.append(Check("shadow", OK, f"{what}: takes fd: targets (>= 4.14), idrun pins "
+                             "/proc/PID with it"))
+        else:
+            out.append(Check("shadow", OK, f"{what}: no fd: targets (before 4.14), idrun passes "
+                             "the pid (its own, held alive)"))
+    return out, ok
+
+
+def _shadow_version() -> str | None:
+    """The installed uidmap/shadow package version, from the package database."""
+    import subprocess
+    for argv in (["dpkg-query", "-W", "-f", "${Version}", "uidmap"],
+                 ["rpm", "-q", "--qf", "%{VERSION}", "shadow-utils"]):
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if res.returncode == 0 and res.stdout.strip():
+            return res.stdout.strip()
+    return None
+
+
+def _identity(target: Target) -> list[Check]:
+    out = []
+    if target.name is None:
+        return [Check("user", FAIL, f"uid {target.uid} has no passwd entry; newuidmap needs one",
+                      "add the user to /etc/passwd (or NSS)")]
+    detail = f"{target.name} (uid {target.uid}, gid {target.gid})"
+    if target.is_self:
+        ruid, rgid, euid, egid = os.getuid(), os.getgid(), os.geteuid(), os.getegid()
+        if (ruid, rgid) != (euid, egid):
+            out.append(Check("user", FAIL, f"{detail}: real ids {ruid}:{rgid} differ from "
+                             f"effective {euid}:{egid}; newuidmap checks the real ones",
+                             "run idrun without setuid/sg wrappers"))
+            return out
+        if rgid != target.gid and not _login_defs_flag("GRANT_AUX_GROUP_SUBIDS"):
+            out.append(Check("user", FAIL, f"{detail}: your real gid {rgid} is not your primary "
+                             f"gid {target.gid} (sg/newgrp?); newuidmap refuses that",
+                             "run idrun from a plain login shell"))
+            return out
+    out.append(Check("user", OK, detail))
+    return out
+
+
+def _login_defs_flag(name: str) -> bool:
+    try:
+        with open("/etc/login.defs") as f:
+            for raw in f:
+                words = raw.split("#", 1)[0].split()
+                if len(words) >= 2 and words[0] == name:
+                    return words[1].lower() == "yes"
+    except OSError:
+        pass
+    return False
+
+
+def _other_owner_lines(path: str, target: Target) -> tuple[list[str], list[tuple[str, int, int, int]]]:
+    """Malformed lines and (owner, start, count, lineno) of other owners in a sub-id file."""
+    malformed: list[str] = []
+    others: list[tuple[str, int, int, int]] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                fields = line.split(":")
+                ok = (len(fields) == 3 and all(x.isascii() and x.isdigit() for x in fields[1:]))
+                if not ok:
+                    malformed.append(f"line {lineno} {line!r}")
+                    continue
+                owner = fields[0]
+                if owner in (target.name, str(target.uid)):
+                    continue
+                others.append((owner, int(fields[1]), int(fields[2]), lineno))
+    except OSError:
+        pass
+    return malformed, others
+
+
+def _subids(target: Target) -> tuple[list[Check], bool]:
+    from .hostinfo import SUBGID, SUBUID, SubidSource
+    out = []
+    ok = True
+    module = SubidSource(SUBUID, "uid", False).module()
+    if module:
+        out.append(Check("sub-id source", OK, f"nsswitch.conf 'subid: {module}' (read through "
+                         "getsubids); newuidmap still opens /etc/subuid"))
+    else:
+        out.append(Check("sub-id source", OK, "files (/etc/subuid, /etc/subgid)"))
+    for kind, path in (("uid", SUBUID), ("gid", SUBGID)):
+        name = f"sub{kind}s"
+        try:
+            subset = SubidSource(path, kind, False).lookup(target.name, target.uid)
+        except IdrunError as e:
+            out.append(Check(name, FAIL, e.message, e.hint or ""))
+            ok = False
+            continue
+        keys = " or ".join(repr(k) for k in subset.keys) or repr(str(target.uid))
+        if not subset.present:
+            out.append(Check(name, FAIL, f"{path} does not exist (newuidmap needs it even for "
+                             "your own id)", f"usermod --add-sub{kind}s 100000-165535 "
+                             f"{target.name or target.uid}"))
+            ok = False
+            continue
+        if not subset.ranges:
+            out.append(Check(name, FAIL, f"no ranges for {keys} in {subset.source}",
+                             f"usermod --add-sub{kind}s 100000-165535 "
+                             f"{target.name or target.uid} (pick a free block)"))
+            ok = False
+            continue
+        own = target.uid if kind == "uid" else target.gid
+        total = sum(r.count for r in subset.ranges)
+        shown = ", ".join(f"line {r.lineno}: {r.start}-{r.end - 1}" if r.lineno else
+                          f"{r.start}-{r.end - 1}" for r in subset.ranges)
+        inside = [r for r in subset.ranges if r.start <= own < r.end]
+        if inside:
+            out.append(Check(name, FAIL, f"{subset.source}: a range ({inside[0].start}:"
+                             f"{inside[0].count}) contains your own {kind} {own}",
+                             f"delegate a block that excludes {own}"))
+            ok = False
+            continue
+        out.append(Check(name, OK, f"{total} ids for {keys} in {subset.source} ({shown})"))
+        for w in subset.warnings:
+            out.append(Check(name, WARN, w))
+        if not module:
+            malformed, others = _other_owner_lines(path, target)
+            for m in malformed[:5]:
+                out.append(Check(name, WARN, f"{path} {m} is malformed (shadow skips it)",
+                                 f"fix or remove it in {path}"))
+            for owner, start, count, lineno in others:
+                for r in subset.ranges:
+                    lo, hi = max(start, r.start), min(start + count, r.end)
+                    if lo < hi:
+                        out.append(Check(name, WARN, f"{path} line {lineno} gives {owner} ids "
+                                         f"{lo}-{hi - 1}, which are also yours (line "
+                                         f"{r.lineno}); both users can own those ids",
+                                         "give each user a disjoint block"))
+    return out, ok
+
+
+def _default_map(target: Target) -> Check:
+    """Resolve podman's default rootless map for the target, on paper."""
+    from .hostinfo import gather
+    from .plan import Request
+    from .resolve import resolve
+    request = Request(userns="host")
+    try:
+        plan = resolve(request, gather(request, rootless=True, caller=(target.uid, target.gid)))
+    except IdrunError as e:
+        return Check("rootless map", FAIL, f"the default rootless map does not resolve: "
+                     f"{e.message}", e.hint or "")
+    n = sum(ln.count for ln in plan.uid.lines)
+    m = sum(ln.count for ln in plan.gid.lines)
+    return Check("rootless map", OK, f"--userns host gives {n} uids and {m} gids "
+                 f"(writers: uid {plan.uid.writer}, gid {plan.gid.writer})")
+
+
+def run_checks(user: str | None = None) -> tuple[list[Check], Target]:
+    import pwd
+    status = procfs.status()
+    if user is None:
+        uid = os.geteuid()
+        try:
+            pw = pwd.getpwuid(uid)
+            target = Target(pw.pw_name, uid, pw.pw_gid, True, pw.pw_dir)
+        except KeyError:
+            target = Target(None, uid, os.getegid(), True)
+    else:
+        try:
+            pw = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+        except KeyError:
+            raise IdrunError(f"idrun check --user {user}: no such user",
+                             "give a login name or uid from the passwd database") from None
+        target = Target(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_uid == os.geteuid(), pw.pw_dir)
+
+    checks: list[Check] = []
+    checks += _identity(target)
+    checks.append(_kernel())
+    root_self = target.uid == 0 and user is None
+    checks += _userns_sysctls(rootless=not root_self)
+    checks.append(_namespace())
+    if root_self:
+        checks.append(Check("mode", OK, "running as root: idrun writes maps itself, no "
+                            "newuidmap or sub-ids needed", "pass --user NAME to check a user's "
+                            "rootless setup"))
+        return checks, target
+    if target.is_self:
+        checks += _process(status)
+    else:
+        checks.append(Check("no_new_privs", OK if status.get("NoNewPrivs") != "1" else WARN,
+                            "not checked for that user's sessions (this process: "
+                            f"NoNewPrivs {status.get('NoNewPrivs', '0')})"))
+    helper_checks, helpers_ok = _helpers()
+    checks += helper_checks
+    subid_checks, subids_ok = _subids(target)
+    checks += subid_checks
+    if subids_ok:
+        checks.append(_default_map(target))
+    return checks, target
+
+
+def _render_text(checks: list[Check], target: Target) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"idrun check for {target.name or target.uid} (uid {target.uid})"]
+    for c in checks:
+        line = f"{c.status:<4}  {c.name:<{width}}  {c.detail}"
+        if c.fix and c.status != OK:
+            line += f"\n      {'':<{width}}  fix: {c.fix}"
+        elif c.fix:
+            line += f" ({c.fix})"
+        lines.append(line)
+    fails = sum(c.status == FAIL for c in checks)
+    warns = sum(c.status == WARN for c in checks)
+    if fails:
+        verdict = f"not ready: {fails} problem(s) to fix"
+    elif target.uid == 0 and target.is_self:
+        verdict = "ready: idrun works as root here (maps written directly)"
+    else:
+        verdict = "ready: a rootless launch will work"
+    lines.append(f"{verdict}" + (f" ({warns} warning(s))" if warns else ""))
+    return "\n".join(lines)
+
+
+@click.command("check", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--user", "user", metavar="NAME", help="Check this user instead of yourself.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def check_command(user: str | None, as_json: bool) -> int:
+    """Diagnose this host for rootless idrun; exit 0 only when it will work."""
+    checks, target = run_checks(user)
+    ok = not any(c.status == FAIL for c in checks)
+    if as_json:
+        import json
+        click.echo(json.dumps({
+            "ok": ok, "user": {"name": target.name, "uid": target.uid, "gid": target.gid},
+            "checks": [c._asdict() for c in checks]}))
+    else:
+        click.echo(_render_text(checks, target))
+    return 0 if ok else 1

@@ -1,0 +1,94 @@
+"""``idrun show [PID]``: a process's uid_map, gid_map and setgroups as a table.
+
+Outside ids are shown as the kernel gives them to the reader: relative to the
+namespace ``idrun show`` runs in (for a process in the same namespace, relative
+to its parent). ``--translate ID`` maps one id both ways through each map.
+"""
+from __future__ import annotations
+
+import os
+
+import click
+
+from . import procfs
+from .errors import IdrunError
+from .ranges import Line, translate
+
+
+def _describe(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+    except OSError:
+        comm = "?"
+    ns = procfs.userns_inode(pid) or "user:[?]"
+    real = os.getpid() if pid == "self" else pid
+    return f"process {real} ({comm}), {ns}"
+
+
+def _table(kind: str, lines: list[Line]) -> list[str]:
+    out = [f"{kind}_map:"]
+    if not lines:
+        out.append("  (empty: not written; every id shows as the overflow id)")
+        return out
+    out.append(f"  {'INSIDE':>10}  {'OUTSIDE':>10}  {'COUNT':>10}   RANGES")
+    for ln in lines:
+        span = (f"{ln.inside}-{ln.inside_end - 1} -> {ln.outside}-{ln.outside_end - 1}"
+                if ln.count > 1 else f"{ln.inside} -> {ln.outside}")
+        out.append(f"  {ln.inside:>10}  {ln.outside:>10}  {ln.count:>10}   {span}")
+    return out
+
+
+def _translation(kind: str, lines: list[Line], ident: int) -> str:
+    out_id = translate(lines, ident)
+    in_id = translate(lines, ident, inward=True)
+    a = f"inside {ident} = outside {out_id}" if out_id is not None else \
+        f"inside {ident} is not mapped"
+    b = f"outside {ident} = inside {in_id}" if in_id is not None else \
+        f"outside {ident} is not mapped (shows as the overflow id)"
+    return f"{kind} {ident}: {a}; {b}"
+
+
+def read_process(pid: str) -> dict:
+    try:
+        uid_map = procfs.read_map("uid", pid)
+        gid_map = procfs.read_map("gid", pid)
+    except FileNotFoundError:
+        raise IdrunError(f"no process {pid}", "give the pid of a running process") from None
+    except PermissionError as e:
+        raise IdrunError(f"cannot read the maps of process {pid}: {e.strerror}",
+                         "run as the process's owner or root") from None
+    return {"pid": os.getpid() if pid == "self" else int(pid), "uid_map": uid_map,
+            "gid_map": gid_map, "setgroups": procfs.read_setgroups(pid)}
+
+
+@click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pid", required=False, default="self")
+@click.option("--translate", "ident", type=click.IntRange(0, 4294967294), metavar="ID",
+              help="Translate ID through each map: inside to outside and back.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def show_command(pid: str, ident: int | None, as_json: bool) -> None:
+    """Show PID's uid_map, gid_map and setgroups (default: this process)."""
+    if pid != "self" and not (pid.isascii() and pid.isdigit()):
+        raise IdrunError(f"idrun show: {pid!r} is not a pid", "give a decimal process id")
+    info = read_process(pid)
+    if as_json:
+        import json
+        doc = {"pid": info["pid"], "setgroups": info["setgroups"],
+               "uid_map": [ln.as_list() for ln in info["uid_map"]],
+               "gid_map": [ln.as_list() for ln in info["gid_map"]]}
+        if ident is not None:
+            doc["translate"] = {
+                kind: {"inside_to_outside": translate(info[f"{kind}_map"], ident),
+                       "outside_to_inside": translate(info[f"{kind}_map"], ident, inward=True)}
+                for kind in ("uid", "gid")}
+        click.echo(json.dumps(doc))
+        return
+    out = [_describe(pid)]
+    out += _table("uid", info["uid_map"])
+    out += _table("gid", info["gid_map"])
+    out.append(f"setgroups: {info['setgroups'] or 'n/a'}")
+    if ident is not None:
+        out.append(_translation("uid", info["uid_map"], ident))
+        out.append(_translation("gid", info["gid_map"], ident))
+    click.echo("\n".join(out))

@@ -1,0 +1,181 @@
+"""Shared fixtures for tests that run idrun on the real kernel.
+
+* Tests marked ``kernel`` need the real kernel (and usually root). They skip
+  with a reason elsewhere; under ``CI=true`` such a skip is turned into a
+  failure, so CI cannot go green without having run them.
+* Rootless tests run idrun as the unprivileged user ``idrun-test`` through the
+  real setuid newuidmap/newgidmap, from a venv under /opt built by
+  ``scripts/testenv.sh`` (root's home is mode 700, so nothing under /root is
+  usable by that user). The script is idempotent, locked, and quick when the
+  sources did not change, so every xdist worker may call it.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
+CI = os.environ.get("CI") == "true"
+TIMEOUT = 60
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "kernel: runs on the real kernel; under CI=true a skip counts as a failure")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    if CI and rep.skipped and item.get_closest_marker("kernel") is not None \
+            and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"real-kernel test skipped under CI=true, which counts as a failure: {reason}"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@pytest.fixture
+def root() -> None:
+    """Skip (or, under CI, fail) unless running as root."""
+    if not is_root():
+        pytest.skip("needs root: writes id maps of other users and creates the test user")
+
+
+def idrun_argv() -> list[str]:
+    """idrun as the current (root) user: this interpreter, this checkout."""
+    return [sys.executable, "-m", "idrun"]
+
+
+def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", TIMEOUT)
+    return subprocess.run(argv, **kw)
+
+
+@pytest.fixture
+def idrun(root):
+    """Run the idrun CLI as root: ``idrun("--uidmap", "0:1000:1", "--", "id")``."""
+    def _idrun(*args: str, **kw) -> subprocess.CompletedProcess:
+        return run(idrun_argv() + list(args), **kw)
+    return _idrun
+
+
+class TestUser(NamedTuple):
+    name: str
+    uid: int
+    gid: int
+    home: str
+    python: str          # the venv's interpreter (Debian's /usr/bin/python3)
+    idrun: str           # the venv's idrun entry point
+    subuid: tuple[int, int]  # first delegated (start, count)
+    subgid: tuple[int, int]
+
+    def argv(self, *cmd: str, env: dict[str, str] | None = None,
+             setpriv: tuple[str, ...] = ()) -> list[str]:
+        """``cmd`` as this user, through setpriv (no PAM, no session), clean environment."""
+        envs = [f"{k}={v}" for k, v in {
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "USER": self.name,
+            "LOGNAME": self.name, "LANG": "C.UTF-8", **(env or {})}.items()]
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
+                *setpriv, "--", "env", "-i", *envs, *cmd]
+
+    def run(self, *cmd: str, env: dict[str, str] | None = None,
+            setpriv: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("cwd", "/")
+        return run(self.argv(*cmd, env=env, setpriv=setpriv), **kw)
+
+    def idrun_run(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(self.idrun, *args, **kw)
+
+
+def _first_range(path: str, name: str, uid: int) -> tuple[int, int]:
+    with open(path) as f:
+        for line in f:
+            fields = line.strip().split(":")
+            if len(fields) == 3 and fields[0] in (name, str(uid)):
+                return int(fields[1]), int(fields[2])
+    raise AssertionError(f"{path} has no line for {name}")
+
+
+@pytest.fixture(scope="session")
+def _testenv() -> TestUser | str:
+    """Build the test user and venv once per worker; a string explains why not."""
+    if not is_root():
+        return "needs root to create the test user and its venv"
+    if shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is missing"
+    res = run(["bash", str(ROOT / "scripts" / "testenv.sh")], timeout=600)
+    if res.returncode != 0:
+        pytest.fail(f"scripts/testenv.sh failed:\n{res.stdout}\n{res.stderr}")
+    python = res.stdout.strip().splitlines()[-1]
+    pw = pwd.getpwnam(TEST_USER)
+    return TestUser(TEST_USER, pw.pw_uid, pw.pw_gid, pw.pw_dir, python,
+                    str(Path(python).with_name("idrun")),
+                    _first_range("/etc/subuid", TEST_USER, pw.pw_uid),
+                    _first_range("/etc/subgid", TEST_USER, pw.pw_uid))
+
+
+@pytest.fixture
+def testuser(_testenv) -> TestUser:
+    """The unprivileged user with sub-ids and a venv it can run idrun from."""
+    if isinstance(_testenv, str):
+        pytest.skip(_testenv)
+    return _testenv
+
+
+@pytest.fixture
+def shared_dir(testuser):
+    """A directory the test user owns and everyone may write (mode 1777 semantics not
+    needed: tests create files there as various mapped ids)."""
+    d = tempfile.mkdtemp(prefix="idrun-test-", dir="/tmp")
+    os.chown(d, testuser.uid, testuser.gid)
+    os.chmod(d, 0o777)
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def world_dir():
+    """A world-writable scratch directory (root tests create files there as mapped ids)."""
+    d = tempfile.mkdtemp(prefix="idrun-test-", dir="/tmp")
+    os.chmod(d, 0o777)
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def pids_with_marker(marker: str) -> list[int]:
+    """Processes whose command line contains ``marker`` (to prove nothing lingers)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
