@@ -71,7 +71,8 @@ def test_mount_proc_shows_only_the_new_pid_namespace(idrun):
     assert res.returncode == 0, res.stderr
     words = res.stdout.split()
     assert words[0] == "1"
-    assert len(words) <= 4, words   # sh, ls, grep/sort... all small pids
+    # only the pipeline's own processes, numbered from 1 in the new namespace
+    assert all(int(w) < 20 for w in words), words
     # the host's /proc is untouched
     assert os.path.exists(f"/proc/{os.getpid()}")
 
