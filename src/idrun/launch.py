@@ -446,12 +446,8 @@ def exec_command(path: str, argv: Sequence[str], env: Mapping[str, str],
         except OSError:
             pass
     _restore_signals()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
+    # No flush of sys.stdout here: after a fork in a threaded caller (the API) its
+    # lock may be held by a thread that no longer exists. Callers flush before fork.
     syscalls.close_fds_except(set(keep_fds) | set(hold_fds))
     try:
         os.execve(path, list(argv), env)
@@ -713,6 +709,7 @@ def exec_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOptio
     setup_namespaces(opts)
     if opts.wrapper:
         run_wrapped(plan, opts, path, argv, env, keep)
+    _flush_std()
     become_and_exec(plan, opts, path, argv, env, keep)
 
 
@@ -768,7 +765,7 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
     go_r, go_w = os.pipe()
     report_r, report_w = os.pipe()
     _flush_std()
-    pid = os.fork()
+    pid = _fork_quietly()
     if pid == 0:
         try:
             os.close(go_w)
@@ -820,6 +817,20 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
             os.close(go_w)
         os.close(report_r)
     return pid
+
+
+def _fork_quietly() -> int:
+    """os.fork() without Python 3.12's warning about forking a threaded process.
+
+    The warning exists because a child may block on a lock held by a thread that
+    did not survive the fork. idrun's API child imports nothing (everything is
+    loaded before), flushes no stream and logs nothing: it makes system calls
+    until it execs. The filter change is scoped to this one call.
+    """
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 def _read_all(fd: int) -> bytes:
