@@ -1,0 +1,188 @@
+"""``idrun check``, ``idrun show`` and the low-level readers they rest on."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import idrun_argv, run
+from idrun import newidmap, procfs, syscalls
+from idrun.errors import LaunchError
+from idrun.ranges import Line
+
+
+# --- pure parts (no kernel state needed) -------------------------------------------
+
+def test_parse_map_padded_text():
+    text = "         0       1000          1\n         1     100000      65536\n"
+    assert procfs.parse_map(text) == [Line(0, 1000, 1), Line(1, 100000, 65536)]
+    assert procfs.parse_map("") == []
+    with pytest.raises(ValueError):
+        procfs.parse_map("0 1\n")
+
+
+def test_parse_file_caps_v2_and_v3():
+    # revision 2, effective, permitted = cap_setuid (bit 7)
+    v2 = (0x02000001).to_bytes(4, "little") + (1 << 7).to_bytes(4, "little") + bytes(12)
+    caps = newidmap.parse_file_caps(v2)
+    assert caps is not None and caps.has(newidmap.CAP_SETUID) and not caps.has(newidmap.CAP_SETGID)
+    assert caps.rootid is None and "cap_setuid+ep" in caps.describe()
+    # revision 3 (namespaced), permitted only: not effective, so not usable
+    v3 = ((0x03000000).to_bytes(4, "little") + (1 << 6).to_bytes(4, "little") + bytes(12)
+          + (100000).to_bytes(4, "little"))
+    caps = newidmap.parse_file_caps(v3)
+    assert caps is not None and not caps.has(newidmap.CAP_SETGID) and caps.rootid == 100000
+    assert newidmap.parse_file_caps(b"\x00") is None
+
+
+def test_locate_only_in_system_dirs(monkeypatch, tmp_path):
+    fake = tmp_path / "newuidmap"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))          # never consulted
+    monkeypatch.delenv("IDRUN_NEWUIDMAP", raising=False)
+    path = None
+    try:
+        path = newidmap.locate("uid")
+    except LaunchError as e:
+        assert "not found in /usr/bin" in str(e)
+    if path is not None:
+        assert os.path.dirname(path) in newidmap.SYSTEM_DIRS
+    monkeypatch.setenv("IDRUN_NEWUIDMAP", str(fake))
+    assert newidmap.locate("uid") == str(fake)
+    monkeypatch.setenv("IDRUN_NEWUIDMAP", "relative/newuidmap")
+    with pytest.raises(LaunchError, match="not absolute"):
+        newidmap.locate("uid")
+
+
+def test_unprivileged_helper_is_refused(tmp_path):
+    copy = tmp_path / "newuidmap"
+    copy.write_bytes(b"\x7fELF")
+    copy.chmod(0o755)
+    with pytest.raises(LaunchError, match="neither setuid root nor has cap_setuid"):
+        newidmap.find("uid", str(copy))
+
+
+def test_close_fds_except():
+    r, w = os.pipe()
+    extra = os.open("/dev/null", os.O_RDONLY)
+    pid = os.fork()
+    if pid == 0:
+        syscalls.close_fds_except({extra})
+        open_fds = sorted(int(x) for x in os.listdir("/proc/self/fd"))
+        os._exit(0 if w not in open_fds and r not in open_fds and extra in open_fds else 1)
+    _, status = os.waitpid(pid, 0)
+    for fd in (r, w, extra):
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_procfs_status_and_sysctl():
+    st = procfs.status()
+    assert int(st["Threads"]) >= 1 and st["NoNewPrivs"] in ("0", "1")
+    assert procfs.sysctl("user.max_user_namespaces") == procfs.sysctl("user/max_user_namespaces")
+    assert procfs.sysctl("no/such/sysctl") is None
+    assert procfs.read_setgroups() in ("allow", "deny")
+
+
+# --- on the real kernel ----------------------------------------------------------
+
+@pytest.mark.kernel
+def test_unshare_errno_is_kept():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            syscalls.unshare(0x1)          # not a namespace flag: EINVAL
+        except OSError as e:
+            os._exit(e.errno)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    import errno
+    assert os.waitstatus_to_exitcode(status) == errno.EINVAL
+
+
+@pytest.mark.kernel
+def test_unshare_user_namespace_in_a_child():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            ok = procfs.read_map("uid") == [] and not procfs.is_initial_userns()
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_check_as_root_json(root):
+    res = run(idrun_argv() + ["check", "--json"])
+    doc = json.loads(res.stdout)
+    assert res.returncode == (0 if doc["ok"] else 1)
+    statuses = {c["status"] for c in doc["checks"]}
+    assert statuses <= {"OK", "WARN", "FAIL"}
+    names = [c["name"] for c in doc["checks"]]
+    assert "kernel" in names and "user namespaces" in names
+
+
+def test_check_for_a_user(testuser):
+    res = run(idrun_argv() + ["check", "--user", testuser.name])
+    assert res.returncode == 0, res.stdout
+    lines = res.stdout.splitlines()
+    assert all(line.split()[0] in ("OK", "WARN", "FAIL") for line in lines[1:-1]
+               if not line.startswith(" "))
+    assert "subuids" in res.stdout and str(testuser.subuid[0]) in res.stdout
+    assert lines[-1].startswith("ready")
+
+
+def test_check_for_a_user_without_sub_ids(root):
+    res = run(idrun_argv() + ["check", "--user", "nobody"])
+    assert res.returncode == 1
+    assert "FAIL" in res.stdout and "usermod --add-subuids" in res.stdout
+
+
+def test_check_unknown_user(root):
+    res = run(idrun_argv() + ["check", "--user", "no-such-user-zz"])
+    assert res.returncode == 125
+    assert "no such user" in res.stderr
+
+
+def test_show_self_in_the_initial_namespace(root):
+    res = run(idrun_argv() + ["show", "--json"])
+    doc = json.loads(res.stdout)
+    assert doc["uid_map"] == [[0, 0, 4294967295]]
+    assert doc["setgroups"] == "allow"
+
+
+def test_show_a_launched_process_with_translate(root):
+    proc = subprocess.Popen(idrun_argv() + ["--uidmap", "0:100000:1000", "--gidmap",
+                                            "0:200000:1000", "--", "sleep", "30"])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with open(f"/proc/{proc.pid}/comm") as f:
+                if f.read().strip() == "sleep":
+                    break
+            time.sleep(0.02)
+        res = run(idrun_argv() + ["show", str(proc.pid), "--translate", "5"])
+        assert res.returncode == 0, res.stderr
+        assert "uid 5: inside 5 = outside 100005" in res.stdout
+        assert "gid 5: inside 5 = outside 200005" in res.stdout
+        assert "outside 5 is not mapped" in res.stdout
+        res = run(idrun_argv() + ["show", str(proc.pid), "--translate", "100007", "--json"])
+        doc = json.loads(res.stdout)
+        assert doc["uid_map"] == [[0, 100000, 1000]]
+        assert doc["translate"]["uid"] == {"inside_to_outside": None, "outside_to_inside": 7}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_show_errors(root):
+    res = run(idrun_argv() + ["show", "999999999"])
+    assert res.returncode == 125 and "no process" in res.stderr
+    res = run(idrun_argv() + ["show", "abc"])
+    assert res.returncode == 125
