@@ -1,0 +1,769 @@
+#!/usr/bin/env python3
+"""Boot real Debian kernels under QEMU and run idrun's integration suite in them.
+
+For every environment in kernels.txt (bookworm, trixie, sid) this
+
+1. download: refreshes a private apt index of that suite (its own lists and
+   cache under the cache dir; the host's apt configuration is not touched),
+   resolves the suite's kernel package and downloads the kernel .debs;
+2. build:    builds a guest image with build-image.sh (mmdebstrap minbase
+   rootfs + packages.txt + the kernel's virtio/9p modules + guest/init.sh as
+   /init, packed as a zstd cpio initramfs), unless an image with the same
+   inputs is already cached;
+3. boot+test: boots it with qemu-system-x86_64 (no NIC, hard timeout), shares
+   the project tree read-only over 9p, lets the guest run
+   integration/guest/run-suite.sh (root pass + unprivileged pass), relays the
+   console and collects the results.
+
+At the end it prints one MATRIX line per environment and exits non-zero if
+any environment failed.
+
+Usage: run.py [--suite NAME ...] [--timeout S] [--keep] [--rebuild] [-- PYTEST ARGS]
+
+Environment: IDRUN_VM_CACHE (default /var/cache/idrun-vm), IDRUN_VM_ACCEL
+(auto|tcg|kvm), IDRUN_VM_TIMEOUT, IDRUN_VM_MEMORY, IDRUN_VM_MIRROR,
+IDRUN_VM_SECURITY_MIRROR, IDRUN_TEST_USER (passed to the guest).
+
+Standard library only; Python 3.11+.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TREE = HERE.parent.parent
+BUILD_SCRIPT = HERE / "build-image.sh"
+INIT_SCRIPT = HERE.parent / "guest" / "init.sh"
+KERNELS_FILE = HERE / "kernels.txt"
+PACKAGES_FILE = HERE / "packages.txt"
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+IMAGE_FORMAT = 1  # bump when the image layout changes in a way the hash cannot see
+REQUIRED_MODULES = "virtio_pci 9pnet_virtio 9p"
+OPTIONAL_MODULES = "veth dummy overlay"
+# dependencies of the kernel meta package that make up the kernel: the image
+# (bookworm, trixie) or binary + modules + base (modules.builtin etc., sid)
+KERNEL_DEP_RE = re.compile(r"^linux-(image|binary|modules|base)-\d")
+DEFAULT_TIMEOUT = 300
+BUILD_TIMEOUT = 1200
+KVM_SMOKE_TIMEOUT = 30
+
+ANSI_RE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_]|c)")
+SUITE_RE = re.compile(r"^SUITE user=(\S+) kernel=(\S+) rc=(-?\d+)\s*$")
+STATUS_RE = re.compile(r"^GUEST-EXIT-STATUS=(-?\d+)\s*$")
+GUEST_UP_RE = re.compile(r"^GUEST-UP kernel=(\S+)")
+PYTEST_SUMMARY_RE = re.compile(r"^=+ (.*\bin [\d.]+s\b.*?) =+\s*$")
+COUNT_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
+
+
+class Failure(Exception):
+    """An environment failed in a way that is explained by the message."""
+
+
+def log(msg: str) -> None:
+    print(f"run.py: {msg}", flush=True)
+
+
+def fmt_s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+# --------------------------------------------------------------------------
+# configuration
+
+
+@dataclasses.dataclass
+class Environment:
+    name: str
+    suite: str
+    extra_suites: list[str]
+    kernel_package: str
+
+
+def load_environments(path: Path = KERNELS_FILE) -> dict[str, Environment]:
+    envs: dict[str, Environment] = {}
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) != 4:
+            raise SystemExit(f"{path}:{lineno}: expected 4 fields, got {len(fields)}: {raw!r}")
+        name, suite, extra, kpkg = fields
+        extra_suites = [] if extra == "-" else [s for s in extra.split(",") if s]
+        envs[name] = Environment(name, suite, extra_suites, kpkg)
+    if not envs:
+        raise SystemExit(f"{path}: no environments")
+    return envs
+
+
+def load_packages(path: Path = PACKAGES_FILE) -> list[str]:
+    pkgs = [l.split("#", 1)[0].strip() for l in path.read_text().splitlines()]
+    return [p for p in pkgs if p]
+
+
+def _parse_sources() -> list[tuple[str, list[str]]]:
+    """(uri, suites) of every enabled `deb` entry in the host's apt sources."""
+    entries: list[tuple[str, list[str]]] = []
+    files = [Path("/etc/apt/sources.list")]
+    d = Path("/etc/apt/sources.list.d")
+    if d.is_dir():
+        files += sorted(p for p in d.iterdir() if p.suffix in (".list", ".sources"))
+    for f in files:
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        if f.suffix == ".sources":
+            for para in re.split(r"\n\s*\n", text):
+                fields: dict[str, str] = {}
+                key = None
+                for line in para.splitlines():
+                    if line.startswith("#"):
+                        continue
+                    if line[:1] in (" ", "\t") and key:
+                        fields[key] += " " + line.strip()
+                    elif ":" in line:
+                        key, _, val = line.partition(":")
+                        key = key.strip().lower()
+                        fields[key] = val.strip()
+                if "deb" not in fields.get("types", "").split():
+                    continue
+                if fields.get("enabled", "yes").lower() == "no":
+                    continue
+                for uri in fields.get("uris", "").split():
+                    entries.append((uri, fields.get("suites", "").split()))
+        else:
+            for line in text.splitlines():
+                line = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+                if len(line) >= 3 and line[0] == "deb":
+                    entries.append((line[1], [line[2]]))
+    return entries
+
+
+def host_mirrors() -> tuple[str, str | None]:
+    """The Debian mirror and security mirror the host's apt uses."""
+    main = os.environ.get("IDRUN_VM_MIRROR")
+    security = os.environ.get("IDRUN_VM_SECURITY_MIRROR")
+    if main and security:
+        return main, security
+    entries = _parse_sources()
+    if not main:
+        for uri, suites in entries:
+            if (uri.rstrip("/").endswith("/debian")
+                    and any(not s.endswith("-security") for s in suites)):
+                main = uri
+                break
+    if not security:
+        for uri, suites in entries:
+            if any(s.endswith("-security") for s in suites):
+                security = uri
+                break
+    if not main:
+        raise SystemExit("run.py: cannot find a Debian mirror (a .../debian URI) in the host's "
+                         "/etc/apt sources; set IDRUN_VM_MIRROR")
+    return main.rstrip("/"), (security.rstrip("/") if security else None)
+
+
+def source_lines(env: Environment, mirror: str, security: str | None) -> list[str]:
+    lines = []
+    for s in [env.suite, *env.extra_suites]:
+        if s.endswith("-security"):
+            if not security:
+                log(f"{env.name}: warning: no security mirror known, skipping {s} "
+                    "(set IDRUN_VM_SECURITY_MIRROR)")
+                continue
+            lines.append(f"deb {security} {s} main")
+        else:
+            lines.append(f"deb {mirror} {s} main")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# private apt
+
+
+class PrivateApt:
+    """apt-get/apt-cache with their own sources, lists, cache and dpkg status."""
+
+    def __init__(self, root: Path, sources: list[str]):
+        self.root = root
+        for sub in ("lists/partial", "cache/archives/partial", "etc/sources.list.d",
+                    "etc/preferences.d", "debs"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "status").touch()
+        signed = f"[signed-by={KEYRING}] " if KEYRING.exists() else ""
+        text = "".join(l.replace("deb ", f"deb {signed}", 1) + "\n" for l in sources)
+        sl = root / "etc" / "sources.list"
+        if not sl.exists() or sl.read_text() != text:
+            sl.write_text(text)
+        self.debs = root / "debs"
+
+    def _opts(self) -> list[str]:
+        r = self.root
+        o = {
+            "Dir::Etc::SourceList": r / "etc/sources.list",
+            "Dir::Etc::SourceParts": r / "etc/sources.list.d",
+            "Dir::Etc::Preferences": r / "etc/preferences",
+            "Dir::Etc::PreferencesParts": r / "etc/preferences.d",
+            "Dir::State::Lists": r / "lists",
+            "Dir::State::status": r / "status",
+            "Dir::Cache": r / "cache",
+            "APT::Architecture": "amd64",
+            "APT::Architectures": "amd64",
+            "APT::Sandbox::User": "root",
+            "Acquire::Check-Valid-Until": "false",
+            "Acquire::Languages": "none",
+        }
+        out = []
+        for k, v in o.items():
+            out += ["-o", f"{k}={v}"]
+        return out
+
+    def _run(self, tool: str, *args: str, cwd: Path | None = None, timeout: int = 600) -> str:
+        cmd = [tool, *self._opts(), *args]
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, "LC_ALL": "C.UTF-8"})
+        if p.returncode != 0:
+            raise Failure(f"{tool} {' '.join(args)} failed (rc {p.returncode}): "
+                          f"{(p.stderr or p.stdout).strip()[-1500:]}")
+        return p.stdout + p.stderr
+
+    def update(self) -> None:
+        out = self._run("apt-get", "-q", "update")
+        bad = [l for l in out.splitlines() if l.startswith(("E:", "W: Failed", "Err:"))]
+        if bad:
+            raise Failure("apt-get update: " + " / ".join(bad[:4]))
+
+    def show(self, pkg: str) -> dict[str, str]:
+        out = self._run("apt-cache", "show", "--no-all-versions", pkg)
+        fields: dict[str, str] = {}
+        key = None
+        for line in out.split("\n\n", 1)[0].splitlines():
+            if line[:1] in (" ", "\t") and key:
+                fields[key] += "\n" + line.strip()
+            elif ":" in line:
+                key, _, val = line.partition(":")
+                fields[key] = val.strip()
+        if "Package" not in fields or "Version" not in fields:
+            raise Failure(f"apt-cache show {pkg}: no candidate")
+        return fields
+
+    def resolve_kernel(self, pkg: str) -> list[dict[str, str]]:
+        """pkg and its linux-image/binary/modules dependencies, recursively."""
+        seen: dict[str, dict[str, str]] = {}
+        todo = [pkg]
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            st = self.show(name)
+            seen[name] = st
+            deps = ",".join(st.get(f, "") for f in ("Pre-Depends", "Depends"))
+            for group in deps.split(","):
+                first = group.split("|")[0].strip()
+                dep = re.split(r"[\s(:]", first, maxsplit=1)[0] if first else ""
+                if dep and KERNEL_DEP_RE.match(dep) and dep not in seen:
+                    todo.append(dep)
+        return list(seen.values())
+
+    def download(self, stanzas: list[dict[str, str]]) -> list[Path]:
+        paths = []
+        for st in stanzas:
+            path = self.debs / Path(st["Filename"]).name
+            if not (path.exists() and self._verify(path, st)):
+                path.unlink(missing_ok=True)
+                self._run("apt-get", "-q", "download", f"{st['Package']}={st['Version']}",
+                          cwd=self.debs, timeout=1200)
+                if not path.exists():
+                    found = sorted(self.debs.glob(f"{st['Package']}_*.deb"))
+                    raise Failure(f"apt-get download {st['Package']} did not produce {path.name} "
+                                  f"(found: {[p.name for p in found]})")
+                if not self._verify(path, st):
+                    raise Failure(f"{path.name}: size/sha256 differ from the index")
+            paths.append(path)
+        keep = {p.name for p in paths}
+        for old in self.debs.glob("*.deb"):
+            if old.name not in keep:
+                old.unlink()
+        return paths
+
+    @staticmethod
+    def _verify(path: Path, st: dict[str, str]) -> bool:
+        if "Size" in st and path.stat().st_size != int(st["Size"]):
+            return False
+        if "SHA256" in st:
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest() == st["SHA256"]
+        return True
+
+
+# --------------------------------------------------------------------------
+# images
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def image_key(env: Environment, sources: list[str], packages: list[str],
+              kernel: list[dict[str, str]]) -> str:
+    material = {
+        "format": IMAGE_FORMAT,
+        "name": env.name,
+        "suite": env.suite,
+        "sources": sources,
+        "packages": packages,
+        "kernel": [[k["Package"], k["Version"], k.get("SHA256", "")] for k in kernel],
+        "modules": REQUIRED_MODULES,
+        "optional_modules": OPTIONAL_MODULES,
+        "build-image.sh": file_sha256(BUILD_SCRIPT),
+        "init.sh": file_sha256(INIT_SCRIPT),
+    }
+    blob = json.dumps(material, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def image_complete(d: Path) -> bool:
+    return all((d / f).is_file() for f in ("initramfs.cpio.zst", "vmlinuz", "kernel-release", "meta.json"))
+
+
+def newest_cached_image(images: Path, name: str) -> Path | None:
+    cands = [d for d in images.glob(f"{name}-*") if d.is_dir() and image_complete(d)]
+    return max(cands, key=lambda d: (d / "meta.json").stat().st_mtime) if cands else None
+
+
+# --------------------------------------------------------------------------
+# subprocess helpers
+
+
+class Child:
+    """A child process in its own process group whose output is relayed line by line."""
+
+    def __init__(self, cmd: list[str], prefix: str, log_path: Path, cwd: Path | None = None,
+                 grace: float = 5.0):
+        self.prefix = prefix
+        self.grace = grace
+        self.lines: list[str] = []
+        self.log = log_path.open("w", encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _emit(self, raw: bytes) -> None:
+        text = ANSI_RE.sub("", raw.decode("utf-8", "replace")).replace("\r", "").rstrip("\n")
+        self.lines.append(text)
+        self.log.write(text + "\n")
+        print(f"{self.prefix}{text}", flush=True)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            self._emit(raw)
+
+    def wait(self, timeout: float) -> tuple[int | None, bool]:
+        """(returncode, timed_out); on timeout the whole process group is killed."""
+        timed_out = False
+        try:
+            rc: int | None = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self.kill()
+            rc = None
+        self._reader.join(timeout=10)
+        self.log.flush()
+        return rc, timed_out
+
+    def kill(self) -> None:
+        """SIGTERM the process group, SIGKILL it if it is still there after the grace time."""
+        if self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def close(self) -> None:
+        self.kill()
+        self.log.close()
+
+
+def print_tail(lines: list[str], what: str, n: int = 40) -> None:
+    print(f"---- last {min(n, len(lines))} lines of {what} ----", flush=True)
+    for l in lines[-n:]:
+        print(f"  | {l}")
+    print("---- end ----", flush=True)
+
+
+# --------------------------------------------------------------------------
+# QEMU
+
+
+def virtfs(path: Path, tag: str, readonly: bool) -> str:
+    p = str(path).replace(",", ",,")
+    ro = ",readonly=on" if readonly else ""
+    return f"local,path={p},mount_tag={tag},security_model=none,id={tag}{ro}"
+
+
+def qemu_cmd(image: Path, accel: str, memory: int, tree: Path, out: Path, append: str) -> list[str]:
+    cmd = ["qemu-system-x86_64", "-m", str(memory), "-smp", "2", "-nographic", "-no-reboot",
+           "-nic", "none", "-accel", accel]
+    if accel == "kvm":
+        cmd += ["-cpu", "host"]
+    cmd += ["-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initramfs.cpio.zst"),
+            "-append", f"console=ttyS0 panic=-1 quiet {append}".strip(),
+            "-virtfs", virtfs(tree, "idrun_tree", True),
+            "-virtfs", virtfs(out, "idrun_out", False)]
+    return cmd
+
+
+_accel_cache: str | None = None
+
+
+def choose_accel(image: Path, memory: int, tree: Path, workdir: Path) -> str:
+    """tcg unless the CPU has vmx/svm, /dev/kvm is usable and a smoke boot works."""
+    global _accel_cache
+    if _accel_cache:
+        return _accel_cache
+    forced = os.environ.get("IDRUN_VM_ACCEL", "auto").strip().lower()
+    if forced in ("tcg", "kvm"):
+        _accel_cache = forced
+        log(f"accelerator: {forced} (IDRUN_VM_ACCEL)")
+        return forced
+    try:
+        flags = re.findall(r"^flags\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        flags = []
+    has_virt = any({"vmx", "svm"} & set(f.split()) for f in flags)
+    if not has_virt:
+        _accel_cache = "tcg"
+        log("accelerator: tcg (no vmx/svm in /proc/cpuinfo)")
+        return "tcg"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        _accel_cache = "tcg"
+        log("accelerator: tcg (/dev/kvm missing or not accessible)")
+        return "tcg"
+    out = workdir / "kvm-smoke-out"
+    out.mkdir(exist_ok=True)
+    log(f"probing KVM with a smoke boot (up to {KVM_SMOKE_TIMEOUT} s)")
+    child = Child(qemu_cmd(image, "kvm", memory, tree, out, "idrun.smoke"), "[kvm-smoke] ",
+                  workdir / "kvm-smoke.log")
+    try:
+        child.wait(KVM_SMOKE_TIMEOUT)
+    finally:
+        child.close()
+    ok = any("IDRUN-SMOKE-OK" in l for l in child.lines)
+    _accel_cache = "kvm" if ok else "tcg"
+    log(f"accelerator: {_accel_cache} (KVM smoke boot {'succeeded' if ok else 'failed'})")
+    return _accel_cache
+
+
+# --------------------------------------------------------------------------
+# one environment
+
+
+@dataclasses.dataclass
+class Pass:
+    user: str
+    kernel: str
+    rc: int
+    summary: str | None
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    kernel: str = "?"
+    passes: list[Pass] = dataclasses.field(default_factory=list)
+    ok: bool = False
+    reason: str = ""
+    t_download: float | None = None
+    t_build: float | None = None
+    build_cached: bool = False
+    t_boot: float | None = None
+
+
+def parse_console(lines: list[str], result: Result) -> int | None:
+    status = None
+    summary = None
+    for line in lines:
+        if m := GUEST_UP_RE.match(line):
+            result.kernel = m.group(1)
+        elif m := PYTEST_SUMMARY_RE.match(line):
+            summary = m.group(1)
+        elif m := SUITE_RE.match(line):
+            result.passes.append(Pass(m.group(1), m.group(2), int(m.group(3)), summary))
+            result.kernel = m.group(2)
+            summary = None
+        elif m := STATUS_RE.match(line):
+            status = int(m.group(1))
+    return status
+
+
+def describe_pass(p: Pass) -> str:
+    counts = {"passed": 0, "failed": 0}
+    for n, word in COUNT_RE.findall(p.summary or ""):
+        word = {"error": "errors"}.get(word, word)
+        counts[word] = counts.get(word, 0) + int(n)
+    text = ", ".join(f"{v} {k}" for k, v in counts.items() if k in ("passed", "failed") or v)
+    if p.summary is None:
+        text = "no pytest summary"
+    return f"{p.user}: {text}" + ("" if p.rc == 0 else f" (rc {p.rc})")
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
+        self.images = self.cache / "images"
+        self.tree = Path(args.tree).resolve()
+        self.packages = load_packages()
+        self.mirror, self.security = host_mirrors()
+        self.workdir = Path(tempfile.mkdtemp(prefix="idrun-vm-run."))
+        os.chmod(self.workdir, 0o755)
+
+    # -- phases -------------------------------------------------------------
+    def fetch(self, env: Environment, res: Result, sources: list[str]) -> tuple[Path | None, list[Path], str]:
+        """Returns (cached image or None, kernel debs, image key)."""
+        t0 = time.monotonic()
+        try:
+            apt = PrivateApt(self.cache / "apt" / env.name, sources)
+            apt.update()
+            kernel = apt.resolve_kernel(env.kernel_package)
+            key = image_key(env, sources, self.packages, kernel)
+            image = self.images / f"{env.name}-{key}"
+            if image_complete(image) and not self.args.rebuild:
+                log(f"{env.name}: kernel {', '.join(k['Package'] + ' ' + k['Version'] for k in kernel)}; "
+                    f"image {image.name} is cached")
+                return image, [], key
+            log(f"{env.name}: downloading {', '.join(k['Package'] + ' ' + k['Version'] for k in kernel)}")
+            debs = apt.download(kernel)
+            return None, debs, key
+        except (Failure, subprocess.TimeoutExpired, OSError) as e:
+            fallback = None if self.args.rebuild else newest_cached_image(self.images, env.name)
+            if fallback is None:
+                raise Failure(f"download failed: {e}") from e
+            log(f"{env.name}: warning: {e}")
+            log(f"{env.name}: warning: could not refresh the index; using the cached image {fallback.name}")
+            return fallback, [], fallback.name.rsplit("-", 1)[-1]
+        finally:
+            res.t_download = time.monotonic() - t0
+
+    def build(self, env: Environment, res: Result, sources: list[str], debs: list[Path], key: str) -> Path:
+        if os.geteuid() != 0:
+            raise Failure("building an image needs root (mmdebstrap --mode=root, chroot, cpio ownership)")
+        self.images.mkdir(parents=True, exist_ok=True)
+        final = self.images / f"{env.name}-{key}"
+        partial = self.images / f".{env.name}-{key}.partial"
+        for d in (final, partial):
+            if d.exists():
+                shutil.rmtree(d)
+        cmd = ["bash", str(BUILD_SCRIPT), "--suite", env.suite, "--out", str(partial),
+               "--init", str(INIT_SCRIPT), "--packages", ",".join(self.packages),
+               "--modules", REQUIRED_MODULES, "--optional-modules", OPTIONAL_MODULES]
+        for s in sources:
+            cmd += ["--source", s]
+        for d in debs:
+            cmd += ["--kernel-deb", str(d)]
+        log(f"{env.name}: building image {final.name}")
+        t0 = time.monotonic()
+        # the build script needs time to unmount and delete its work dir
+        child = Child(cmd, f"[{env.name} build] ", self.workdir / f"build-{env.name}.log", grace=60)
+        try:
+            rc, timed_out = child.wait(BUILD_TIMEOUT)
+        finally:
+            child.close()
+            res.t_build = time.monotonic() - t0
+        if timed_out or rc != 0:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(partial)
+            why = f"timed out after {BUILD_TIMEOUT} s" if timed_out else f"failed (rc {rc})"
+            print_tail(child.lines, f"the {env.name} image build")
+            raise Failure(f"image build {why}")
+        shutil.copy(self.workdir / f"build-{env.name}.log", partial / "build.log")
+        (partial / "meta.json").write_text(json.dumps({
+            "name": env.name, "suite": env.suite, "sources": sources, "packages": self.packages,
+            "kernel_debs": [d.name for d in debs], "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "build_seconds": round(res.t_build, 1),
+        }, indent=2) + "\n")
+        partial.rename(final)
+        for old in self.images.glob(f"{env.name}-*"):
+            if old != final and old.is_dir():
+                log(f"{env.name}: removing superseded image {old.name}")
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def boot(self, env: Environment, res: Result, image: Path) -> None:
+        out = self.workdir / f"out-{env.name}"
+        out.mkdir()
+        if self.args.pytest_args:
+            (out / "pytest-args").write_text("".join(a + "\n" for a in self.args.pytest_args))
+        if os.environ.get("IDRUN_TEST_USER"):
+            (out / "guest-env").write_text(f"IDRUN_TEST_USER={os.environ['IDRUN_TEST_USER']}\n")
+        accel = choose_accel(image, self.args.memory, self.tree, self.workdir)
+        cmd = qemu_cmd(image, accel, self.args.memory, self.tree, out, "")
+        log(f"{env.name}: booting {(image / 'kernel-release').read_text().strip()} "
+            f"(accel {accel}, timeout {self.args.timeout} s)")
+        t0 = time.monotonic()
+        child = Child(cmd, f"[{env.name}] ", self.workdir / f"console-{env.name}.log")
+        try:
+            rc, timed_out = child.wait(self.args.timeout)
+        finally:
+            child.close()
+            res.t_boot = time.monotonic() - t0
+        status = parse_console(child.lines, res)
+        if status is None and (out / "exit-status").is_file():
+            with contextlib.suppress(ValueError):
+                status = int((out / "exit-status").read_text().strip())
+        if timed_out:
+            print_tail(child.lines, f"the {env.name} console")
+            raise Failure(f"guest timed out after {self.args.timeout} s (QEMU killed)")
+        if status is None:
+            print_tail(child.lines, f"the {env.name} console")
+            raise Failure(f"guest stopped without reporting GUEST-EXIT-STATUS (qemu rc {rc})")
+        users = [p.user for p in res.passes]
+        if status != 0:
+            bad = [p.user for p in res.passes if p.rc != 0]
+            raise Failure(f"guest exit status {status}"
+                          + (f"; failing passes: {', '.join(bad)}" if bad else ""))
+        if len(res.passes) < 2 or "root" not in users:
+            raise Failure(f"expected a root and an unprivileged pass, got: {users or 'none'}")
+        if any(p.rc != 0 for p in res.passes):
+            raise Failure("a pass failed")
+
+    def run_env(self, env: Environment) -> Result:
+        res = Result(env.name)
+        print(f"\n======== {env.name}: {env.suite} ({env.kernel_package}) ========", flush=True)
+        sources = source_lines(env, self.mirror, self.security)
+        try:
+            image, debs, key = self.fetch(env, res, sources)
+            if image is None:
+                image = self.build(env, res, sources, debs, key)
+            else:
+                res.build_cached = True
+                res.t_build = 0.0
+            res.kernel = (image / "kernel-release").read_text().strip()
+            self.boot(env, res, image)
+            res.ok = True
+        except Failure as e:
+            res.reason = str(e)
+            log(f"{env.name}: FAIL: {e}")
+        return res
+
+    def cleanup(self) -> None:
+        if self.args.keep:
+            log(f"kept console logs and guest output in {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def matrix_line(r: Result) -> str:
+    parts = [f"MATRIX {r.name} kernel={r.kernel}"]
+    parts += [describe_pass(p) for p in r.passes]
+    verdict = "PASS" if r.ok else f"FAIL ({r.reason})"
+    times = (f"download {fmt_s(r.t_download)}, build {fmt_s(r.t_build)}"
+             f"{' (cached)' if r.build_cached else ''}, boot+test {fmt_s(r.t_boot)}")
+    return f"{parts[0]} " + " | ".join(parts[1:] + [verdict, times])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    pytest_args: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, pytest_args = argv[:i], argv[i + 1:]
+    envs = load_environments()
+    ap = argparse.ArgumentParser(
+        prog="run.py",
+        description="Boot Debian kernels under QEMU and run idrun's integration suite in them. "
+                    "Arguments after -- are passed to pytest in the guests.")
+    ap.add_argument("--suite", action="append", choices=list(envs), metavar="NAME",
+                    help=f"environment to run (repeatable; default: all of {', '.join(envs)})")
+    ap.add_argument("--timeout", type=int, default=int(os.environ.get("IDRUN_VM_TIMEOUT", DEFAULT_TIMEOUT)),
+                    help="hard limit per boot in seconds (default %(default)s)")
+    ap.add_argument("--memory", type=int, default=int(os.environ.get("IDRUN_VM_MEMORY", 1024)),
+                    help="guest RAM in MiB (default %(default)s; below 1024 the initramfs does not fit)")
+    ap.add_argument("--keep", action="store_true", help="keep console logs and guest output directories")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the images even if cached")
+    ap.add_argument("--tree", default=str(DEFAULT_TREE), help="project checkout to test (default %(default)s)")
+    args = ap.parse_args(argv)
+    args.pytest_args = pytest_args
+    args.environments = [envs[n] for n in (args.suite or list(envs))]
+    if args.timeout <= 0:
+        ap.error("--timeout must be positive")
+    return args
+
+
+def preflight() -> None:
+    if platform.machine() not in ("x86_64", "amd64"):
+        raise SystemExit(f"run.py: only x86_64 hosts are supported (this is {platform.machine()})")
+    missing = [t for t in ("qemu-system-x86_64", "apt-get", "apt-cache") if not shutil.which(t)]
+    if os.geteuid() == 0:
+        missing += [t for t in ("mmdebstrap", "zstd", "cpio", "dpkg-deb") if not shutil.which(t)]
+    if missing:
+        raise SystemExit(f"run.py: missing tools: {' '.join(missing)} (run: make -f mk/vm.mk vm-deps)")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the finally blocks that stop QEMU/builds
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    preflight()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    t_start = time.monotonic()
+    runner = Runner(args)
+    runner.cache.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    with (runner.cache / ".lock").open("w") as lockf:
+        try:
+            try:
+                fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log(f"waiting for another run.py holding {runner.cache / '.lock'}")
+                fcntl.flock(lockf, fcntl.LOCK_EX)
+            log(f"tree {runner.tree}, cache {runner.cache}, mirror {runner.mirror}"
+                + (f", security {runner.security}" if runner.security else ""))
+            for env in args.environments:
+                results.append(runner.run_env(env))
+        except KeyboardInterrupt:
+            log("interrupted")
+            runner.cleanup()
+            return 130
+        runner.cleanup()
+    print("\n======== matrix ========", flush=True)
+    for r in results:
+        print(matrix_line(r))
+    failed = [r.name for r in results if not r.ok]
+    total = time.monotonic() - t_start
+    print(f"TOTAL {len(results) - len(failed)}/{len(results)} environments passed in {total:.1f}s"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
