@@ -1,0 +1,58 @@
+# mk/vm.mk - run idrun's integration suite in QEMU guests with real Debian
+# kernels (integration/vm/run.py).  Included by the top-level Makefile; also
+# usable on its own:  make -f mk/vm.mk vm-test
+#
+# Targets:
+#   vm-deps        install the host tools the runner needs (root; apt-get)
+#   vm-test        build (or reuse) the guest images and run the suite in
+#                  every guest, as root and as an unprivileged user
+#   vm-clean-cache delete the image/apt cache ($(VM_CACHE))
+#
+# Variables (all VM_-prefixed so they cannot clash with the main Makefile):
+#   VM_SUITES   environments to run, e.g. "bookworm trixie" (default: all in
+#               integration/vm/kernels.txt)
+#   VM_TIMEOUT  hard limit per guest boot in seconds (default 300)
+#   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
+#   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
+#               arguments go after "--": VM_ARGS='-- -k smoke'
+#   VM_PYTHON   interpreter for run.py (default python3, needs 3.11+)
+
+VM_MK_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+VM_TOP := $(abspath $(VM_MK_DIR)/..)
+VM_RUNNER := $(VM_TOP)/integration/vm/run.py
+
+VM_PYTHON ?= python3
+VM_SUITES ?=
+VM_TIMEOUT ?= 300
+VM_ARGS ?=
+VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
+VM_DEB_PACKAGES ?= qemu-system-x86 qemu-utils mmdebstrap zstd cpio debian-archive-keyring
+
+.PHONY: vm-deps vm-test vm-clean-cache
+
+vm-deps:
+	@set -eu; \
+	missing=""; \
+	for p in $(VM_DEB_PACKAGES); do \
+	    if ! dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$'; then \
+	        missing="$$missing $$p"; \
+	    fi; \
+	done; \
+	if [ -z "$$missing" ]; then echo "vm-deps: all present: $(strip $(VM_DEB_PACKAGES))"; exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "vm-deps: missing:$$missing" >&2; \
+	    echo "vm-deps: as root run: apt-get install -y --no-install-recommends$$missing" >&2; \
+	    exit 1; \
+	fi; \
+	echo "vm-deps: installing:$$missing"; \
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+vm-test:
+	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) $(VM_ARGS)
+
+vm-clean-cache:
+	@case '$(VM_CACHE)' in ''|/) echo "vm-clean-cache: refusing to delete '$(VM_CACHE)'" >&2; exit 1;; esac
+	rm -rf --one-file-system -- '$(VM_CACHE)'
