@@ -66,6 +66,11 @@ def test_unprivileged_helper_is_refused(tmp_path):
         newidmap.find("uid", str(copy))
 
 
+# The xdist worker has threads; these forked children only make system calls.
+_fork_ok = pytest.mark.filterwarnings("ignore:.*use of fork:DeprecationWarning")
+
+
+@_fork_ok
 def test_close_fds_except():
     r, w = os.pipe()
     extra = os.open("/dev/null", os.O_RDONLY)
@@ -90,6 +95,7 @@ def test_procfs_status_and_sysctl():
 
 # --- on the real kernel ----------------------------------------------------------
 
+@_fork_ok
 @pytest.mark.kernel
 def test_unshare_errno_is_kept():
     pid = os.fork()
@@ -104,6 +110,7 @@ def test_unshare_errno_is_kept():
     assert os.waitstatus_to_exitcode(status) == errno.EINVAL
 
 
+@_fork_ok
 @pytest.mark.kernel
 def test_unshare_user_namespace_in_a_child():
     pid = os.fork()

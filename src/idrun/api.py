@@ -1,6 +1,6 @@
 """Python API: ``idrun.run`` and ``idrun.spawn``, shaped like subprocess.run and Popen.
 
-Same resolver and same protocol as the CLI (``launch.spawn_plan``): the calling
+Same resolver and same protocol as the CLI (``apilaunch.spawn_plan``): the calling
 process forks one child, the child unshares, the caller writes its maps (as
 root directly, rootless through newuidmap/newgidmap) and the child execs the
 command. No launcher binary is exec'd and no thread is started, so a loop of
@@ -18,7 +18,8 @@ import subprocess
 from typing import IO, Any, Mapping, Sequence
 
 from .errors import IdrunError
-from .launch import LaunchOptions, spawn_plan
+from .launch import LaunchOptions
+from .apilaunch import spawn_plan
 from .plan import Plan, Request
 
 PIPE = subprocess.PIPE

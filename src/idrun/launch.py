@@ -14,7 +14,7 @@ PR_SET_PDEATHSIG and pins ``/proc/<launcher>`` as a directory descriptor before
 anything happens, so it can neither outlive the launcher nor write to a
 recycled pid.
 
-API path (``spawn_plan``): the calling process forks one child that unshares
+API path (``apilaunch.spawn_plan``): the calling process forks one child that unshares
 itself while the caller writes its maps, then lets it exec. The caller is
 already the natural parent (like subprocess), so this costs one fork and no
 extra exec; it also works when the caller has threads, because only the forked
@@ -190,77 +190,6 @@ def _check_single_thread(status: dict[str, str]) -> None:
 
 # --- diagnosis ------------------------------------------------------------------
 
-def _flag_names(flags: int) -> str:
-    return ",".join(n for f, n in syscalls.NS_NAMES.items() if flags & f) or "none"
-
-
-def unshare_error(err: OSError, flags: int) -> LaunchError:
-    """Turn a refused unshare(2) into a diagnosis by errno."""
-    import errno
-    what = f"unshare({_flag_names(flags)}) failed: {err.strerror}"
-    if err.errno == errno.EINVAL:
-        n = procfs.thread_count()
-        if n > 1:
-            return LaunchError(f"{what}: {n} threads are running; a user namespace needs a "
-                               "single-threaded process", hint="launch before starting threads")
-        return LaunchError(f"{what}: this kernel does not support a requested namespace",
-                           hint="drop the option, or check the kernel configuration")
-    if err.errno in (errno.ENOSPC, errno.EUSERS):
-        limit = procfs.sysctl_int("user/max_user_namespaces")
-        if limit == 0:
-            return LaunchError(f"{what}: user namespaces are disabled "
-                               "(user.max_user_namespaces = 0)",
-                               hint="sysctl -w user.max_user_namespaces=15000 as root")
-        return LaunchError(f"{what}: the limit of user namespaces was reached "
-                           f"(user.max_user_namespaces = {limit} per user) or the nesting depth "
-                           "of 32 levels", hint="end other sandboxes or raise the sysctl")
-    if err.errno in (errno.EPERM, errno.EACCES):
-        causes = []
-        if flags & syscalls.CLONE_NEWUSER:
-            if procfs.sysctl("kernel/unprivileged_userns_clone") == "0" and os.geteuid() != 0:
-                causes.append("kernel.unprivileged_userns_clone = 0 forbids unprivileged user "
-                              "namespaces")
-            if procfs.sysctl("kernel/apparmor_restrict_unprivileged_userns") == "1":
-                causes.append("AppArmor restricts unprivileged user namespaces "
-                              "(kernel.apparmor_restrict_unprivileged_userns = 1)")
-            overflow = procfs.sysctl_int("kernel/overflowuid") or 65534
-            if os.geteuid() == overflow or os.getegid() == overflow:
-                causes.append("your uid or gid is not mapped in the current namespace")
-            if _in_chroot():
-                causes.append("idrun runs in a chroot")
-        elif os.geteuid() != 0:
-            causes.append("creating these namespaces without a user namespace needs root")
-        if not causes:
-            causes.append("a security module (LSM, seccomp) or a chroot refused it")
-        return LaunchError(f"{what}: " + "; ".join(causes), hint="run 'idrun check'")
-    return LaunchError(what, hint="run 'idrun check'")
-
-
-def _in_chroot() -> bool:
-    try:
-        a, b = os.stat("/"), os.stat("/proc/1/root/.")
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
-
-
-def _write_error(err: OSError, what: str, data: str) -> LaunchError:
-    import errno
-    if err.errno == errno.EPERM:
-        why = ("the writer lacks CAP_SETUID/CAP_SETGID in the parent namespace, a line maps "
-               "ids outside one extent of the parent map, host uid 0 needs CAP_SETFCAP, or "
-               "(own-id maps) setgroups was not 'deny' before gid_map")
-    elif err.errno == errno.EINVAL:
-        why = "overlapping lines, a malformed line, or 4096 bytes or more"
-    elif err.errno in (errno.ESRCH, errno.ENOENT):
-        why = "the target process is gone"
-    else:
-        why = err.strerror or "unknown"
-    lines = data.strip().replace("\n", "; ")
-    return LaunchError(f"writing {what} failed: {err.strerror} ({lines}): {why}",
-                       hint="inspect the plan with --dry-run; run 'idrun check'")
-
-
 # --- writing and checking the maps ---------------------------------------------
 
 def _write_file(path: str, data: str, dir_fd: int | None, what: str) -> None:
@@ -273,7 +202,8 @@ def _write_file(path: str, data: str, dir_fd: int | None, what: str) -> None:
         finally:
             os.close(fd)
     except OSError as e:
-        raise _write_error(e, what, data) from None
+        from .diagnose import write_error
+        raise write_error(e, what, data) from None
     if n != len(raw):
         raise LaunchError(f"writing {what}: short write ({n} of {len(raw)} bytes)")
 
@@ -423,19 +353,6 @@ def _restore_signals() -> None:
             _signal.signal(sig, _signal.SIG_DFL)
 
 
-def exec_error(err: OSError, name: str, path: str) -> IdrunError:
-    import errno
-    if err.errno == errno.ENOENT:
-        if os.path.exists(path):
-            return CommandNotFound(f"{name}: {path} exists but its interpreter or loader "
-                                   "is missing", hint="check the #! line")
-        return CommandNotFound(f"{name}: not found inside the namespace",
-                               hint="check the path")
-    return CommandNotExecutable(f"{name}: cannot execute {path}: {err.strerror}",
-                                hint="the container user may lack permission; check modes "
-                                     "and --user")
-
-
 def exec_command(path: str, argv: Sequence[str], env: Mapping[str, str],
                  keep_fds: Sequence[int], hold_fds: Sequence[int] = ()) -> NoReturn:
     """Exec with only 0-2 and ``keep_fds`` inherited; ``hold_fds`` stay open until the
@@ -452,6 +369,7 @@ def exec_command(path: str, argv: Sequence[str], env: Mapping[str, str],
     try:
         os.execve(path, list(argv), env)
     except OSError as e:
+        from .diagnose import exec_error
         raise exec_error(e, argv[0], path) from None
     raise AssertionError("unreachable")
 
@@ -694,6 +612,7 @@ def exec_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOptio
             try:
                 syscalls.unshare(flags)
             except OSError as e:
+                from .diagnose import unshare_error
                 raise unshare_error(e, flags) from None
         if plan.userns:
             write_setgroups_deny(plan)
@@ -713,162 +632,3 @@ def exec_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOptio
     become_and_exec(plan, opts, path, argv, env, keep)
 
 
-# --- the API path ----------------------------------------------------------------
-
-def _dup_stdio(fds: Sequence[int | None]) -> None:
-    # Move sources that sit on 0-2 out of the way first, so no dup2 clobbers another.
-    moved = [os.dup(fd) if fd is not None and fd < 3 and fd != i else fd
-             for i, fd in enumerate(fds)]
-    for i, fd in enumerate(moved):
-        if fd is None:
-            continue
-        if fd == i:
-            os.set_inheritable(i, True)
-        else:
-            os.dup2(fd, i)
-
-
-def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOptions(), *,
-               env: Mapping[str, str] | None = None, cwd: str | None = None,
-               stdio: Sequence[int | None] = (None, None, None),
-               pass_fds: Sequence[int] = (), reraise: bool = True) -> int:
-    """Start ``argv`` under ``plan`` as a child of the calling process; returns its pid.
-
-    Returns once the command has been exec'd (like subprocess.Popen); raises
-    IdrunError, with nothing left running, if any step failed.
-    """
-    argv = list(argv)
-    if not argv:
-        raise CommandNotFound("empty argv", hint="give a command")
-    env = os.environ if env is None else env
-    path = find_command(argv[0], env, cwd)
-    flags = opts.ns_flags | (syscalls.CLONE_NEWUSER if plan.userns else 0)
-    helpers = prepare_helpers(plan, opts,
-                              procfs.status() if _uses(plan, WRITER_HELPER) else {})
-    fd_target = None
-    if helpers:
-        from . import newidmap
-        fd_target = all(newidmap.supports_fd_target(h.path) for h in helpers.values())
-    if opts.net:
-        import pyroute2  # noqa: F401  - import before fork, never in the child
-    if opts.mount or opts.mount_proc:
-        import ctypes  # noqa: F401
-    if opts.hostname is not None:
-        import socket  # noqa: F401
-    if opts.wrapper:
-        import resource  # noqa: F401
-    if any(k.writer == WRITER_HELPER for k in (plan.uid, plan.gid)) or opts.wrapper:
-        import _prctl  # noqa: F401
-    import errno  # noqa: F401  - used by diagnoses in the child
-    syscalls.preload()              # nothing may be imported in the child after fork
-    keep = tuple(pass_fds)
-    go_r, go_w = os.pipe()
-    report_r, report_w = os.pipe()
-    _flush_std()
-    pid = _fork_quietly()
-    if pid == 0:
-        try:
-            os.close(go_w)
-            os.close(report_r)
-            _api_child(plan, opts, flags, path, argv, env, cwd, stdio, keep, go_r, report_w,
-                       reraise)
-        except BaseException as e:          # noqa: BLE001
-            child_fail(e, report_w)
-    os.close(go_r)
-    os.close(report_w)
-    reaped = False
-    try:
-        first = os.read(report_r, 1)
-        if first != b"U":
-            rest = _read_all(report_r)
-            os.waitpid(pid, 0)
-            reaped = True
-            raise decode_report(first + rest) if first else LaunchError(
-                "the namespace process died before unshare")
-        if plan.userns:
-            # The child is ours and unreaped, so its pid cannot be reused; the
-            # descriptor keeps every access on that one process all the same.
-            procfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                write_maps(plan, procfd, pid, helpers, opts.verbose, fd_target)
-                verify_maps(plan, procfd)
-            finally:
-                os.close(procfd)
-        os.write(go_w, b"g")
-        os.close(go_w)
-        go_w = -1
-        report = _read_all(report_r)
-        if report:
-            os.waitpid(pid, 0)
-            reaped = True
-            raise decode_report(report)
-    except BaseException:
-        if go_w >= 0:
-            os.close(go_w)
-            go_w = -1
-        if not reaped:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        raise
-    finally:
-        if go_w >= 0:
-            os.close(go_w)
-        os.close(report_r)
-    return pid
-
-
-def _fork_quietly() -> int:
-    """os.fork() without Python 3.12's warning about forking a threaded process.
-
-    The warning exists because a child may block on a lock held by a thread that
-    did not survive the fork. idrun's API child imports nothing (everything is
-    loaded before), flushes no stream and logs nothing: it makes system calls
-    until it execs. The filter change is scoped to this one call.
-    """
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _api_child(plan: Plan, opts: LaunchOptions, flags: int, path: str, argv: list[str],
-               env: Mapping[str, str], cwd: str | None, stdio: Sequence[int | None],
-               keep: tuple[int, ...], go_r: int, report_w: int, reraise: bool) -> NoReturn:
-    if flags:
-        try:
-            syscalls.unshare(flags)
-        except OSError as e:
-            raise unshare_error(e, flags) from None
-    # Everything the child can do alone happens before it reports; the caller
-    # then writes and verifies the rest. Little Python runs here: every page the
-    # child touches after fork is a copy-on-write fault, the main cost of a launch.
-    if plan.userns:
-        write_setgroups_deny(plan)
-        write_self_maps(plan)
-    os.write(report_w, b"U")
-    if os.read(go_r, 1) != b"g":        # the caller gave up: never run the command
-        os._exit(EXIT_IDRUN)
-    os.close(go_r)
-    setup_namespaces(opts)
-    if cwd is not None:
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            raise LaunchError(f"cannot change to directory {cwd}: {e.strerror}") from None
-    if stdio[0] is not None or stdio[1] is not None or stdio[2] is not None:
-        _dup_stdio(stdio)
-    # report_w stays close-on-exec: EOF at the exec tells the caller it succeeded.
-    if opts.wrapper:
-        run_wrapped(plan, opts, path, argv, env, keep, report_fd=report_w, reraise=reraise)
-    become_and_exec(plan, opts, path, argv, env, keep, hold_fds=(report_w,))
