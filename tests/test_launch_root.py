@@ -283,3 +283,16 @@ def test_parallel_launches_each_see_their_own_map(root):
         assert maps_inside(out) == [[0, host, 10]]
     # every launch reaped: no zombie children of ours
     assert children_of(os.getpid()) == []
+
+
+@pytest.mark.parametrize("limit,expect", [(0, "disabled"), (1, "limit on user namespaces")])
+def test_max_user_namespaces_exhausted_is_diagnosed(idrun, limit, expect):
+    """Lower the per-namespace limit inside a namespace, then launch inside it."""
+    me = " ".join(idrun_argv())
+    inner = (f"{me} --uidmap 0:0:1 -- true" if limit == 0 else
+             f"{me} --uidmap 0:0:10 -- {me} --uidmap 0:0:1 -- true")
+    res = idrun("--uidmap", "0:0:65536", "--", "sh", "-c",
+                f"echo {limit} > /proc/sys/user/max_user_namespaces && {inner}")
+    assert res.returncode == 125, res.stderr
+    assert "No space left on device" in res.stderr and expect in res.stderr
+    assert res.stderr.strip().count("\n") == 0

@@ -32,9 +32,10 @@ def unshare_error(err: OSError, flags: int) -> LaunchError:
             return LaunchError(f"{what}: user namespaces are disabled "
                                "(user.max_user_namespaces = 0)",
                                hint="sysctl -w user.max_user_namespaces=15000 as root")
-        return LaunchError(f"{what}: the limit of user namespaces was reached "
-                           f"(user.max_user_namespaces = {limit} per user) or the nesting depth "
-                           "of 32 levels", hint="end other sandboxes or raise the sysctl")
+        return LaunchError(f"{what}: a limit on user namespaces was reached "
+                           f"(user.max_user_namespaces is {limit} here, an enclosing namespace "
+                           "may set less) or the nesting depth of 32 levels",
+                           hint="end other sandboxes or raise the sysctl")
     if err.errno in (errno.EPERM, errno.EACCES):
         causes = []
         if flags & syscalls.CLONE_NEWUSER:
