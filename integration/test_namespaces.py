@@ -125,31 +125,43 @@ def test_pid_without_mount_proc_keeps_host_proc(idrun, basic_opts):
     assert f"/proc/{os.getpid()}" in pids.split(), "host /proc should still be visible"
 
 
-def test_mount_is_private(idrun, basic_opts, shared_dir):
-    if shutil.which("mount") is None:
-        pytest.skip("mount(8) is not installed")
+MOUNT_TMPFS_PY = ("import ctypes, os, sys\n"
+                  "libc = ctypes.CDLL(None, use_errno=True)\n"
+                  "if libc.mount(b'idrun-it', sys.argv[1].encode(), b'tmpfs', 0, None) != 0:\n"
+                  "    e = ctypes.get_errno(); sys.exit(f'mount: {os.strerror(e)}')\n")
+
+
+def test_mount_is_private(it, idrun, basic_opts, shared_dir):
     sub = os.path.join(shared_dir, "mnt")
     os.mkdir(sub)
     os.chmod(sub, 0o777)
+    mount = _mount_argv(it, sub)
     out = idrun.ok(basic_opts + ["--mount"],
-                   ["sh", "-c", 'mount -t tmpfs idrun-it "$1" && touch "$1/inside" && '
-                                'ls "$1" && grep -c " $1 " /proc/self/mountinfo',
-                    "sh", sub])
+                   ["sh", "-c", '"$@" && touch "$0/inside" && ls "$0" && '
+                                'grep -c " $0 " /proc/self/mountinfo', sub, *mount])
     assert out.split() == ["inside", "1"], out
     assert os.listdir(sub) == [], "the mount (or its file) leaked to the host"
     with open("/proc/self/mountinfo") as f:
         assert f" {sub} " not in f.read()
 
 
-def test_mount_refused_without_mount_namespace(idrun, basic_opts, shared_dir):
+def test_mount_refused_without_mount_namespace(it, idrun, basic_opts, shared_dir):
     """Without --mount the command shares the host's mount namespace: it cannot mount."""
-    if shutil.which("mount") is None:
-        pytest.skip("mount(8) is not installed")
     sub = os.path.join(shared_dir, "mnt")
     os.mkdir(sub)
-    p = idrun.run(basic_opts, ["mount", "-t", "tmpfs", "idrun-it", sub])
+    p = idrun.run(basic_opts, _mount_argv(it, sub))
     assert p.returncode != 0
     assert os.listdir(sub) == []
+
+
+def _mount_argv(it, target: str) -> list[str]:
+    """Mount a tmpfs on target: mount(8), else python3 + ctypes."""
+    if shutil.which("mount"):
+        return [shutil.which("mount"), "-t", "tmpfs", "idrun-it", target]
+    py = it.inside_python_path()
+    if py is None:
+        it.env_missing("neither mount(8) nor a python3 usable inside")
+    return [py, "-c", MOUNT_TMPFS_PY, target]
 
 
 def test_hostname(idrun, basic_opts):
@@ -159,13 +171,18 @@ def test_hostname(idrun, basic_opts):
     assert os.uname().nodename == before
 
 
-def test_uts_hostname_change_stays_inside(idrun, basic_opts):
+def test_uts_hostname_change_stays_inside(it, idrun, basic_opts):
     before = os.uname().nodename
     hostname = shutil.which("hostname")
-    if hostname is None:
-        pytest.skip("hostname(1) is not installed")
-    out = idrun.ok(basic_opts + ["--uts"],
-                   ["sh", "-c", 'uname -n; hostname idrun-it-changed && uname -n'])
+    if hostname:
+        change = [hostname, "idrun-it-changed"]
+    else:
+        py = it.inside_python_path()
+        if py is None:
+            it.env_missing("neither hostname(1) nor a python3 usable inside")
+        change = [py, "-c", "import socket; socket.sethostname('idrun-it-changed')"]
+    out = idrun.ok(basic_opts + ["--uts"], ["sh", "-c", 'uname -n; "$@" && uname -n', "sh",
+                                            *change])
     assert out.split() == [before, "idrun-it-changed"]
     assert os.uname().nodename == before
 
