@@ -44,6 +44,18 @@ def parse_map(text: str) -> list[Line]:
     return lines
 
 
+def kernel_text(lines: list[Line] | tuple[Line, ...]) -> str:
+    """A map exactly as the kernel prints it (``%10u %10u %10u``), for byte comparison."""
+    return "".join(f"{ln.inside:>10} {ln.outside:>10} {ln.count:>10}\n" for ln in lines)
+
+
+def read_map_text(kind: str, pid: int | str = "self", dir_fd: int | None = None) -> str:
+    """The raw text of a uid_map/gid_map."""
+    if dir_fd is not None:
+        return _read(f"{kind}_map", dir_fd=dir_fd)
+    return _read(f"/proc/{pid}/{kind}_map")
+
+
 def read_map(kind: str, pid: int | str = "self", dir_fd: int | None = None) -> list[Line]:
     """The ``kind`` ("uid"/"gid") map of a process, outside ids as the reader sees them.
 
