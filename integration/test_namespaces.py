@@ -196,6 +196,11 @@ def test_ipc_namespace_hides_host_queues(idrun, basic_opts):
 
 
 def test_cgroup_namespace_root(idrun, basic_opts):
+    """In a new cgroup namespace every hierarchy's path reads "/"."""
+    with open("/proc/self/cgroup") as f:
+        host = [line for line in f.read().splitlines() if line]
     out = idrun.ok(basic_opts + ["--cgroup"], ["cat", "/proc/self/cgroup"])
-    paths = [line.split(":", 2)[2] for line in out.splitlines() if line]
-    assert paths and all(p == "/" for p in paths), out
+    lines = [line for line in out.splitlines() if line]
+    assert len(lines) == len(host), (host, out)
+    paths = [line.split(":", 2)[2] for line in lines]
+    assert all(p == "/" for p in paths), out
