@@ -15,8 +15,8 @@ import os
 from typing import Mapping, NoReturn, Sequence
 
 from . import diagnose, procfs, syscalls
-from .errors import EXIT_IDRUN, CommandNotFound, LaunchError
-from .launch import (WRITER_HELPER, LaunchOptions, _flush_std, _uses,
+from .errors import EXIT_IDRUN, CommandNotFound, IdrunError, LaunchError
+from .launch import (WRITER_HELPER, WRITER_SELF, LaunchOptions, _flush_std, _uses,
                      become_and_exec, child_fail, decode_report, find_command,
                      prepare_helpers, run_wrapped, setup_namespaces, verify_maps,
                      write_maps, write_self_maps, write_setgroups_deny)
@@ -57,30 +57,33 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
     if helpers:
         from . import newidmap
         fd_target = all(newidmap.supports_fd_target(h.path) for h in helpers.values())
-    if opts.net:
-        from pyroute2 import IPRoute  # noqa: F401  - import before fork, never in the child
-    if opts.mount or opts.mount_proc:
-        import ctypes  # noqa: F401
-    if opts.hostname is not None:
-        import socket  # noqa: F401
-    if opts.wrapper:
-        import resource  # noqa: F401
-    if any(k.writer == WRITER_HELPER for k in (plan.uid, plan.gid)) or opts.wrapper:
-        import _prctl  # noqa: F401
-    syscalls.preload()              # nothing may be imported in the child after fork
-    keep = tuple(pass_fds)
+    spawner = _clone_spawner(opts, plan)
+    handle = None                   # the native child's memory; freed once it has exec'd
     go_r, go_w = os.pipe()
     report_r, report_w = os.pipe()
-    _flush_std()
-    pid = _fork_quietly()
-    if pid == 0:
+    if spawner is not None:
         try:
-            os.close(go_w)
-            os.close(report_r)
-            _api_child(plan, opts, flags, path, argv, env, cwd, stdio, keep, go_r, report_w,
-                       reraise)
-        except BaseException as e:          # noqa: BLE001
-            child_fail(e, report_w)
+            pid, handle = _spawn_native(spawner, plan, opts, flags, path, argv, env, cwd,
+                                        stdio, pass_fds, go_r, go_w, report_r, report_w)
+        except BaseException:
+            for fd in (go_r, go_w, report_r, report_w):
+                os.close(fd)
+            raise
+        decode = _native_decoder(plan, flags, path, argv, cwd)
+    else:
+        _preload_for_fork(opts)
+        keep = tuple(pass_fds)
+        _flush_std()
+        pid = _fork_quietly()
+        if pid == 0:
+            try:
+                os.close(go_w)
+                os.close(report_r)
+                _api_child(plan, opts, flags, path, argv, env, cwd, stdio, keep, go_r,
+                           report_w, reraise)
+            except BaseException as e:          # noqa: BLE001
+                child_fail(e, report_w)
+        decode = decode_report
     os.close(go_r)
     os.close(report_w)
     reaped = False
@@ -90,7 +93,7 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
             rest = _read_all(report_r)
             os.waitpid(pid, 0)
             reaped = True
-            raise decode_report(first + rest) if first else LaunchError(
+            raise decode(first + rest) if first else LaunchError(
                 "the namespace process died before unshare")
         if plan.userns:
             # The child is ours and unreaped, so its pid cannot be reused; the
@@ -108,7 +111,7 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
         if report:
             os.waitpid(pid, 0)
             reaped = True
-            raise decode_report(report)
+            raise decode(report)
     except BaseException:
         if go_w >= 0:
             os.close(go_w)
@@ -123,6 +126,9 @@ def spawn_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOpti
         if go_w >= 0:
             os.close(go_w)
         os.close(report_r)
+        # EOF on the report pipe (exec) or waitpid (failure) has happened by now,
+        # so the native child no longer uses its stack and arguments.
+        del handle
     return pid
 
 
@@ -179,3 +185,132 @@ def _api_child(plan: Plan, opts: LaunchOptions, flags: int, path: str, argv: lis
     if opts.wrapper:
         run_wrapped(plan, opts, path, argv, env, keep, report_fd=report_w, reraise=reraise)
     become_and_exec(plan, opts, path, argv, env, keep, hold_fds=(report_w,))
+
+
+# --- the native (vfork-class) spawner ----------------------------------------------
+
+_native: object = None
+_native_checked = False
+
+
+def _clone_spawner(opts: LaunchOptions, plan: Plan | None = None):
+    """idrun._clonespawn when it is built and safe for this launch, else None.
+
+    Not for wrappers (--pid/--fork), mounts, lo or the hostname: they need Python
+    in the child. Not when the id switch changes the effective uid or gid as the
+    kernel sees them: that resets the *mm's* dumpable flag, and the native child
+    shares its mm with the caller, which would become non-dumpable (and its
+    /proc entry root-owned, breaking later rootless launches). IDRUN_SPAWN=fork
+    forces the pure-Python path everywhere (the tests cover both).
+    """
+    global _native, _native_checked
+    if opts.wrapper or opts.mount or opts.mount_proc or opts.net or opts.hostname is not None:
+        return None
+    if plan is not None and not _keeps_effective_ids(plan):
+        return None
+    if not _native_checked:
+        _native_checked = True
+        if os.environ.get("IDRUN_SPAWN") != "fork":
+            try:
+                from . import _clonespawn
+                _native = _clonespawn if getattr(_clonespawn, "AVAILABLE", 0) else None
+            except ImportError:
+                _native = None
+    return _native
+
+
+def _keeps_effective_ids(plan: Plan) -> bool:
+    """Whether the container ids to switch to are the caller's own effective ids."""
+    from .ranges import translate
+    for ident, lines, own in ((plan.user_uid, plan.uid.lines, os.geteuid()),
+                              (plan.user_gid, plan.gid.lines, os.getegid())):
+        if ident is None:
+            continue
+        host = translate(lines, ident) if plan.userns else ident
+        if host != own:
+            return False
+    return True
+
+
+def _own_writes(plan: Plan) -> list[tuple[str, str]]:
+    """The own-id steps of write_setgroups_deny/write_self_maps, for the native child."""
+    writes = []
+    if plan.userns:
+        if plan.setgroups == "deny":
+            writes.append(("/proc/self/setgroups", "deny"))
+        for k in (plan.uid, plan.gid):
+            if k.writer == WRITER_SELF:
+                writes.append((f"/proc/self/{k.kind}_map", k.text))
+    return writes
+
+
+def _spawn_native(spawner, plan: Plan, opts: LaunchOptions, flags: int, path: str,
+                  argv: list[str], env: Mapping[str, str], cwd: str | None,
+                  stdio: Sequence[int | None], pass_fds: Sequence[int], go_r: int, go_w: int,
+                  report_r: int, report_w: int) -> tuple[int, object]:
+    fse = os.fsencode
+    writes = [(fse(p), d.encode()) for p, d in _own_writes(plan)]
+    groups = None
+    if plan.user_gid is not None and plan.setgroups == "allow":
+        groups = list(plan.groups)
+    keep = sorted(set(pass_fds) | {report_w})
+    inherit = [fd != report_w for fd in keep]   # report_w stays close-on-exec
+    if env is os.environ:           # skip the str round trip of every variable
+        envp = [k + b"=" + v for k, v in os.environb.items()]
+    else:
+        envp = [fse(k) + b"=" + fse(v) for k, v in env.items()]
+    return spawner.spawn(flags, go_r, report_w, [go_w, report_r], writes, list(stdio),
+                         None if cwd is None else fse(cwd), groups,
+                         -1 if plan.user_gid is None else plan.user_gid,
+                         -1 if plan.user_uid is None else plan.user_uid,
+                         bool(opts.no_new_privs), keep, inherit, fse(path),
+                         [fse(a) for a in argv], envp)
+
+
+_STAGES = {"d": "cannot set up the command's stdin/stdout/stderr",
+           "n": "cannot set no_new_privs", "f": "cannot pass a file descriptor on"}
+
+
+def _native_decoder(plan: Plan, flags: int, path: str, argv: list[str], cwd: str | None):
+    """Turn the native child's ``E`` + stage + errno into the fork path's errors."""
+    writes = _own_writes(plan)
+
+    def decode(report: bytes) -> IdrunError:
+        if len(report) < 6 or report[:1] != b"E":
+            return LaunchError(f"unexpected report from the namespace process: {report[:40]!r}")
+        stage = chr(report[1])
+        err = int.from_bytes(report[2:6], "little")
+        exc = OSError(err, os.strerror(err))
+        if stage == "u":
+            return diagnose.unshare_error(exc, flags)
+        if stage.isdigit() and int(stage) < len(writes):
+            where, data = writes[int(stage)]
+            return diagnose.write_error(exc, where, data)
+        if stage == "x":
+            return diagnose.exec_error(exc, argv[0], path)
+        if stage == "c":
+            return LaunchError(f"cannot change to directory {cwd}: {exc.strerror}")
+        ids = {"g": f"setgroups({list(plan.groups)}) failed",
+               "G": f"cannot switch to container gid {plan.user_gid}",
+               "V": f"cannot switch to container uid {plan.user_uid}"}
+        if stage in ids:
+            return LaunchError(f"{ids[stage]}: {exc.strerror}",
+                               hint="the ids must be mapped; see --dry-run")
+        return LaunchError(f"{_STAGES.get(stage, f'launch step {stage!r} failed')}: "
+                           f"{exc.strerror}")
+    return decode
+
+
+def _preload_for_fork(opts: LaunchOptions) -> None:
+    """Load what the forked child will use: after fork in a threaded program it must
+    not import (another thread may hold the import lock)."""
+    if opts.net:
+        from pyroute2 import IPRoute  # noqa: F401
+    if opts.mount or opts.mount_proc:
+        import ctypes  # noqa: F401
+    if opts.hostname is not None:
+        import socket  # noqa: F401
+    if opts.wrapper:
+        import _prctl  # noqa: F401
+        import resource  # noqa: F401
+    syscalls.preload()
