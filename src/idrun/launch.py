@@ -188,8 +188,6 @@ def _check_single_thread(status: dict[str, str]) -> None:
                           "(an extension or plugin); use idrun.spawn() from threaded programs")
 
 
-# --- diagnosis ------------------------------------------------------------------
-
 # --- writing and checking the maps ---------------------------------------------
 
 def _write_file(path: str, data: str, dir_fd: int | None, what: str) -> None:
@@ -405,16 +403,14 @@ def _flush_std() -> None:
 
 def child_fail(err: BaseException, report_fd: int | None = None) -> NoReturn:
     """In a forked process: report and leave without running the parent's cleanup."""
-    if isinstance(err, IdrunError):
-        status, msg, hint = err.exit_status, err.message, err.hint
-    else:
-        status, msg, hint = EXIT_IDRUN, f"internal error: {type(err).__name__}: {err}", None
+    if not isinstance(err, IdrunError):
+        err = LaunchError(f"internal error: {type(err).__name__}: {err}")
+    status = err.exit_status
     try:
         if report_fd is not None:
-            os.write(report_fd, b"E" + f"{status}\0{msg}\0{hint or ''}".encode())
-        else:
-            text = f"{msg} (hint: {hint})" if hint else msg
-            os.write(2, f"idrun: error: {text}\n".encode())
+            os.write(report_fd, b"E" + f"{status}\0{err.message}\0{err.hint or ''}".encode())
+        else:           # the same one line the CLI prints for any IdrunError
+            os.write(2, f"idrun: error: {err}\n".encode())
     finally:
         os._exit(status)
 
