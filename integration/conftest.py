@@ -311,6 +311,7 @@ class Idrun:
 
     def __init__(self, prefix: list[str]) -> None:
         self.prefix = list(prefix)
+        self._plans: dict[tuple[str, ...], str] = {}
 
     def argv(self, opts: Sequence[str] = (), command: Sequence[str] | None = None) -> list[str]:
         argv = self.prefix + list(opts)
@@ -347,10 +348,17 @@ class Idrun:
         return self.run(["map", *opts, "--json"], None, **kw)
 
     def plan(self, opts: Sequence[str], **kw) -> dict:
-        """What `idrun map OPTS --json` resolves (must be valid)."""
-        p = self.map_run(opts, **kw)
-        assert p.returncode == 0, _show(p)
-        return json.loads(p.stdout)
+        """What `idrun map OPTS --json` resolves (must be valid). Cached per options
+        for the session when run with the default environment (the sub-id files do
+        not change during a run); each call returns a fresh copy."""
+        key = tuple(opts) if not kw else None
+        if key is None or key not in self._plans:
+            p = self.map_run(opts, **kw)
+            assert p.returncode == 0, _show(p)
+            if key is None:
+                return json.loads(p.stdout)
+            self._plans[key] = p.stdout
+        return json.loads(self._plans[key])
 
     def popen(self, opts: Sequence[str], command: Sequence[str], **kw) -> subprocess.Popen:
         kw.setdefault("cwd", "/")
@@ -431,6 +439,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "runs in the root pass")
     config.addinivalue_line("markers", "rootless: needs an unprivileged caller; "
                                        "runs in the unprivileged pass")
+    config.addinivalue_line("markers", "permutation: one more case of a parametrized test "
+                                       "whose kernel path another case already covers; "
+                                       "deselect with -m 'not permutation' where every "
+                                       "launch is slow (QEMU TCG guests)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,14 +17,22 @@ import pytest
 WRAPPERS = {"exec": [], "fork": ["--fork"], "pid": ["--pid"], "pid-fork": ["--pid", "--fork"]}
 
 
-@pytest.mark.parametrize("mode", list(WRAPPERS))
-@pytest.mark.parametrize("status", [0, 7, 255])
+STATUS_CASES = [(m, s) for s in (0, 7, 255) for m in WRAPPERS]
+STATUS_CORE = {("exec", 0), ("exec", 7), ("fork", 7), ("pid", 7), ("pid-fork", 255)}
+
+
+@pytest.mark.parametrize("mode,status", [
+    pytest.param(m, s, id=f"{m}-{s}",
+                 marks=() if (m, s) in STATUS_CORE else pytest.mark.permutation)
+    for m, s in STATUS_CASES])
 def test_command_status(idrun, basic_opts, mode, status):
     p = idrun.run(basic_opts + WRAPPERS[mode], ["sh", "-c", f"exit {status}"])
     assert p.returncode == status, p.stderr
 
 
-@pytest.mark.parametrize("mode", list(WRAPPERS))
+@pytest.mark.parametrize("mode", ["exec", "pid",
+                                  pytest.param("fork", marks=pytest.mark.permutation),
+                                  pytest.param("pid-fork", marks=pytest.mark.permutation)])
 def test_not_executable_126(idrun, basic_opts, shared_dir, mode):
     path = os.path.join(shared_dir, "not-executable")
     with open(path, "w") as f:
@@ -40,8 +48,11 @@ def test_directory_is_not_executable_126(idrun, basic_opts, shared_dir):
     assert p.returncode == 126, p.stderr
 
 
-@pytest.mark.parametrize("mode", list(WRAPPERS))
-@pytest.mark.parametrize("command", ["idrun-no-such-command-x", "/nonexistent/idrun-x"])
+@pytest.mark.parametrize("mode,command", [
+    pytest.param(m, c, id=f"{m}-{'path' if c.startswith('/') else 'name'}",
+                 marks=() if (m, c[0]) in {("exec", "i"), ("fork", "/"), ("pid", "i")}
+                 else pytest.mark.permutation)
+    for m in WRAPPERS for c in ("idrun-no-such-command-x", "/nonexistent/idrun-x")])
 def test_not_found_127(idrun, basic_opts, mode, command):
     p = idrun.run(basic_opts + WRAPPERS[mode], [command])
     assert p.returncode == 127, p.stderr
@@ -53,8 +64,11 @@ def test_bad_input_125(it, idrun, shared_dir):
     it.assert_refused(idrun.run(["--uidmap", "0:x:1"], ["touch", marker]), marker)
 
 
-@pytest.mark.parametrize("mode", ["exec", "fork"])
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGUSR1])
+@pytest.mark.parametrize("mode,sig", [
+    pytest.param(m, s, id=f"{m}-{s.name}",
+                 marks=() if (m, s) in {("exec", signal.SIGTERM), ("fork", signal.SIGTERM),
+                                        ("fork", signal.SIGKILL)} else pytest.mark.permutation)
+    for m in ("exec", "fork") for s in (signal.SIGTERM, signal.SIGKILL, signal.SIGUSR1)])
 def test_killed_by_signal(it, idrun, basic_opts, mode, sig):
     """`sh -c 'kill -SIG $$'` gives 128+SIG; the wrapper (--fork) exits with it."""
     p = idrun.run(basic_opts + WRAPPERS[mode], ["sh", "-c", f"kill -{int(sig)} $$; sleep 5"])
@@ -63,8 +77,10 @@ def test_killed_by_signal(it, idrun, basic_opts, mode, sig):
         assert p.returncode == 128 + sig, "the wrapper should exit with 128+N"
 
 
-@pytest.mark.parametrize("mode", ["pid", "pid-fork"])
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("mode,sig", [
+    pytest.param(m, s, id=f"{m}-{s.name}",
+                 marks=() if m == "pid" else pytest.mark.permutation)
+    for m in ("pid", "pid-fork") for s in (signal.SIGKILL, signal.SIGTERM)])
 def test_pid1_killed_from_outside(it, idrun, basic_opts, shared_dir, mode, sig):
     """With --pid the command is PID 1, which ignores signals it has no handler for
     from inside; SIGKILL from the host (an ancestor namespace) still kills it, and
@@ -111,8 +127,14 @@ FORWARD_CASES = ([("fork", s) for s in FORWARDED]
                  + [(m, s) for m in ("pid", "pid-fork") for s in (signal.SIGTERM, signal.SIGUSR1)])
 
 
-@pytest.mark.parametrize("mode,sig", FORWARD_CASES,
-                         ids=[f"{m}-{signal.Signals(s).name}" for m, s in FORWARD_CASES])
+FORWARD_CORE = {("fork", signal.SIGTERM), ("fork", signal.SIGINT), ("fork", signal.SIGUSR1),
+                ("pid", signal.SIGTERM), ("pid-fork", signal.SIGUSR1)}
+
+
+@pytest.mark.parametrize("mode,sig", [
+    pytest.param(m, s, id=f"{m}-{signal.Signals(s).name}",
+                 marks=() if (m, s) in FORWARD_CORE else pytest.mark.permutation)
+    for m, s in FORWARD_CASES])
 def test_signal_forwarded(it, idrun, basic_opts, shared_dir, mode, sig):
     """idrun (the wrapper) receives a signal; the command's trap runs and exits 42."""
     name = signal.Signals(sig).name[3:]

@@ -69,13 +69,17 @@ def _fds_inside(it, idrun, opts, open_fds: int) -> dict[int, str]:
     return fds
 
 
-@pytest.mark.parametrize("mode", [[], ["--fork"], ["--pid"]], ids=["exec", "fork", "pid"])
+@pytest.mark.parametrize("mode", [
+    pytest.param([], id="exec"), pytest.param(["--fork"], id="fork", marks=pytest.mark.permutation),
+    pytest.param(["--pid"], id="pid")])
 def test_only_std_fds_inherited(it, idrun, basic_opts, mode):
     fds = _fds_inside(it, idrun, basic_opts + mode, open_fds=4)
     assert sorted(fds) == [0, 1, 2], fds
 
 
-@pytest.mark.parametrize("mode", [[], ["--fork"], ["--pid"]], ids=["exec", "fork", "pid"])
+@pytest.mark.parametrize("mode", [
+    pytest.param([], id="exec"), pytest.param(["--fork"], id="fork"),
+    pytest.param(["--pid"], id="pid", marks=pytest.mark.permutation)])
 def test_preserve_fds(it, idrun, basic_opts, mode):
     fds = _fds_inside(it, idrun, basic_opts + mode + ["--preserve-fds", "2"], open_fds=4)
     assert sorted(fds) == [0, 1, 2, 3, 4], fds
@@ -113,8 +117,9 @@ def _await_child(it, proc, pidfile):
     return pid
 
 
-@pytest.mark.parametrize("mode", [["--fork"], ["--pid"], ["--pid", "--fork"]],
-                         ids=["fork", "pid", "pid-fork"])
+@pytest.mark.parametrize("mode", [
+    pytest.param(["--fork"], id="fork"), pytest.param(["--pid"], id="pid"),
+    pytest.param(["--pid", "--fork"], id="pid-fork", marks=pytest.mark.permutation)])
 def test_pdeathsig_kills_command_when_wrapper_is_killed(it, idrun, basic_opts, shared_dir,
                                                         mode):
     """SIGKILL to the wrapper of `sleep 100`: the command must be gone shortly after."""
