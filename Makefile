@@ -66,8 +66,10 @@ unit312: $(VENV312)/.installed
 
 unit: unit311 unit312
 
+# Debian's interpreter with Debian's click/prctl/pyroute2/pytest: the one both
+# passes (root and the unprivileged user) can run, as in the guests.
 integration: deps
-	bash integration/guest/run-suite.sh $(PYTEST_ARGS)
+	IDRUN_PYTHON=/usr/bin/python3 bash integration/guest/run-suite.sh $(PYTEST_ARGS)
 
 -include mk/vm.mk
 -include mk/vagrant.mk

@@ -382,3 +382,13 @@ def test_every_error_is_an_idrun_error_with_one_line():
         except IdrunError as e:
             assert "\n" not in str(e)
             assert "hint:" in str(e)
+
+
+def test_setgroups_denied_above_is_inherited():
+    host = ROOT._replace(parent_setgroups="deny")
+    plan = resolve(Request(uidmap=("0:0:1",)), host)
+    assert plan.setgroups == "deny"
+    with pytest.raises(MapConflictError, match="inherits"):
+        resolve(Request(uidmap=("0:0:1",), setgroups="allow"), host)
+    with pytest.raises(MapConflictError, match="--group-add"):
+        resolve(Request(uidmap=("0:0:10",), group_add=("1",)), host)

@@ -159,6 +159,11 @@ def gather(request: Request, rootless: bool | None = None,
         except KeyError:
             owner_uid = int(name) if name.isascii() and name.isdigit() else None
         table[name] = source.lookup(name, owner_uid)
+    try:
+        with open("/proc/self/setgroups") as f:
+            host_kwargs["parent_setgroups"] = f.read().strip() or "allow"
+    except OSError:
+        pass
     if not rootless:
         try:
             host_kwargs["parent_uid_map"] = read_map("/proc/self/uid_map")

@@ -67,6 +67,9 @@ class Host(NamedTuple):
     # Maps of the namespace idrun runs in (identity in the initial namespace).
     parent_uid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
     parent_gid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
+    # /proc/self/setgroups of the namespace idrun runs in: "deny" is inherited
+    # by every namespace created below it.
+    parent_setgroups: str = "allow"
     # Extra owners' ranges (--subuidname/--subgidname, user "containers" for auto).
     named_subuid: dict[str, SubidSet] | None = None
     named_subgid: dict[str, SubidSet] | None = None

@@ -668,6 +668,12 @@ def resolve(request: Request, host: Host) -> Plan:
 
     # setgroups
     setgroups = request.setgroups or (preset.setgroups if preset else None) or "allow"
+    if host.parent_setgroups == "deny" and setgroups == "allow":
+        if request.setgroups == "allow":
+            raise MapConflictError(
+                "--setgroups allow: setgroups is denied in the namespace idrun runs in, and "
+                "a new namespace inherits that", "drop --setgroups allow")
+        setgroups = "deny"
     gid_own_only = rootless and all(
         ln.outside == host.gid and ln.count == 1 for ln in written["gid"]) and written["gid"]
     if gid_own_only and setgroups == "allow":
