@@ -4,14 +4,20 @@
 #
 # Targets:
 #   vm-deps        install the host tools the runner needs (root; apt-get)
-#   vm-test        build (or reuse) the guest images and run the suite in
-#                  every guest, as root and as an unprivileged user
+#   vm-test        build (or reuse) the guest images and run the whole
+#                  integration suite in every guest, as root and as an
+#                  unprivileged user (slow: ~10-13 min per pass under TCG)
+#   vm-test-NAME   the same for one environment (vm-test-bookworm, ...)
+#   vm-smoke       only $(VM_SMOKE_TESTS) in every guest (a few minutes;
+#                  proves kernels, images, 9p, both users and the runner)
 #   vm-clean-cache delete the image/apt cache ($(VM_CACHE))
 #
 # Variables (all VM_-prefixed so they cannot clash with the main Makefile):
 #   VM_SUITES   environments to run, e.g. "bookworm trixie" (default: all in
 #               integration/vm/kernels.txt)
-#   VM_TIMEOUT  hard limit per guest boot in seconds (default 300)
+#   VM_TIMEOUT  hard limit per guest boot for vm-test in seconds (default
+#               3600: the whole suite takes ~25 min per guest under TCG)
+#   VM_SMOKE_TIMEOUT  the same for vm-smoke (default 300)
 #   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
 #   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
 #               arguments go after "--": VM_ARGS='-- -k smoke'
@@ -23,12 +29,14 @@ VM_RUNNER := $(VM_TOP)/integration/vm/run.py
 
 VM_PYTHON ?= python3
 VM_SUITES ?=
-VM_TIMEOUT ?= 300
+VM_TIMEOUT ?= 3600
+VM_SMOKE_TIMEOUT ?= 300
+VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
 VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
 VM_DEB_PACKAGES ?= qemu-system-x86 qemu-utils mmdebstrap zstd cpio debian-archive-keyring
 
-.PHONY: vm-deps vm-test vm-clean-cache
+.PHONY: vm-deps vm-test vm-smoke vm-clean-cache
 
 vm-deps:
 	@set -eu; \
@@ -52,6 +60,15 @@ vm-deps:
 vm-test:
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
 	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) $(VM_ARGS)
+
+vm-test-%:
+	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
+	    --suite $* --timeout $(VM_TIMEOUT) $(VM_ARGS)
+
+vm-smoke:
+	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) $(VM_ARGS) \
+	    $(if $(filter --,$(VM_ARGS)),,--) $(VM_SMOKE_TESTS)
 
 vm-clean-cache:
 	@case '$(VM_CACHE)' in ''|/) echo "vm-clean-cache: refusing to delete '$(VM_CACHE)'" >&2; exit 1;; esac

@@ -19,6 +19,10 @@
 #                    PYTHONPATH=<tree>/src)
 #   IDRUN_PYTHON     interpreter that runs pytest (default python3)
 #
+# Test paths among the pytest args (relative to the tree, e.g.
+# integration/test_smoke_kernel.py or integration/test_maps.py::test_x)
+# replace the default <tree>/integration.
+#
 # When not started as root only one pass runs, as the calling user.
 set -euo pipefail
 
@@ -153,11 +157,15 @@ run_pass() {
         say "warning: '$python' cannot import pytest as $user; install python3-pytest" \
             "python3-click python3-prctl python3-pyroute2, or set IDRUN_PYTHON to an interpreter $user can run"
     fi
-    local rc=0
+    local rc=0 a
+    local -a default_paths=("$run_tree/integration")
+    for a in "$@"; do
+        if [[ $a != -* && -e $tree/${a%%::*} ]]; then default_paths=(); break; fi
+    done
     # cd inside the child so a tree the user cannot enter is not a problem
     # for the shell itself.
     as_user "$user" env -i "${envv[@]}" sh -c 'cd "$0" && exec "$@"' "$run_tree" \
-        "$python" -m pytest "$run_tree/integration" --color=no -p no:cacheprovider "$@" || rc=$?
+        "$python" -m pytest "${default_paths[@]}" --color=no -p no:cacheprovider "$@" || rc=$?
     echo "SUITE user=$user kernel=$kernel rc=$rc"
     results+=("SUITE user=$user kernel=$kernel rc=$rc")
     if [[ $rc -ne 0 ]]; then failed=1; fi

@@ -68,7 +68,9 @@ ANSI_RE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_]|c)")
 SUITE_RE = re.compile(r"^SUITE user=(\S+) kernel=(\S+) rc=(-?\d+)\s*$")
 STATUS_RE = re.compile(r"^GUEST-EXIT-STATUS=(-?\d+)\s*$")
 GUEST_UP_RE = re.compile(r"^GUEST-UP kernel=(\S+)")
-PYTEST_SUMMARY_RE = re.compile(r"^=+ (.*\bin [\d.]+s\b.*?) =+\s*$")
+# pytest's final line, with or without the ==== decoration (-q drops it)
+PYTEST_SUMMARY_RE = re.compile(
+    r"^=*\s*((?:\d+ [a-z]+(?:, )?)+ in [\d.]+s\b.*?|no tests ran in [\d.]+s\b.*?)\s*=*\s*$")
 COUNT_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 
 
@@ -535,6 +537,31 @@ def describe_pass(p: Pass) -> str:
     return f"{p.user}: {text}" + ("" if p.rc == 0 else f" (rc {p.rc})")
 
 
+SNAPSHOT_ITEMS = ("src", "integration", "pyproject.toml")
+
+
+def snapshot_tree(tree: Path, dest: Path) -> None:
+    """Copy what the guests need from the checkout, so every guest of a run
+    tests the same code even while the checkout is being edited."""
+    if not (tree / "integration").is_dir():
+        raise SystemExit(f"run.py: {tree} has no integration/ directory (use --tree)")
+    dest.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
+    for item in SNAPSHOT_ITEMS:
+        src = tree / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, symlinks=True, ignore=ignore)
+        elif src.is_file():
+            shutil.copy2(src, dest / item)
+    try:
+        rev = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = ""
+    log(f"testing a snapshot of {tree} ({', '.join(SNAPSHOT_ITEMS)})"
+        + (f" at {rev}" if rev else ""))
+
+
 class Runner:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -543,8 +570,14 @@ class Runner:
         self.tree = Path(args.tree).resolve()
         self.packages = load_packages()
         self.mirror, self.security = host_mirrors()
+        self.workdir: Path | None = None
+
+    def start(self) -> None:
+        """Make the run's work dir (console logs, guest out dirs, tree snapshot)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="idrun-vm-run."))
         os.chmod(self.workdir, 0o755)
+        self.share = self.workdir / "tree"
+        snapshot_tree(self.tree, self.share)
 
     # -- phases -------------------------------------------------------------
     def fetch(self, env: Environment, res: Result, sources: list[str]) -> tuple[Path | None, list[Path], str]:
@@ -624,8 +657,8 @@ class Runner:
             (out / "pytest-args").write_text("".join(a + "\n" for a in self.args.pytest_args))
         if os.environ.get("IDRUN_TEST_USER"):
             (out / "guest-env").write_text(f"IDRUN_TEST_USER={os.environ['IDRUN_TEST_USER']}\n")
-        accel = choose_accel(image, self.args.memory, self.tree, self.workdir)
-        cmd = qemu_cmd(image, accel, self.args.memory, self.tree, out, "")
+        accel = choose_accel(image, self.args.memory, self.share, self.workdir)
+        cmd = qemu_cmd(image, accel, self.args.memory, self.share, out, "")
         log(f"{env.name}: booting {(image / 'kernel-release').read_text().strip()} "
             f"(accel {accel}, timeout {self.args.timeout} s)")
         t0 = time.monotonic()
@@ -675,10 +708,13 @@ class Runner:
         return res
 
     def cleanup(self) -> None:
+        if self.workdir is None:
+            return
         if self.args.keep:
             log(f"kept console logs and guest output in {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir = None
 
 
 def matrix_line(r: Result) -> str:
@@ -739,21 +775,22 @@ def main(argv: list[str]) -> int:
     runner = Runner(args)
     runner.cache.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
-    with (runner.cache / ".lock").open("w") as lockf:
-        try:
+    try:
+        with (runner.cache / ".lock").open("w") as lockf:
             try:
                 fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 log(f"waiting for another run.py holding {runner.cache / '.lock'}")
                 fcntl.flock(lockf, fcntl.LOCK_EX)
-            log(f"tree {runner.tree}, cache {runner.cache}, mirror {runner.mirror}"
+            runner.start()
+            log(f"cache {runner.cache}, mirror {runner.mirror}"
                 + (f", security {runner.security}" if runner.security else ""))
             for env in args.environments:
                 results.append(runner.run_env(env))
-        except KeyboardInterrupt:
-            log("interrupted")
-            runner.cleanup()
-            return 130
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
         runner.cleanup()
     print("\n======== matrix ========", flush=True)
     for r in results:
