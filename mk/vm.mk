@@ -20,7 +20,10 @@
 #   VM_SMOKE_TIMEOUT  the same for vm-smoke (default 300)
 #   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
 #   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
-#               arguments go after "--": VM_ARGS='-- -k smoke'
+#               arguments may follow "--": VM_ARGS='--keep -- -k maps'
+#   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'not permutation',
+#               which drops the redundant parametrized cases; set it empty
+#               to run every case)
 #   VM_PYTHON   interpreter for run.py (default python3, needs 3.11+)
 
 VM_MK_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -33,6 +36,7 @@ VM_TIMEOUT ?= 3600
 VM_SMOKE_TIMEOUT ?= 300
 VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
+VM_PYTEST_ARGS ?= -m 'not permutation'
 VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
 VM_DEB_PACKAGES ?= qemu-system-x86 qemu-utils mmdebstrap zstd cpio debian-archive-keyring
 
@@ -57,18 +61,23 @@ vm-deps:
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
+# run.py takes pytest arguments after a single "--"
+VM_SEP = $(if $(filter --,$(VM_ARGS)),,--)
+
 vm-test:
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) $(VM_ARGS)
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) $(VM_ARGS) \
+	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
 vm-test-%:
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    --suite $* --timeout $(VM_TIMEOUT) $(VM_ARGS)
+	    --suite $* --timeout $(VM_TIMEOUT) $(VM_ARGS) \
+	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
 vm-smoke:
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
 	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) $(VM_ARGS) \
-	    $(if $(filter --,$(VM_ARGS)),,--) $(VM_SMOKE_TESTS)
+	    $(VM_SEP) $(VM_SMOKE_TESTS)
 
 vm-clean-cache:
 	@case '$(VM_CACHE)' in ''|/) echo "vm-clean-cache: refusing to delete '$(VM_CACHE)'" >&2; exit 1;; esac

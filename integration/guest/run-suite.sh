@@ -153,19 +153,20 @@ run_pass() {
 
     echo
     echo "==== pass: user=$user ($(id -u "$user")) IDRUN=\"$idrun_cmd\" ===="
-    if ! as_user "$user" env -i "${envv[@]}" "$python" -c 'import pytest' >/dev/null 2>&1; then
-        say "warning: '$python' cannot import pytest as $user; install python3-pytest" \
-            "python3-click python3-prctl python3-pyroute2, or set IDRUN_PYTHON to an interpreter $user can run"
-    fi
-    local rc=0 a
+    local rc=0 a t0=$SECONDS
     local -a default_paths=("$run_tree/integration")
     for a in "$@"; do
         if [[ $a != -* && -e $tree/${a%%::*} ]]; then default_paths=(); break; fi
     done
     # cd inside the child so a tree the user cannot enter is not a problem
     # for the shell itself.
-    as_user "$user" env -i "${envv[@]}" sh -c 'cd "$0" && exec "$@"' "$run_tree" \
+    as_user "$user" env -i "${envv[@]}" sh -c 'cd "$1" && shift && exec "$@"' run-suite "$run_tree" \
         "$python" -m pytest "${default_paths[@]}" --color=no -p no:cacheprovider "$@" || rc=$?
+    if [[ $rc -ne 0 ]] && ! as_user "$user" env -i "${envv[@]}" "$python" -c 'import pytest' >/dev/null 2>&1; then
+        say "hint: '$python' cannot import pytest as $user; install python3-pytest" \
+            "python3-click python3-prctl python3-pyroute2, or set IDRUN_PYTHON to an interpreter $user can run"
+    fi
+    say "pass user=$user took $((SECONDS - t0)) s"
     echo "SUITE user=$user kernel=$kernel rc=$rc"
     results+=("SUITE user=$user kernel=$kernel rc=$rc")
     if [[ $rc -ne 0 ]]; then failed=1; fi
