@@ -345,6 +345,28 @@ def image_key(env: Environment, sources: list[str], packages: list[str],
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()).rstrip("/") + "/"
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = [l.split()[1].replace("\\040", " ") for l in lines if len(l.split()) > 1]
+    return [m for m in points if m.startswith(prefix)]
+
+
+def safe_rmtree(path: Path) -> bool:
+    """rmtree, unless something is mounted below path (a killed mmdebstrap can
+    leave /proc, /sys or /dev mounted in its rootfs)."""
+    if not path.exists():
+        return True
+    if mounts := mounts_under(path):
+        log(f"warning: not deleting {path}: mounts remain under it ({', '.join(mounts[:3])})")
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
+
+
 def image_complete(d: Path) -> bool:
     return all((d / f).is_file() for f in ("initramfs.cpio.zst", "vmlinuz", "kernel-release", "meta.json"))
 
@@ -612,9 +634,10 @@ class Runner:
         self.images.mkdir(parents=True, exist_ok=True)
         final = self.images / f"{env.name}-{key}"
         partial = self.images / f".{env.name}-{key}.partial"
-        for d in (final, partial):
-            if d.exists():
-                shutil.rmtree(d)
+        # leftovers of killed builds (we hold the cache lock, nobody else builds)
+        for d in [final, *self.images.glob(f".{env.name}-*.partial"),
+                  *self.images.glob(f".build-{env.suite}.*")]:
+            safe_rmtree(d)
         cmd = ["bash", str(BUILD_SCRIPT), "--suite", env.suite, "--out", str(partial),
                "--init", str(INIT_SCRIPT), "--packages", ",".join(self.packages),
                "--modules", REQUIRED_MODULES, "--optional-modules", OPTIONAL_MODULES]
@@ -632,8 +655,7 @@ class Runner:
             child.close()
             res.t_build = time.monotonic() - t0
         if timed_out or rc != 0:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(partial)
+            safe_rmtree(partial)
             why = f"timed out after {BUILD_TIMEOUT} s" if timed_out else f"failed (rc {rc})"
             print_tail(child.lines, f"the {env.name} image build")
             raise Failure(f"image build {why}")
@@ -647,7 +669,7 @@ class Runner:
         for old in self.images.glob(f"{env.name}-*"):
             if old != final and old.is_dir():
                 log(f"{env.name}: removing superseded image {old.name}")
-                shutil.rmtree(old, ignore_errors=True)
+                safe_rmtree(old)
         return final
 
     def boot(self, env: Environment, res: Result, image: Path) -> None:
