@@ -26,6 +26,9 @@
 #               to run every case)
 #   VM_PYTHON   interpreter for run.py (default python3, needs 3.11+)
 
+# Keep the including Makefile's default goal: targets below must not become it.
+VM_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+
 VM_MK_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 VM_TOP := $(abspath $(VM_MK_DIR)/..)
 VM_RUNNER := $(VM_TOP)/integration/vm/run.py
@@ -82,3 +85,5 @@ vm-smoke:
 vm-clean-cache:
 	@case '$(VM_CACHE)' in ''|/) echo "vm-clean-cache: refusing to delete '$(VM_CACHE)'" >&2; exit 1;; esac
 	rm -rf --one-file-system -- '$(VM_CACHE)'
+
+.DEFAULT_GOAL := $(VM_SAVED_DEFAULT_GOAL)
