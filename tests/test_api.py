@@ -20,16 +20,16 @@ pytestmark = pytest.mark.kernel
 def spawner(request, monkeypatch):
     """Every API test runs through both child makers: the native vfork-class one
     (idrun._clonespawn) and the pure-Python os.fork() fallback."""
-    from idrun import apilaunch
+    from idrun import launch
     if request.param == "native":
         try:
             from idrun import _clonespawn
         except ImportError:
             pytest.skip("idrun._clonespawn is not built (no C compiler at install time)")
-        monkeypatch.setattr(apilaunch, "_native", _clonespawn)
+        monkeypatch.setattr(launch, "_native", _clonespawn)
     else:
-        monkeypatch.setattr(apilaunch, "_native", None)
-    monkeypatch.setattr(apilaunch, "_native_checked", True)
+        monkeypatch.setattr(launch, "_native", None)
+    monkeypatch.setattr(launch, "_native_checked", True)
     return request.param
 
 

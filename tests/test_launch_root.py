@@ -19,9 +19,21 @@ def maps_inside(out: str) -> list[list[int]]:
     return [[int(x) for x in line.split()] for line in out.strip().splitlines()]
 
 
-def test_single_id_is_root_inside(idrun):
+# The map writer is native (idrun._clonespawn) when built, else a forked Python
+# process; IDRUN_SPAWN=fork forces the latter. The tests marked with this run both.
+writers = pytest.mark.parametrize("writer_env", [{}, {"IDRUN_SPAWN": "fork"}],
+                                  ids=["default-writer", "fork-writer"])
+
+
+def env_with(extra: dict) -> dict:
+    return {**os.environ, **extra}
+
+
+@writers
+def test_single_id_is_root_inside(idrun, writer_env):
     res = idrun("--uidmap", "0:1000:1", "--", "sh", "-c",
-                "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups")
+                "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups",
+                env=env_with(writer_env))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[:2] == ["0", "0"]
@@ -35,9 +47,11 @@ def test_id_output_says_uid_0(idrun):
     assert res.stdout.startswith("uid=0(root) gid=0(root)")
 
 
-def test_range_map_and_user_switch(idrun):
+@writers
+def test_range_map_and_user_switch(idrun, writer_env):
     res = idrun("--uidmap", "0:100000:65536", "--gidmap", "0:200000:65536", "--user", "1000:2000",
-                "--", "sh", "-c", "id -u; id -g; id -G; cat /proc/self/uid_map /proc/self/gid_map")
+                "--", "sh", "-c", "id -u; id -g; id -G; cat /proc/self/uid_map /proc/self/gid_map",
+                env=env_with(writer_env))
     assert res.returncode == 0, res.stderr
     out = res.stdout.splitlines()
     assert out[:3] == ["1000", "2000", "2000"]      # supplementary groups reset to none
@@ -244,7 +258,8 @@ def test_userns_host_as_root_creates_no_namespace(idrun):
     assert res.stdout.strip() == os.readlink("/proc/self/ns/user")
 
 
-def test_kernel_refusal_fails_closed(root, world_dir):
+@writers
+def test_kernel_refusal_fails_closed(root, world_dir, writer_env):
     """Mapping host uid 0 needs CAP_SETFCAP: without it the write fails, the command never
     runs, the message names the file, and no process remains."""
     if subprocess.run(["which", "capsh"], capture_output=True).returncode != 0:
@@ -252,7 +267,8 @@ def test_kernel_refusal_fails_closed(root, world_dir):
     marker = world_dir / "must-not-exist"
     tag = f"idrun-failclosed-{time.monotonic_ns()}"
     inner = " ".join(idrun_argv() + ["--uidmap", "0:0:1", "--", "touch", str(marker)])
-    res = run(["capsh", "--drop=cap_setfcap", "--", "-c", f"{inner} # {tag}"])
+    res = run(["capsh", "--drop=cap_setfcap", "--", "-c", f"{inner} # {tag}"],
+              env=env_with(writer_env))
     assert res.returncode == 125, (res.stdout, res.stderr)
     assert "uid_map" in res.stderr and "Operation not permitted" in res.stderr
     assert res.stderr.strip().count("\n") == 0

@@ -1,5 +1,8 @@
 /*
- * idrun._clonespawn: start a command in a new user namespace from a vfork-class child.
+ * idrun._clonespawn: vfork-class children for idrun's two launch paths.
+ *
+ * spawn(): the API's child, which unshares and execs the command (apilaunch.py).
+ * writer(): the CLI's map writer for direct (root) writes (launch.py).
  *
  * Why this exists: os.fork() copies the page tables of the whole Python process and
  * the exec then tears them down again; every page either side writes meanwhile is
@@ -473,8 +476,169 @@ error:
     return NULL;
 }
 
+/* --- the CLI's map writer ---------------------------------------------------------
+ *
+ * launch.py forks a writer before the launcher unshares (util-linux's pattern). For
+ * direct writes (root) that writer only opens /proc/<launcher>/{setgroups,uid_map,
+ * gid_map} and writes prepared bytes, which this CLONE_VM child does without the
+ * cost of forking the whole interpreter. It shares the launcher's memory until it
+ * exits; the launcher reaps it before changing any id (see _clone_spawner's note on
+ * dumpability). Steps: close the caller's pipe ends; PR_SET_PDEATHSIG(SIGKILL);
+ * getppid() must still be the launcher; pin /proc/<launcher> as a directory fd;
+ * wait for "g" (EOF: exit 0); one openat + one write per file through that fd; close
+ * the report pipe; exit 0. Failure: "E" + stage + errno on the report pipe, exit 1.
+ */
+struct writer_args {
+    int nfirst;
+    int *first;
+    long parent;
+    const char *proc_path;
+    int go_r, rep_w;
+    int nwrites;
+    struct write_op writes[MAX_WRITES];
+    char *stack;
+};
+
+static int writer_main(void *arg)
+{
+    struct writer_args *w = arg;
+    struct spawn_args rep;            /* report() needs only rep_w */
+    long r;
+    int i, procfd, fd;
+    char c;
+
+    rep.rep_w = w->rep_w;
+    for (i = 0; i < w->nfirst; i++)
+        raw1(SYS_close, w->first[i]);
+    raw6(SYS_prctl, 1 /* PR_SET_PDEATHSIG */, SIGKILL, 0, 0, 0, 0);
+    if (raw1(SYS_getppid, 0) != w->parent)
+        child_exit(0);                /* the launcher died before PDEATHSIG was armed */
+    procfd = (int)raw4(SYS_openat, AT_FDCWD, w->proc_path,
+                       O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (procfd < 0)
+        return fail(&rep, 'p', procfd, 1);
+    if (raw3(SYS_read, w->go_r, &c, 1) != 1 || c != 'g')
+        child_exit(0);                /* EOF: the launcher gave up */
+    for (i = 0; i < w->nwrites; i++) {
+        fd = (int)raw4(SYS_openat, procfd, w->writes[i].path, O_WRONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+            return fail(&rep, (char)('0' + i), fd, 1);
+        r = raw3(SYS_write, fd, w->writes[i].data, w->writes[i].len);
+        raw1(SYS_close, fd);
+        if (r < 0)
+            return fail(&rep, (char)('0' + i), r, 1);
+        if ((size_t)r != w->writes[i].len)
+            return fail(&rep, (char)('0' + i), -EIO, 1);
+    }
+    raw1(SYS_close, w->rep_w);
+    child_exit(0);
+    return 0;
+}
+
+static void free_writer(struct writer_args *w)
+{
+    int i;
+    if (!w)
+        return;
+    for (i = 0; i < w->nwrites; i++) {
+        free((void *)w->writes[i].path);
+        free((void *)w->writes[i].data);
+    }
+    free(w->first);
+    free((void *)w->proc_path);
+    if (w->stack)
+        munmap(w->stack, STACK_SIZE);
+    free(w);
+}
+
+static void writer_capsule_free(PyObject *cap)
+{
+    free_writer(PyCapsule_GetPointer(cap, "idrun.writer_args"));
+}
+
+PyDoc_STRVAR(writer_doc,
+"writer(proc_path, parent, go_r, rep_w, close_first, writes) -> (pid, handle)\n\n"
+"Start the CLI's map writer described above. ``writes`` is a sequence of\n"
+"(name, data) bytes pairs opened relative to ``proc_path``. Keep ``handle`` alive\n"
+"until the writer has been reaped.");
+
+static PyObject *py_writer(PyObject *self, PyObject *args)
+{
+    PyObject *proc_path, *first, *writes, *cap;
+    long parent;
+    int go_r, rep_w, pid, err;
+    Py_ssize_t i, n, nfirst;
+    struct writer_args *w;
+    sigset_t all, old;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OliiOO", &proc_path, &parent, &go_r, &rep_w, &first, &writes))
+        return NULL;
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return PyErr_NoMemory();
+    cap = PyCapsule_New(w, "idrun.writer_args", writer_capsule_free);
+    if (!cap) {
+        free_writer(w);
+        return NULL;
+    }
+    w->parent = parent;
+    w->go_r = go_r;
+    w->rep_w = rep_w;
+    if (!(w->proc_path = dup_bytes(proc_path, NULL)) || int_list(first, &w->first, &nfirst) < 0)
+        goto error;
+    w->nfirst = (int)nfirst;
+    n = PySequence_Size(writes);
+    if (n < 0 || n > MAX_WRITES) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "too many writes");
+        goto error;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *pair = PySequence_GetItem(writes, i);
+        if (!pair)
+            goto error;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(pair);
+            PyErr_SetString(PyExc_TypeError, "writes must be (name, data) tuples");
+            goto error;
+        }
+        w->writes[i].path = dup_bytes(PyTuple_GET_ITEM(pair, 0), NULL);
+        w->writes[i].data = w->writes[i].path ?
+            dup_bytes(PyTuple_GET_ITEM(pair, 1), &w->writes[i].len) : NULL;
+        w->nwrites = (int)i + 1;
+        Py_DECREF(pair);
+        if (!w->writes[i].data)
+            goto error;
+    }
+    w->stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (w->stack == MAP_FAILED) {
+        w->stack = NULL;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto error;
+    }
+    /* The writer never unblocks: no handler of Python's can run in it. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = clone(writer_main, w->stack + STACK_SIZE, CLONE_VM | SIGCHLD, w);
+    err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto error;
+    }
+    return Py_BuildValue("(iN)", pid, cap);
+
+error:
+    Py_DECREF(cap);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"spawn", py_spawn, METH_VARARGS, spawn_doc},
+    {"writer", py_writer, METH_VARARGS, writer_doc},
     {NULL, NULL, 0, NULL},
 };
 #else

@@ -17,6 +17,7 @@ from typing import Mapping, NoReturn, Sequence
 from . import diagnose, procfs, syscalls
 from .errors import EXIT_IDRUN, CommandNotFound, IdrunError, LaunchError
 from .launch import (WRITER_HELPER, WRITER_SELF, LaunchOptions, _flush_std, _uses,
+                     native,
                      become_and_exec, child_fail, decode_report, find_command,
                      prepare_helpers, run_wrapped, setup_namespaces, verify_maps,
                      write_maps, write_self_maps, write_setgroups_deny)
@@ -189,10 +190,6 @@ def _api_child(plan: Plan, opts: LaunchOptions, flags: int, path: str, argv: lis
 
 # --- the native (vfork-class) spawner ----------------------------------------------
 
-_native: object = None
-_native_checked = False
-
-
 def _clone_spawner(opts: LaunchOptions, plan: Plan | None = None):
     """idrun._clonespawn when it is built and safe for this launch, else None.
 
@@ -200,23 +197,13 @@ def _clone_spawner(opts: LaunchOptions, plan: Plan | None = None):
     in the child. Not when the id switch changes the effective uid or gid as the
     kernel sees them: that resets the *mm's* dumpable flag, and the native child
     shares its mm with the caller, which would become non-dumpable (and its
-    /proc entry root-owned, breaking later rootless launches). IDRUN_SPAWN=fork
-    forces the pure-Python path everywhere (the tests cover both).
+    /proc entry root-owned, breaking later rootless launches).
     """
-    global _native, _native_checked
     if opts.wrapper or opts.mount or opts.mount_proc or opts.net or opts.hostname is not None:
         return None
     if plan is not None and not _keeps_effective_ids(plan):
         return None
-    if not _native_checked:
-        _native_checked = True
-        if os.environ.get("IDRUN_SPAWN") != "fork":
-            try:
-                from . import _clonespawn
-                _native = _clonespawn if getattr(_clonespawn, "AVAILABLE", 0) else None
-            except ImportError:
-                _native = None
-    return _native
+    return native()
 
 
 def _keeps_effective_ids(plan: Plan) -> bool:

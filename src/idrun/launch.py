@@ -505,59 +505,113 @@ def _die_of(sig: int) -> None:
 
 # --- the CLI path ----------------------------------------------------------------
 
+_native: object = None
+_native_checked = False
+
+
+def native():
+    """idrun._clonespawn (vfork-class children) when built, else None.
+
+    IDRUN_SPAWN=fork forces the pure-Python paths (the tests cover both)."""
+    global _native, _native_checked
+    if not _native_checked:
+        _native_checked = True
+        if os.environ.get("IDRUN_SPAWN") != "fork":
+            try:
+                from . import _clonespawn
+                _native = _clonespawn if getattr(_clonespawn, "AVAILABLE", 0) else None
+            except ImportError:
+                _native = None
+    return _native
+
+
 class _Writer:
-    """The map writer: a child forked in the parent namespace before unshare."""
+    """The map writer: a child created in the parent namespace before unshare.
+
+    For direct (root) writes it is the native CLONE_VM writer of _clonespawn when
+    built: no copy of the interpreter to make and tear down. Otherwise, and for
+    newuidmap/newgidmap, a forked Python process (``_writer_main``).
+    """
 
     def __init__(self, plan: Plan, opts: LaunchOptions, helpers: dict) -> None:
         launcher = os.getpid()
         go_r, self.go_w = os.pipe()
         self.report_r, report_w = os.pipe()
-        _flush_std()
-        self.pid = os.fork()
-        if self.pid == 0:
+        self.handle = None          # the native writer's memory, kept until it is reaped
+        self.reaped = False
+        mod = None if helpers else native()
+        if mod is not None:
+            writes = [(k.kind + "_map", k.text) for k in (plan.uid, plan.gid)
+                      if k.writer == WRITER_DIRECT]
             try:
-                os.close(self.go_w)
-                os.close(self.report_r)
-                _writer_main(plan, opts, helpers, launcher, go_r, report_w)
-            except BaseException as e:      # noqa: BLE001
-                child_fail(e, report_w)
+                self.pid, self.handle = mod.writer(
+                    f"/proc/{launcher}".encode(), launcher, go_r, report_w,
+                    [self.go_w, self.report_r], [(n.encode(), d.encode()) for n, d in writes])
+            except BaseException:
+                for fd in (go_r, self.go_w, self.report_r, report_w):
+                    os.close(fd)
+                raise
+            self.decode = _native_writer_decoder(launcher, writes)
+        else:
+            _flush_std()
+            self.pid = os.fork()
+            if self.pid == 0:
+                try:
+                    os.close(self.go_w)
+                    os.close(self.report_r)
+                    _writer_main(plan, opts, helpers, launcher, go_r, report_w)
+                except BaseException as e:      # noqa: BLE001
+                    child_fail(e, report_w)
+            self.decode = decode_report
         os.close(go_r)
         os.close(report_w)
-        self.reaped = False
 
     def go(self) -> None:
         os.write(self.go_w, b"g")
         os.close(self.go_w)
         self.go_w = -1
 
-    def _reap(self) -> tuple[bytes, int]:
-        chunks = []
+    def finish(self) -> None:
+        """Wait until the writer is done with the maps. Its success is only known
+        for sure from its exit status, which ``reap`` checks before the exec; the
+        writer closes the report pipe before exiting so that its exit (tearing down
+        a copy of this process's page tables) overlaps with our read-back."""
+        report = b""
         while True:
             chunk = os.read(self.report_r, 4096)
             if not chunk:
                 break
-            chunks.append(chunk)
+            report += chunk
         os.close(self.report_r)
+        self.report_r = -1
+        if report:
+            self.reap(check=False)
+            raise self.decode(report)
+
+    def reap(self, check: bool = True) -> None:
+        if self.reaped:
+            return
         _, status = os.waitpid(self.pid, 0)
         self.reaped = True
-        return b"".join(chunks), status
-
-    def finish(self) -> None:
-        report, status = self._reap()
-        if report:
-            raise decode_report(report)
-        if status != 0:
+        self.handle = None
+        if check and status != 0:
             code = os.waitstatus_to_exitcode(status)
             how = f"exit {code}" if code >= 0 else f"signal {-code}"
-            raise LaunchError(f"the map writer process failed ({how}) without a report")
+            raise LaunchError(f"the map writer process failed ({how}); refusing to run "
+                              "the command")
 
     def abort(self) -> None:
         """EOF on *go* makes the writer quit; reap it either way."""
         if self.go_w >= 0:
             os.close(self.go_w)
             self.go_w = -1
+        if self.report_r >= 0:
+            os.close(self.report_r)
+            self.report_r = -1
         if not self.reaped:
-            self._reap()
+            os.waitpid(self.pid, 0)
+            self.reaped = True
+            self.handle = None
 
 
 def _writer_main(plan: Plan, opts: LaunchOptions, helpers: dict, launcher: int,
@@ -574,7 +628,23 @@ def _writer_main(plan: Plan, opts: LaunchOptions, helpers: dict, launcher: int,
     if os.read(go_r, 1) != b"g":         # EOF: the launcher gave up
         os._exit(0)
     write_maps(plan, procfd, launcher, helpers, opts.verbose, fd_target)
+    os.close(report_w)                  # EOF now, not after this process's teardown
     os._exit(0)
+
+
+def _native_writer_decoder(launcher: int, writes: list[tuple[str, str]]):
+    def decode(report: bytes) -> IdrunError:
+        if len(report) < 6 or report[:1] != b"E":
+            return LaunchError(f"unexpected report from the map writer: {report[:40]!r}")
+        stage = chr(report[1])
+        err = int.from_bytes(report[2:6], "little")
+        exc = OSError(err, os.strerror(err))
+        if stage.isdigit() and int(stage) < len(writes):
+            from .diagnose import write_error
+            name, data = writes[int(stage)]
+            return write_error(exc, f"/proc/{launcher}/{name}", data)
+        return LaunchError(f"the map writer cannot open /proc/{launcher}: {exc.strerror}")
+    return decode
 
 
 def decode_report(report: bytes) -> IdrunError:
@@ -621,6 +691,8 @@ def exec_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOptio
                 writer.finish()
             write_self_maps(plan)
             verify_maps(plan)
+        if writer is not None:
+            writer.reap()                # its exit status, before anything else runs
     except BaseException:
         if writer is not None:
             writer.abort()
