@@ -211,10 +211,11 @@ def figure6(user: str | None, runs: int, true: str) -> None:
     The unprivileged user cannot read root's interpreter or venv, so both sides
     run Debian's /usr/bin/python3 with a world-readable copy of idrun's source.
     """
-    print("[6] rootless launch through newuidmap against a root launch")
+    title = "[6] rootless launch through newuidmap against a root launch"
     system_python = "/usr/bin/python3"
     if os.geteuid() != 0 or not user or not os.path.exists(system_python):
-        print("    skipped: needs root, a user with sub-ids (--user) and /usr/bin/python3")
+        print(f"{title}\n    skipped: needs root, a user with sub-ids (--user) and "
+              "/usr/bin/python3")
         return
     pw = pwd.getpwnam(user)
     src = Path(__file__).resolve().parent.parent / "src"
@@ -226,7 +227,7 @@ def figure6(user: str | None, runs: int, true: str) -> None:
         probe = subprocess.run([system_python, "-c", "import click, prctl"], env=env,
                                capture_output=True)
         if probe.returncode:
-            print("    skipped: /usr/bin/python3 lacks click or prctl "
+            print(f"{title}\n    skipped: /usr/bin/python3 lacks click or prctl "
                   "(apt-get install python3-click python3-prctl)")
             return
         rootless = [system_python, "-m", "idrun", "--uidmap", "0:1:1000", "--", true]
@@ -239,11 +240,12 @@ def figure6(user: str | None, runs: int, true: str) -> None:
         try:
             spawn_time(rootless, env, drop)
         except SystemExit as e:
-            print(f"    skipped: rootless launch failed as {user}: {e}")
+            print(f"{title}\n    skipped: rootless launch failed as {user}: {e}")
             return
         a, b = alternate(lambda: spawn_time(rootless, env, drop)[0],
                          lambda: spawn_time(root, env)[0], runs)
-        report(6, f"(as {user}, /usr/bin/python3)", a, b,
+        report(6, f"rootless launch through newuidmap against a root launch (as {user}, "
+               "/usr/bin/python3)", a, b,
                "rootless: idrun --uidmap 0:1:1000 -- true", "root: idrun --uidmap ... -- true",
                {})
 
