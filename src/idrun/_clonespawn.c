@@ -295,6 +295,30 @@ static char *dup_bytes(PyObject *o, size_t *len)
     return buf;
 }
 
+extern char **environ;
+
+/* A private copy of the process environment (what os.environ writes through to). */
+static char **dup_environ(void)
+{
+    size_t i, n = 0;
+    char **out;
+    while (environ && environ[n])
+        n++;
+    out = calloc(n + 1, sizeof(char *));
+    if (!out) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        out[i] = strdup(environ[i]);
+        if (!out[i]) {
+            PyErr_NoMemory();
+            return out;
+        }
+    }
+    return out;
+}
+
 static char **dup_list(PyObject *seq)
 {
     Py_ssize_t i, n;
@@ -354,7 +378,8 @@ PyDoc_STRVAR(spawn_doc,
 "(path, data) bytes pairs written right after unshare; ``groups`` None skips\n"
 "setgroups; gid/uid -1 skip the switch; ``keep`` (ascending) and ``inherit``\n"
 "(same length, bools) say which descriptors survive and which become\n"
-"inheritable. Keep ``handle`` alive until the child has exec'd or exited.");
+"inheritable. ``envp`` None: a copy of this process's environment (os.environ\n"
+"writes through to it). Keep ``handle`` alive until the child has exec'd or exited.");
 
 static PyObject *py_spawn(PyObject *self, PyObject *args)
 {
@@ -449,7 +474,8 @@ static PyObject *py_spawn(PyObject *self, PyObject *args)
     }
     a->nkeep = (int)nkeep;
     if (!(a->path = dup_bytes(path, NULL)) || !(a->argv = dup_list(argv)) ||
-        PyErr_Occurred() || !(a->envp = dup_list(envp)) || PyErr_Occurred())
+        PyErr_Occurred() || !(a->envp = envp == Py_None ? dup_environ() : dup_list(envp)) ||
+        PyErr_Occurred())
         goto error;
     a->stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -242,10 +242,9 @@ def _spawn_native(spawner, plan: Plan, opts: LaunchOptions, flags: int, path: st
         groups = list(plan.groups)
     keep = sorted(set(pass_fds) | {report_w})
     inherit = [fd != report_w for fd in keep]   # report_w stays close-on-exec
-    if env is os.environ:           # skip the str round trip of every variable
-        envp = [k + b"=" + v for k, v in os.environb.items()]
-    else:
-        envp = [fse(k) + b"=" + fse(v) for k, v in env.items()]
+    # os.environ writes through to the C environment, which the native side copies
+    # directly: no Python-level round trip of every variable.
+    envp = None if env is os.environ else [fse(k) + b"=" + fse(v) for k, v in env.items()]
     return spawner.spawn(flags, go_r, report_w, [go_w, report_r], writes, list(stdio),
                          None if cwd is None else fse(cwd), groups,
                          -1 if plan.user_gid is None else plan.user_gid,
