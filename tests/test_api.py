@@ -113,6 +113,14 @@ def test_env_and_cwd(root, world_dir):
     assert r.stdout.split() == ["bar", str(world_dir)]
 
 
+def test_os_environ_changes_reach_the_command(root, monkeypatch):
+    monkeypatch.setenv("IDRUN_API_ADDED", "yes")
+    monkeypatch.delenv("IDRUN_API_GONE", raising=False)
+    r = idrun.run(["sh", "-c", "echo $IDRUN_API_ADDED ${IDRUN_API_GONE:-unset}"],
+                  uidmap="0:0:1", capture_output=True, text=True)
+    assert r.stdout.split() == ["yes", "unset"]
+
+
 def test_not_found_raises_before_anything(root):
     with pytest.raises(idrun.IdrunError) as exc:
         idrun.run(["no-such-cmd-q"], uidmap="0:0:1")
