@@ -193,3 +193,16 @@ def test_show_errors(root):
     assert res.returncode == 125 and "no process" in res.stderr
     res = run(idrun_argv() + ["show", "abc"])
     assert res.returncode == 125
+
+
+def test_check_without_the_uidmap_package(testuser, monkeypatch):
+    """As if uidmap were not installed: the helpers are missing, check says how to fix it."""
+    from idrun import check
+    monkeypatch.setattr(newidmap, "SYSTEM_DIRS", ("/nonexistent-dir",))
+    monkeypatch.delenv("IDRUN_NEWUIDMAP", raising=False)
+    monkeypatch.delenv("IDRUN_NEWGIDMAP", raising=False)
+    checks, _ = check.run_checks(testuser.name)
+    by_name = {c.name: c for c in checks}
+    assert by_name["newuidmap"].status == "FAIL" and by_name["newgidmap"].status == "FAIL"
+    assert "apt-get install uidmap" in by_name["newuidmap"].fix
+    assert by_name["subuids"].status == "OK"
