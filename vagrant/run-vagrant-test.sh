@@ -6,7 +6,9 @@
 #   2. builds the box if the cache has none for the current inputs (build-box.sh)
 #   3. creates a network namespace and starts virtlogd + libvirtd inside it, so
 #      vagrant-libvirt's 192.168.121.0/24 network exists only there
-#   4. vagrant box add / up local (driver qemu) / provision (runs the suite)
+#   4. vagrant box add; uploads the box image into the libvirt pool with virsh
+#      (much faster than vagrant-libvirt's own upload); vagrant up local
+#      (driver qemu) / provision (runs the suite)
 #   5. prints the SUITE lines and one "MATRIX vagrant-debian12-local ..." line
 #   6. always (trap): vagrant destroy, removes domains, volumes, networks, pool and
 #      box it created, stops the daemons it started (by PID), deletes the netns
@@ -15,8 +17,11 @@
 #
 # Environment:
 #   IDRUN_VAGRANT_CACHE    box / key cache (default /var/cache/idrun-vagrant)
-#   IDRUN_VAGRANT_TIMEOUT  hard limit in seconds for the whole run (default 1200);
+#   IDRUN_VAGRANT_TIMEOUT  hard limit in seconds for the whole run (default 3600:
+#                          the whole suite takes 10+ min per pass under TCG);
 #                          cleanup runs after it, with its own short timeouts
+#   IDRUN_VAGRANT_PYTEST_ARGS  arguments for run-suite.sh (pytest args / test paths),
+#                          shell-quoted; e.g. "-m 'not permutation'"
 #   IDRUN_VAGRANT_NETNS    name of the network namespace (default idrun-vagrant-<pid>)
 #   IDRUN_VAGRANT_SUITE    host path of a stand-in for integration/guest/run-suite.sh
 #   IDRUN_VAGRANT_KEEP_LOGS=1  keep the run's logs in $IDRUN_VAGRANT_CACHE/logs/
@@ -29,10 +34,11 @@ ROOT=$(dirname "$HERE")
 . "$HERE/lib.sh"
 
 CACHE=${IDRUN_VAGRANT_CACHE:-/var/cache/idrun-vagrant}
-TIMEOUT=${IDRUN_VAGRANT_TIMEOUT:-1200}
+TIMEOUT=${IDRUN_VAGRANT_TIMEOUT:-3600}
 NETNS=${IDRUN_VAGRANT_NETNS:-idrun-vagrant-$$}
 MACHINE=local
 MATRIX_NAME=vagrant-debian12-local
+BOX_VERSION=1                    # versioned box: a fixed libvirt volume name
 DOMAIN=vagrant_$MACHINE          # vagrant-libvirt: <dir of the Vagrantfile>_<machine>
 LIBVIRT_URI=qemu:///system
 HOST_PACKAGES=(
@@ -115,6 +121,9 @@ set_vagrant_env() {
         IDRUN_VAGRANT_BOX="$BOX_NAME"
         IDRUN_VAGRANT_SSH_KEY="$SSH_KEY"
         IDRUN_VAGRANT_SERIAL_LOG="$TMP/serial.log")
+    if [ -n "${IDRUN_VAGRANT_PYTEST_ARGS:-}" ]; then
+        VAGRANT_ENV+=(IDRUN_VAGRANT_PYTEST_ARGS="$IDRUN_VAGRANT_PYTEST_ARGS")
+    fi
     if [ -n "${IDRUN_VAGRANT_SUITE:-}" ]; then
         VAGRANT_ENV+=(IDRUN_VAGRANT_SUITE="$(realpath "$IDRUN_VAGRANT_SUITE")")
     fi
@@ -266,11 +275,38 @@ VOLS_BEFORE=$(virsh_ vol-list default 2>/dev/null | awk '{print $1}')
 T_NS=$(phase_done)
 
 # ---- 4. vagrant ---------------------------------------------------------------------------
-phase "vagrant box add $BOX_NAME"
+phase "vagrant box add $BOX_NAME (version $BOX_VERSION)"
 set_vagrant_env
 VAGRANT_STARTED=1    # from here on, cleanup runs vagrant destroy
-bounded ip netns exec "$NETNS" "${VAGRANT_ENV[@]}" vagrant box add --name "$BOX_NAME" "$BOX" > "$TMP/box-add.log" 2>&1 \
+# Through a small catalogue file, so the box has a version: vagrant-libvirt
+# then names its pool volume <name>_vagrant_box_image_<version>_box.img
+# (without a version it appends the box file's mtime).
+printf '{"name":"%s","versions":[{"version":"%s","providers":[{"name":"libvirt","url":"file://%s"}]}]}\n' \
+    "$BOX_NAME" "$BOX_VERSION" "$BOX" > "$TMP/box-catalogue.json"
+bounded ip netns exec "$NETNS" "${VAGRANT_ENV[@]}" vagrant box add "$TMP/box-catalogue.json" > "$TMP/box-add.log" 2>&1 \
     || { cat "$TMP/box-add.log" >&2; exit 1; }
+
+phase "box volume into the libvirt pool (virsh vol-upload)"
+# vagrant-libvirt would upload the image itself in 250 KiB steps from Ruby,
+# which takes over a minute on a busy 2-core machine.  If this fails, vagrant
+# uploads as usual.
+VOL="${BOX_NAME//\//-VAGRANTSLASH-}_vagrant_box_image_${BOX_VERSION}_box.img"
+IMG=$(find "$TMP/vagrant-home/boxes" -name box.img -print -quit)
+if ! virsh_ pool-info default >/dev/null 2>&1; then
+    virsh_ pool-define-as default dir --target /var/lib/libvirt/images >/dev/null \
+        && virsh_ pool-build default >/dev/null && virsh_ pool-start default >/dev/null
+elif ! virsh_ pool-info default | grep -q 'State: *running'; then
+    virsh_ pool-start default >/dev/null
+fi
+if [ -n "$IMG" ] && virsh_ vol-create-as default "$VOL" 4G --format qcow2 >/dev/null \
+    && bounded virsh -q -c "$LIBVIRT_URI" vol-upload --pool default "$VOL" "$IMG" \
+    && virsh_ pool-refresh default >/dev/null; then
+    idrun_log "uploaded $(du -h "$IMG" | cut -f1) as pool volume $VOL"
+else
+    idrun_log "could not pre-upload the box volume; vagrant-libvirt will upload it"
+    virsh_ vol-delete --pool default "$VOL" >/dev/null 2>&1
+fi
+T_VOL=$(phase_done)
 
 phase "vagrant up $MACHINE (libvirt, driver qemu = TCG)"
 run_logged "$TMP/up.log" ip netns exec "$NETNS" "${VAGRANT_ENV[@]}" \
@@ -298,5 +334,5 @@ echo
 [ -n "$SUITE_LINES" ] && echo "$SUITE_LINES"
 echo "MATRIX $MATRIX_NAME kernel=${GUEST_KERNEL:-unknown} box=$(basename "$BOX" .box) driver=qemu" \
      "suite_rc=${SUITE_RC:-none} vagrant_rc=$PROV_RC" \
-     "t_pkgs=${T_PKG}s t_box=${T_BOX}s t_up=${T_UP}s t_suite=${T_SUITE}s $RESULT"
+     "t_pkgs=${T_PKG}s t_box=${T_BOX}s t_upload=${T_VOL}s t_up=${T_UP}s t_suite=${T_SUITE}s $RESULT"
 [ "$RESULT" = PASS ]

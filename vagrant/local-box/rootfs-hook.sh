@@ -37,26 +37,28 @@ in_root chown -R vagrant:vagrant /home/vagrant/.ssh
 printf 'vagrant ALL=(ALL) NOPASSWD: ALL\nDefaults:vagrant !requiretty\n' > "$root/etc/sudoers.d/vagrant"
 chmod 440 "$root/etc/sudoers.d/vagrant"
 
-# --- sshd: no host keys in the image; a oneshot unit makes them before ssh ------
+# --- sshd: no host keys in the image; a oneshot unit makes one before ssh -------
+# (only ed25519: generating an RSA key takes seconds under TCG)
 # (An ExecStartPre drop-in on ssh.service would run after Debian's own
 #  "sshd -t" check and fail, so this must be a separate unit.)
 rm -f "$root"/etc/ssh/ssh_host_*
 cat > "$root/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
 [Unit]
-Description=Generate missing SSH host keys
+Description=Generate the SSH host key
 Before=ssh.service
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
 
 [Install]
 WantedBy=multi-user.target ssh.service
 UNIT
 in_root systemctl enable ssh-hostkeys.service
 mkdir -p "$root/etc/ssh/sshd_config.d"
-printf 'UseDNS no\nPasswordAuthentication no\n' > "$root/etc/ssh/sshd_config.d/idrun.conf"
+printf 'HostKey /etc/ssh/ssh_host_ed25519_key\nUseDNS no\nPasswordAuthentication no\n' \
+    > "$root/etc/ssh/sshd_config.d/idrun.conf"
 
 # --- boot: GRUB on the serial console too --------------------------------------
 mkdir -p "$root/etc/default/grub.d"

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Vagrant provisioner (runs as root in the guest): report the guest, then run the
 # project's single in-guest entry point and pass its exit status on.
-# Usage: suite.sh TREE ENTRYPOINT
+# Usage: suite.sh TREE ENTRYPOINT [ARGS for the entry point (pytest args)...]
 tree=${1:-/idrun}
 entry=${2:-$tree/integration/guest/run-suite.sh}
+if [ $# -ge 2 ]; then shift 2; else set --; fi
 
 os=$( . /etc/os-release 2>/dev/null && echo "${ID:-unknown}-${VERSION_ID:-unknown}" )
 nuid=$(command -v newuidmap || echo none)
@@ -22,10 +23,11 @@ if [ ! -f "$entry" ]; then
     exit 127
 fi
 cd "$tree" || exit 1
+[ $# -gt 0 ] && echo "GUEST entry point args: $*"
 if [ -x "$entry" ]; then
-    "$entry"
+    "$entry" "$@"
 else
-    bash "$entry"
+    bash "$entry" "$@"
 fi
 rc=$?
 echo "GUEST-SUITE-RC=$rc"
