@@ -13,7 +13,7 @@
 #   idrun.shell   start a shell on the console instead of the suite (debugging)
 # Files the host may put in the out directory before the boot:
 #   pytest-args   one extra pytest argument per line
-#   guest-env     KEY=VALUE lines; only IDRUN, IDRUN_TEST_USER are exported
+#   guest-env     KEY=VALUE lines; CI and IDRUN_* (except IDRUN_TREE) are exported
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 umask 022
@@ -88,7 +88,8 @@ fi
 if [ -f /host/out/guest-env ]; then
     while IFS= read -r line || [ -n "$line" ]; do
         case $line in
-            IDRUN=*|IDRUN_TEST_USER=*) export "$line" ;;
+            IDRUN_TREE=*) ;;
+            CI=*|IDRUN_*=*) export "$line" ;;
         esac
     done </host/out/guest-env
 fi

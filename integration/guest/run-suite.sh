@@ -18,6 +18,8 @@
 #                    pass's user has it on PATH, else `python3 -m idrun` with
 #                    PYTHONPATH=<tree>/src)
 #   IDRUN_PYTHON     interpreter that runs pytest (default python3)
+#   CI, IDRUN_*      passed on to pytest (the passes otherwise get a clean
+#                    environment)
 #
 # Test paths among the pytest args (relative to the tree, e.g.
 # integration/test_smoke_kernel.py or integration/test_maps.py::test_x)
@@ -132,7 +134,15 @@ run_pass() {
         PYTHONUNBUFFERED=1
         LC_ALL=C.UTF-8
     )
-    [[ $user == root ]] && envv[0]="PATH=${PATH}"
+    [[ $user == root || $user == "$(id -un)" ]] && envv[0]="PATH=${PATH}"
+    # the suite's own knobs (CI=true, IDRUN_REQUIRE_ALL, IDRUN_TEST_TIMEOUT, ...)
+    local name
+    for name in $(compgen -e); do
+        case $name in
+            IDRUN|IDRUN_TREE|PYTHONPATH) ;;
+            CI|IDRUN_*) envv+=("$name=${!name}") ;;
+        esac
+    done
     local idrun_cmd=${IDRUN:-} found
     if [[ -z $idrun_cmd ]]; then
         if found=$(as_user "$user" env "${envv[0]}" sh -c 'command -v idrun' 2>/dev/null) && [[ -n $found ]]; then

@@ -22,7 +22,8 @@ Usage: run.py [--suite NAME ...] [--timeout S] [--keep] [--rebuild] [-- PYTEST A
 
 Environment: IDRUN_VM_CACHE (default /var/cache/idrun-vm), IDRUN_VM_ACCEL
 (auto|tcg|kvm), IDRUN_VM_TIMEOUT, IDRUN_VM_MEMORY, IDRUN_VM_MIRROR,
-IDRUN_VM_SECURITY_MIRROR, IDRUN_TEST_USER (passed to the guest).
+IDRUN_VM_SECURITY_MIRROR.  CI and the suite's IDRUN_* variables (IDRUN_TEST_USER,
+IDRUN_REQUIRE_ALL, IDRUN_TEST_TIMEOUT, ...) are passed on to the guest.
 
 Standard library only; Python 3.11+.
 """
@@ -559,6 +560,16 @@ def describe_pass(p: Pass) -> str:
     return f"{p.user}: {text}" + ("" if p.rc == 0 else f" (rc {p.rc})")
 
 
+HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON"}  # host commands/paths
+
+
+def guest_environment() -> dict[str, str]:
+    """CI and the suite's IDRUN_* knobs, for /host/out/guest-env."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if (k == "CI" or (k.startswith("IDRUN_") and not k.startswith("IDRUN_VM_")))
+            and k not in HOST_ONLY_VARS and "\n" not in v}
+
+
 SNAPSHOT_ITEMS = ("src", "integration", "pyproject.toml")
 
 
@@ -677,8 +688,9 @@ class Runner:
         out.mkdir()
         if self.args.pytest_args:
             (out / "pytest-args").write_text("".join(a + "\n" for a in self.args.pytest_args))
-        if os.environ.get("IDRUN_TEST_USER"):
-            (out / "guest-env").write_text(f"IDRUN_TEST_USER={os.environ['IDRUN_TEST_USER']}\n")
+        guest_env = guest_environment()
+        if guest_env:
+            (out / "guest-env").write_text("".join(f"{k}={v}\n" for k, v in guest_env.items()))
         accel = choose_accel(image, self.args.memory, self.share, self.workdir)
         cmd = qemu_cmd(image, accel, self.args.memory, self.share, out, "")
         log(f"{env.name}: booting {(image / 'kernel-release').read_text().strip()} "
