@@ -12,7 +12,7 @@
 #   VAGRANT_TEST_TIMEOUT  hard limit for vagrant-test in seconds (default 3600;
 #                         the whole suite takes 10+ min per pass under TCG)
 #   VAGRANT_PYTEST_ARGS   arguments for integration/guest/run-suite.sh, i.e. pytest
-#                         arguments (default: -m 'not permutation', which drops the
+#                         arguments (default: -m 'kernel and not permutation', which drops the
 #                         redundant parametrized cases; set it empty to run them all)
 #   VAGRANT_SMOKE_TESTS   test paths of vagrant-smoke (default integration/test_smoke_kernel.py)
 #   VAGRANT_SMOKE_TIMEOUT hard limit for vagrant-smoke (default 1200)
@@ -24,7 +24,7 @@ VAGRANT_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 VAGRANT_MK_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 VAGRANT_BOX_CACHE ?= $(or $(IDRUN_VAGRANT_CACHE),/var/cache/idrun-vagrant)
 VAGRANT_TEST_TIMEOUT ?= 3600
-VAGRANT_PYTEST_ARGS ?= -m 'not permutation'
+VAGRANT_PYTEST_ARGS ?= -m 'kernel and not permutation'
 VAGRANT_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VAGRANT_SMOKE_TIMEOUT ?= 1200
 VAGRANT_TEST_SUITE ?=

@@ -21,7 +21,7 @@
 #   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
 #   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
 #               arguments may follow "--": VM_ARGS='--keep -- -k maps'
-#   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'not permutation',
+#   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'kernel and not permutation',
 #               which drops the redundant parametrized cases; set it empty
 #               to run every case)
 #   VM_PYTHON   interpreter for run.py (default python3, needs 3.11+)
@@ -39,7 +39,7 @@ VM_TIMEOUT ?= 3600
 VM_SMOKE_TIMEOUT ?= 300
 VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
-VM_PYTEST_ARGS ?= -m 'not permutation'
+VM_PYTEST_ARGS ?= -m 'kernel and not permutation'
 VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
 VM_DEB_PACKAGES ?= qemu-system-x86 qemu-utils mmdebstrap zstd cpio debian-archive-keyring
 
