@@ -175,3 +175,19 @@ def test_pid_wrapper_forwards_to_a_handler(root):
     finally:
         proc.kill()
     assert proc.returncode == 11
+
+
+def test_pid_with_a_subprocess_before_the_fork(root):
+    """Debian 12's pyroute2 (0.7) runs `uname -p` through subprocess when imported. Were
+    --net set up before the PID-namespace fork, that process would become PID 1 and, by
+    exiting, make every later fork fail (ENOMEM). Set-up happens in the command's own
+    process instead; this runs idrun under Debian's python3 and its pyroute2."""
+    from conftest import ROOT
+    if run(["/usr/bin/python3", "-c", "import pyroute2, click, _prctl"]).returncode:
+        pytest.skip("Debian's python3-pyroute2, python3-click and python3-prctl are needed "
+                    "(make deps installs them)")
+    res = run(["/usr/bin/python3", "-m", "idrun", *BASE, "--pid", "--net", "--mount-proc",
+               "--", "sh", "-c", "echo $$; cat /sys/class/net/lo/operstate"],
+              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[0] == "1"

@@ -19,7 +19,7 @@ from .errors import EXIT_IDRUN, CommandNotFound, IdrunError, LaunchError
 from .launch import (WRITER_HELPER, WRITER_SELF, LaunchOptions, _flush_std, _uses,
                      native,
                      become_and_exec, child_fail, decode_report, find_command,
-                     prepare_helpers, run_wrapped, setup_namespaces, verify_maps,
+                     prepare_helpers, run_wrapped, verify_maps, fork_or_fail,
                      write_maps, write_self_maps, write_setgroups_deny)
 from .plan import Plan
 
@@ -144,7 +144,7 @@ def _fork_quietly() -> int:
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return os.fork()
+        return fork_or_fail("the namespace process")
 
 
 def _read_all(fd: int) -> bytes:
@@ -174,7 +174,6 @@ def _api_child(plan: Plan, opts: LaunchOptions, flags: int, path: str, argv: lis
     if os.read(go_r, 1) != b"g":        # the caller gave up: never run the command
         os._exit(EXIT_IDRUN)
     os.close(go_r)
-    setup_namespaces(opts)
     if cwd is not None:
         try:
             os.chdir(cwd)
@@ -297,6 +296,6 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
     if opts.hostname is not None:
         import socket  # noqa: F401
     if opts.wrapper:
-        import _prctl  # noqa: F401
         import resource  # noqa: F401
+        syscalls.prctl_module()
     syscalls.preload()

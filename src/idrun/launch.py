@@ -379,7 +379,14 @@ def exec_command(path: str, argv: Sequence[str], env: Mapping[str, str],
 def become_and_exec(plan: Plan, opts: LaunchOptions, path: str, argv: Sequence[str],
                     env: Mapping[str, str], keep_fds: Sequence[int],
                     after_switch=None, hold_fds: Sequence[int] = ()) -> NoReturn:
-    """The last steps in the process that becomes the command."""
+    """The last steps in the process that becomes the command.
+
+    Namespace set-up happens here, in the command's own process: with --pid that
+    is PID 1 of the new namespace, so nothing that runs earlier (pyroute2 starts
+    a subprocess at import on some versions) can become PID 1 and, by exiting,
+    leave a namespace in which no process can be created any more.
+    """
+    setup_namespaces(opts)
     if opts.mount_proc:
         _mount_proc()
     switch_ids(plan)
@@ -391,6 +398,20 @@ def become_and_exec(plan: Plan, opts: LaunchOptions, path: str, argv: Sequence[s
 
 
 # --- wrapper mode (--pid, --fork) ------------------------------------------------
+
+def fork_or_fail(what: str) -> int:
+    """os.fork(), with a refusal turned into a one-line LaunchError."""
+    try:
+        return os.fork()
+    except OSError as e:
+        import errno
+        why = e.strerror
+        if e.errno == errno.ENOMEM:
+            why += (" (inside a new PID namespace this means its first process has "
+                    "already exited; otherwise memory or the pid limit is exhausted)")
+        raise LaunchError(f"cannot start {what}: {why}",
+                          hint="check ulimit -u and free memory") from None
+
 
 def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
@@ -436,7 +457,7 @@ def run_wrapped(plan: Plan, opts: LaunchOptions, path: str, argv: Sequence[str],
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
     alive_r, alive_w = os.pipe()
     _flush_std()
-    child = os.fork()
+    child = fork_or_fail("the command's process")
     if child == 0:
         try:
             os.close(alive_w)
@@ -554,7 +575,12 @@ class _Writer:
             self.decode = _native_writer_decoder(launcher, writes)
         else:
             _flush_std()
-            self.pid = os.fork()
+            try:
+                self.pid = fork_or_fail("the map writer")
+            except BaseException:
+                for fd in (go_r, self.go_w, self.report_r, report_w):
+                    os.close(fd)
+                raise
             if self.pid == 0:
                 try:
                     os.close(self.go_w)
@@ -697,7 +723,6 @@ def exec_plan(plan: Plan, argv: Sequence[str], opts: LaunchOptions = LaunchOptio
         if writer is not None:
             writer.abort()
         raise
-    setup_namespaces(opts)
     if opts.wrapper:
         run_wrapped(plan, opts, path, argv, env, keep)
     _flush_std()

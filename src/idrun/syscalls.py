@@ -7,6 +7,7 @@ in the process that needs them.
 from __future__ import annotations
 
 import os
+import sys
 
 # Namespace flags (linux/sched.h). Defined here because os has them only from 3.12.
 CLONE_NEWNS = 0x00020000
@@ -123,8 +124,20 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
 # The C module of python-prctl is used directly: the ``prctl`` wrapper module
 # builds capability classes at import (about 1 ms) that idrun never needs.
 
+def prctl_module():
+    """python-prctl's C module, or a LaunchError saying it is missing."""
+    try:
+        import _prctl
+    except ImportError:
+        from .errors import LaunchError
+        raise LaunchError(f"python-prctl is not installed for {sys.executable}, and idrun "
+                          "needs it for PR_SET_PDEATHSIG", hint="install idrun with its "
+                          "dependencies (pip install idrun), or Debian's python3-prctl") from None
+    return _prctl
+
+
 def _prctl(option: int, arg: int | None = None) -> int:
-    import _prctl
+    _prctl = prctl_module()
     if arg is None:
         return _prctl.prctl(option)
     return _prctl.prctl(option, arg)
