@@ -21,7 +21,7 @@
 #                          the whole suite takes 10+ min per pass under TCG);
 #                          cleanup runs after it, with its own short timeouts
 #   IDRUN_VAGRANT_PYTEST_ARGS  arguments for run-suite.sh (pytest args / test paths),
-#                          shell-quoted; e.g. "-m 'not permutation'"
+#                          shell-quoted; e.g. "-m 'kernel and not permutation'"
 #   IDRUN_VAGRANT_NETNS    name of the network namespace (default idrun-vagrant-<pid>)
 #   IDRUN_VAGRANT_SUITE    host path of a stand-in for integration/guest/run-suite.sh
 #   IDRUN_VAGRANT_KEEP_LOGS=1  keep the run's logs in $IDRUN_VAGRANT_CACHE/logs/
