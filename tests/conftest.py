@@ -166,6 +166,17 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+@pytest.fixture
+def no_new_children():
+    """Fails the test if it leaves a child process of this worker behind. Compares with
+    the children that existed before (other tests' processes may still be reaped
+    later), so it is exact for this test only."""
+    before = set(children_of(os.getpid()))
+    yield
+    left = set(children_of(os.getpid())) - before
+    assert not left, f"processes left behind: {sorted(left)}"
+
+
 def pids_with_marker(marker: str) -> list[int]:
     """Processes whose command line contains ``marker`` (to prove nothing lingers)."""
     found = []
