@@ -21,9 +21,9 @@
 #   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
 #   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
 #               arguments may follow "--": VM_ARGS='--keep -- -k maps'
-#   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'kernel and not permutation',
-#               which drops the redundant parametrized cases; set it empty
-#               to run every case)
+#   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'kernel and not
+#               permutation': the kernel-dependent tests without the redundant
+#               parametrized cases; set it empty to run every test)
 #   VM_PYTHON   interpreter for run.py (default python3, needs 3.11+)
 
 # Keep the including Makefile's default goal: targets below must not become it.
