@@ -108,7 +108,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--net", is_flag=True, help="New network namespace with lo up.")
 @click.option("--pid", is_flag=True, help="New PID namespace (the command is PID 1; implies a "
                                           "waiting parent).")
-@click.option("--mount-proc", is_flag=True, help="Mount a fresh /proc (implies --mount).")
+@click.option("--mount-proc", is_flag=True, help="Mount a fresh /proc (implies --mount; needs --pid).")
 @click.option("--mount", is_flag=True, help="New mount namespace, private propagation.")
 @click.option("--uts", is_flag=True, help="New UTS namespace.")
 @click.option("--hostname", metavar="NAME", help="Hostname inside (implies --uts).")
