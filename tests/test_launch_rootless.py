@@ -200,7 +200,7 @@ def test_no_new_privs_is_detected(testuser, shared_dir):
 
 def test_parallel_rootless_launches(no_new_children, testuser):
     procs = []
-    for i in range(40):
+    for i in range(100):
         procs.append((i, subprocess.Popen(
             testuser.argv(testuser.idrun, "--uidmap", "0:0:1", "--uidmap", f"1:{i + 1}:1", "--",
                           "cat", "/proc/self/uid_map"),
