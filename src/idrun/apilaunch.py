@@ -17,6 +17,7 @@ from typing import Mapping, NoReturn, Sequence
 from . import diagnose, procfs, syscalls
 from .errors import EXIT_IDRUN, CommandNotFound, IdrunError, LaunchError
 from .launch import (WRITER_HELPER, WRITER_SELF, LaunchOptions, _flush_std, _uses,
+                     split_native_report,
                      native,
                      become_and_exec, child_fail, decode_report, find_command,
                      prepare_helpers, run_wrapped, verify_maps, fork_or_fail,
@@ -261,11 +262,10 @@ def _native_decoder(plan: Plan, flags: int, path: str, argv: list[str], cwd: str
     writes = _own_writes(plan)
 
     def decode(report: bytes) -> IdrunError:
-        if len(report) < 6 or report[:1] != b"E":
-            return LaunchError(f"unexpected report from the namespace process: {report[:40]!r}")
-        stage = chr(report[1])
-        err = int.from_bytes(report[2:6], "little")
-        exc = OSError(err, os.strerror(err))
+        parts = split_native_report(report, "the namespace process")
+        if isinstance(parts, IdrunError):
+            return parts
+        stage, exc = parts
         if stage == "u":
             return diagnose.unshare_error(exc, flags)
         if stage.isdigit() and int(stage) < len(writes):

@@ -658,13 +658,20 @@ def _writer_main(plan: Plan, opts: LaunchOptions, helpers: dict, launcher: int,
     os._exit(0)
 
 
+def split_native_report(report: bytes, who: str) -> tuple[str, OSError] | IdrunError:
+    """A native child's failure report: ``E``, one stage byte, the errno (u32 LE)."""
+    if len(report) < 6 or report[:1] != b"E":
+        return LaunchError(f"unexpected report from {who}: {report[:40]!r}")
+    err = int.from_bytes(report[2:6], "little")
+    return chr(report[1]), OSError(err, os.strerror(err))
+
+
 def _native_writer_decoder(launcher: int, writes: list[tuple[str, str]]):
     def decode(report: bytes) -> IdrunError:
-        if len(report) < 6 or report[:1] != b"E":
-            return LaunchError(f"unexpected report from the map writer: {report[:40]!r}")
-        stage = chr(report[1])
-        err = int.from_bytes(report[2:6], "little")
-        exc = OSError(err, os.strerror(err))
+        parts = split_native_report(report, "the map writer")
+        if isinstance(parts, IdrunError):
+            return parts
+        stage, exc = parts
         if stage.isdigit() and int(stage) < len(writes):
             from .diagnose import write_error
             name, data = writes[int(stage)]
