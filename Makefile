@@ -42,14 +42,14 @@ deps:
 	    fi; \
 	fi
 
-$(STAMP): pyproject.toml setup.py src/idrun/_clonespawn.c | deps
+$(STAMP): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 venv: deps $(STAMP)
 
-$(VENV312)/.installed: pyproject.toml setup.py src/idrun/_clonespawn.c | deps
+$(VENV312)/.installed: pyproject.toml | deps
 	@if [ -z "$(PY312)" ]; then echo "no Python 3.12 found (set PY312=...)"; exit 1; fi
 	$(PY312) -m venv $(VENV312)
 	$(VENV312)/bin/pip install -q -e '.[test]'

@@ -463,7 +463,7 @@ KERNEL_TESTS = frozenset({
     "test_rootless_chown_inside_lands_on_subids",
     "test_root_setgroups_policy", "test_rootless_setgroups_policy",
     "test_root_nested_line_split_at_outer_extents", "test_rootless_nested",
-    "test_namespace_option_creates_exactly_that", "test_pid_command_is_pid_1",
+    "test_namespace_option_creates_exactly_that", "test_pid_command_is_pid_2_under_an_init",
     "test_net_only_lo_and_up", "test_max_user_namespaces_exhausted",
     "test_killed_by_signal", "test_pdeathsig_kills_command_when_wrapper_is_killed",
     "test_rootless_no_new_privs_refused_with_reason",

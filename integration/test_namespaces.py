@@ -92,18 +92,18 @@ def test_net_ip_link(idrun, basic_opts):
 
 
 @pytest.mark.parametrize("wrapper", [[], ["--fork"]], ids=["exec", "fork"])
-def test_pid_command_is_pid_1(idrun, basic_opts, wrapper):
-    out = idrun.ok(basic_opts + ["--pid"] + wrapper, ["sh", "-c", "echo $$"])
-    assert out.strip() == "1"
+def test_pid_command_is_pid_2_under_an_init(idrun, basic_opts, wrapper):
+    out = idrun.ok(basic_opts + ["--pid"] + wrapper, ["sh", "-c", "echo $$ $PPID"])
+    assert out.split() == ["2", "1"]
 
 
 def test_mount_proc_shows_only_the_namespace(idrun, basic_opts):
     out = idrun.ok(basic_opts + ["--pid", "--mount-proc"],
                    ["sh", "-c", "echo /proc/[0-9]*; cat /proc/1/comm; readlink /proc/self"])
     pids, comm, self_ = out.split("\n")[:3]
-    assert pids == "/proc/1", out
-    assert comm == "sh"
-    assert int(self_) <= 3, out  # readlink is the third process of the namespace
+    assert pids == "/proc/1 /proc/2", out     # idrun's init and the command
+    assert comm != "sh"                        # PID 1 is the init, not the command
+    assert int(self_) <= 4, out  # readlink is the third process of the namespace
     # the host's /proc is untouched
     assert str(os.getpid()) in os.listdir("/proc")
 
@@ -121,7 +121,7 @@ def test_mount_proc_without_pid(it, idrun, basic_opts, shared_dir):
 def test_pid_without_mount_proc_keeps_host_proc(idrun, basic_opts):
     out = idrun.ok(basic_opts + ["--pid"], ["sh", "-c", "echo $$; echo /proc/[0-9]*"])
     first, pids = out.split("\n")[:2]
-    assert first == "1"
+    assert first == "2"
     assert f"/proc/{os.getpid()}" in pids.split(), "host /proc should still be visible"
 
 

@@ -35,7 +35,7 @@ for f in /etc/subuid /etc/subgid; do
     fi
 done
 
-key=$( (cd "$ROOT" && find src pyproject.toml setup.py -type f ! -name '*.pyc' ! -name '*.so' \
+key=$( (cd "$ROOT" && find src pyproject.toml -type f ! -name '*.pyc' ! -name '*.so' \
         ! -path '*/__pycache__/*' -print0 2>/dev/null | sort -z | xargs -0 sha256sum
         sha256sum "$0") | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/idrun" ] && [ "$(cat "$PREFIX/.stamp" 2>/dev/null)" = "$key" ]; then
@@ -59,7 +59,7 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$ROOT/src" "$ROOT/pyproject.toml" "$work/"
 find "$work/src" \( -name '*.so' -o -name '__pycache__' -o -name '*.egg-info' \) -prune \
     -exec rm -rf {} +
-for f in README.md setup.py; do [ -e "$ROOT/$f" ] && cp "$ROOT/$f" "$work/"; done
+for f in README.md; do [ -e "$ROOT/$f" ] && cp "$ROOT/$f" "$work/"; done
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
     --no-build-isolation --force-reinstall "$work" >&2
 chmod -R a+rX "$PREFIX"

@@ -15,44 +15,14 @@ import idrun
 pytestmark = pytest.mark.kernel
 
 
-@pytest.fixture(params=["native", "fork"], autouse=True)
-def spawner(request, monkeypatch):
-    """Every API test runs through both child makers: the native vfork-class one
-    (idrun._clonespawn) and the pure-Python os.fork() fallback."""
-    from idrun import launch
-    if request.param == "native":
-        try:
-            from idrun import _clonespawn
-        except ImportError:
-            pytest.skip("idrun._clonespawn is not built (no C compiler at install time)")
-        monkeypatch.setattr(launch, "_native", _clonespawn)
-    else:
-        monkeypatch.setattr(launch, "_native", None)
-    monkeypatch.setattr(launch, "_native_checked", True)
-    return request.param
-
-
 def maps(text: str) -> list[list[int]]:
     return [[int(x) for x in line.split()] for line in text.strip().splitlines()]
 
 
-def test_native_child_used_when_built(root, spawner):
-    from idrun import api, apilaunch
-    from idrun.launch import LaunchOptions
-    same_ids = api.plan_for("0:0:1")
-    picked = apilaunch._clone_spawner(LaunchOptions(), same_ids)
-    assert (picked is not None) == (spawner == "native")
-    # a switch to other host ids would reset the shared mm's dumpable flag: fork path
-    assert apilaunch._clone_spawner(LaunchOptions(), api.plan_for("0:1000:1")) is None
-    # options that need Python in the child always take the fork path
-    assert apilaunch._clone_spawner(LaunchOptions(pid=True)) is None
-    assert apilaunch._clone_spawner(LaunchOptions(net=True)) is None
-
-
 @pytest.mark.parametrize("uidmap", ["0:0:1", "0:1000:1", "0:100000:10"])
 def test_caller_stays_dumpable(root, uidmap):
-    """The native child shares the caller's memory, and the kernel's dumpable flag lives
-    there: a launch must never leave the caller non-dumpable."""
+    """The kernel's dumpable flag lives in the memory map: a launch must never leave
+    the caller non-dumpable (its /proc entry would become root-owned)."""
     from idrun import syscalls
     assert syscalls.get_dumpable() == 1
     assert idrun.run(["id", "-u"], uidmap=uidmap, capture_output=True).stdout == b"0\n"
@@ -181,7 +151,7 @@ def test_namespaces_through_the_api(root):
                   uidmap="0:100000:1000", pid=True, mount_proc=True, net=True,
                   hostname="api-box", capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[:2] == ["1", "api-box"]
+    assert r.stdout.split()[:2] == ["2", "api-box"]
 
 
 def test_works_from_a_threaded_caller(root):

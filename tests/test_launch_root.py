@@ -19,10 +19,8 @@ def maps_inside(out: str) -> list[list[int]]:
     return [[int(x) for x in line.split()] for line in out.strip().splitlines()]
 
 
-# The map writer is native (idrun._clonespawn) when built, else a forked Python
-# process; IDRUN_SPAWN=fork forces the latter. The tests marked with this run both.
-writers = pytest.mark.parametrize("writer_env", [{}, {"IDRUN_SPAWN": "fork"}],
-                                  ids=["default-writer", "fork-writer"])
+# One engine, one kind of map writer (a forked process in the parent namespace).
+writers = pytest.mark.parametrize("writer_env", [{}], ids=["writer"])
 
 
 def env_with(extra: dict) -> dict:

@@ -57,12 +57,12 @@ def test_net_has_only_lo_and_it_is_up(idrun):
     assert res.stdout.strip() == "connected"
 
 
-def test_pid_makes_the_command_pid_1(idrun):
+def test_pid_runs_the_command_as_pid_2_under_an_init(idrun):
     res = idrun(*BASE, "--pid", "--", "sh", "-c", "echo $$ $PPID")
     assert res.returncode == 0, res.stderr
     pid, ppid = res.stdout.split()
-    assert pid == "1"
-    assert ppid == "0"          # the wrapper is outside the namespace
+    assert pid == "2"
+    assert ppid == "1"          # idrun's init; the wrapper is outside the namespace
 
 
 def test_mount_proc_shows_only_the_new_pid_namespace(idrun):
@@ -129,7 +129,7 @@ def test_all_together(idrun):
                 "--cgroup", "--", "sh", "-c", "echo $$; hostname; id -u; cat /proc/self/uid_map")
     assert res.returncode == 0, res.stderr
     out = res.stdout.split()
-    assert out[:3] == ["1", "all", "0"]
+    assert out[:3] == ["2", "all", "0"]
     assert out[3:] == ["0", "100000", "65536"]
 
 
@@ -140,7 +140,7 @@ def test_rootless_namespaces(testuser):
                              "ls /proc | grep -cE '^[0-9]+$'")
     assert res.returncode == 0, res.stderr
     pid, host, lo_state, nprocs = res.stdout.split()
-    assert (pid, host) == ("1", "rl")
+    assert (pid, host) == ("2", "rl")
     assert lo_state in ("unknown", "up")
     assert int(nprocs) <= 4
 
@@ -162,8 +162,7 @@ def test_pid_wrapper_exit_status(root):
 
 
 def test_pid_wrapper_forwards_to_a_handler(root):
-    """PID 1 of a namespace only receives signals it handles (kernel rule); with a trap
-    the forwarded signal arrives."""
+    """The wrapper forwards to the init, the init to the command (PID 2)."""
     proc = subprocess.Popen(idrun_argv() + [*BASE, "--pid", "--", "sh", "-c",
                                             'trap "exit 11" USR1; echo ready; '
                                             "while :; do sleep 0.05; done"],
@@ -190,4 +189,4 @@ def test_pid_with_a_subprocess_before_the_fork(root):
                "--", "sh", "-c", "echo $$; cat /sys/class/net/lo/operstate"],
               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split()[0] == "1"
+    assert res.stdout.split()[0] == "2"

@@ -1,6 +1,6 @@
 """Python API: ``idrun.run`` and ``idrun.spawn``, shaped like subprocess.run and Popen.
 
-Same resolver and same protocol as the CLI (``apilaunch.spawn_plan``): the calling
+Same resolver and the same engine as the CLI (``engine.spawn``): the calling
 process forks one child, the child unshares, the caller writes its maps (as
 root directly, rootless through newuidmap/newgidmap) and the child execs the
 command. No launcher binary is exec'd and no thread is started, so a loop of
@@ -19,7 +19,6 @@ from typing import IO, Any, Mapping, Sequence
 
 from .errors import IdrunError
 from .launch import LaunchOptions
-from .apilaunch import spawn_plan
 from .plan import Plan, Request
 
 PIPE = subprocess.PIPE
@@ -30,7 +29,7 @@ CalledProcessError = subprocess.CalledProcessError
 TimeoutExpired = subprocess.TimeoutExpired
 
 _NS_OPTIONS = ("net", "pid", "mount", "mount_proc", "uts", "hostname", "ipc", "cgroup", "fork",
-               "no_new_privs", "verbose", "newuidmap", "newgidmap")
+               "no_new_privs", "verbose", "newuidmap", "newgidmap", "die_with_parent")
 
 
 def _values(v: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -244,9 +243,11 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     ``map_current_user``, ``map_auto``, ``subuidname``, ``subgidname``, ``user``,
     ``group_add``, ``setgroups``, ``rootless``. Namespace options (as the CLI's):
     ``net``, ``pid``, ``mount``, ``mount_proc``, ``uts``, ``hostname``, ``ipc``,
-    ``cgroup``, ``fork``, ``no_new_privs``. Raises IdrunError if nothing could be
-    started; then nothing is left running.
+    ``cgroup``, ``fork``, ``no_new_privs``, ``die_with_parent``. Bad arguments raise
+    ValueError/TypeError/OSError as subprocess does; IdrunError if nothing could be
+    started. Either way nothing is left running.
     """
+    from . import engine
     launch_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
     plan = plan_for(uidmap, gidmap, **options)
     if launch_kw.get("mount_proc"):
@@ -255,47 +256,54 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
         launch_kw["uts"] = True
     opts = LaunchOptions(**launch_kw)
     text = bool(text or universal_newlines or encoding or errors)
-    args = [os.fspath(a) for a in argv]
-
-    parent_ends: list[tuple[str, int]] = []
-    child_fds: list[int | None] = [None, None, None]
-    close_in_parent: list[int] = []
+    std_specs = (stdin, stdout, stderr)
+    for spec in std_specs:          # as subprocess: only these kinds of value
+        if not (spec is None or spec in (PIPE, DEVNULL, STDOUT) or isinstance(spec, int)
+                or hasattr(spec, "fileno")):
+            raise TypeError(f"bad stdio value {spec!r}")
+    checked = engine.build_spec(plan, argv, opts, env=env, cwd=cwd,
+                                stdio=[s if isinstance(s, int) and s >= 0 else None
+                                       for s in std_specs], pass_fds=pass_fds)
+    own = engine.Owned()
     try:
-        for i, spec in enumerate((stdin, stdout, stderr)):
+        parent_ends: list[tuple[str, int]] = []
+        child_fds: list[int | None] = [None, None, None]
+        child_ends: list[int] = []
+        for i, spec in enumerate(std_specs):
             if spec == PIPE:
-                r, w = os.pipe()
+                r, w = own.pipe()
                 if i == 0:
                     child_fds[0] = r
                     parent_ends.append(("stdin", w))
-                    close_in_parent.append(r)
+                    child_ends.append(r)
                 else:
                     child_fds[i] = w
                     parent_ends.append(("stdout" if i == 1 else "stderr", r))
-                    close_in_parent.append(w)
+                    child_ends.append(w)
             elif spec == DEVNULL:
-                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                fd = own.adopt_fd(lambda: os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
                 child_fds[i] = fd
-                close_in_parent.append(fd)
+                child_ends.append(fd)
             elif spec == STDOUT and i == 2:
                 child_fds[2] = child_fds[1] if child_fds[1] is not None else 1
             else:
                 child_fds[i] = _fileno(spec)
-        pid = spawn_plan(plan, args, opts, env=env,
-                         cwd=None if cwd is None else os.fspath(cwd),
-                         stdio=child_fds, pass_fds=tuple(pass_fds), reraise=True)
+        child = engine.spawn(checked._replace(stdio=tuple(child_fds)), own)
+        for fd in child_ends:
+            own.close(fd)
+        files: dict[str, IO] = {}
+        for name, fd in parent_ends:
+            files[name] = own.give_away(fd, lambda fd, name=name: open(
+                fd, "wb" if name == "stdin" else "rb", buffering=-1 if name == "stdin" else 0))
+        proc = Process([os.fsdecode(a) for a in checked.argv], child.pid, files.get("stdin"),
+                       files.get("stdout"), files.get("stderr"), text, encoding, errors,
+                       fds=dict(parent_ends))
     except BaseException:
-        for _, fd in parent_ends:
-            os.close(fd)
+        # Up to the last statement: a signal handler that raises anywhere in here
+        # (even after the exec) leaves no process and no descriptor behind.
+        own.abort()
         raise
-    finally:
-        for fd in close_in_parent:
-            os.close(fd)
-    files: dict[str, IO] = {}
-    for name, fd in parent_ends:
-        files[name] = open(fd, "wb" if name == "stdin" else "rb",
-                           buffering=-1 if name == "stdin" else 0)
-    return Process(args, pid, files.get("stdin"), files.get("stdout"), files.get("stderr"),
-                   text, encoding, errors, fds=dict(parent_ends))
+    return proc
 
 
 def run(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),

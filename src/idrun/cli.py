@@ -61,13 +61,36 @@ def _warn(plan) -> None:
         click.echo(f"idrun: warning: {w}", err=True)
 
 
-def _show_plan(plan, as_json: bool) -> None:
+def _verified(plan, verify: bool):
+    """With --verify: the maps the kernel accepted for a throwaway namespace."""
+    if not verify:
+        return None
+    from .engine import verify as verify_on_kernel
+    return verify_on_kernel(plan)
+
+
+def _show_plan(plan, as_json: bool, verified=None) -> None:
+    import os
     from .report import plan_dict, plan_text
     if as_json:
         import json
-        click.echo(json.dumps(plan_dict(plan)))
+        d = plan_dict(plan)
+        if verified is not None:
+            from .procfs import parse_map
+            d["verified"] = {"uid_map": [list(ln) for ln in parse_map(verified.uid_map)],
+                             "gid_map": [list(ln) for ln in parse_map(verified.gid_map)],
+                             "setgroups": verified.setgroups,
+                             "kernel": os.uname().release}
+        click.echo(json.dumps(d))
     else:
         click.echo(plan_text(plan))
+        if verified is not None:
+            click.echo(f"verified on Linux {os.uname().release}: a throwaway namespace took "
+                       "these maps (read back from /proc):")
+            for kind, text in (("uid_map", verified.uid_map), ("gid_map", verified.gid_map)):
+                lines = [" ".join(ln.split()) for ln in text.splitlines()] or ["(empty)"]
+                click.echo(f"  {kind}: " + "; ".join(lines))
+            click.echo(f"  setgroups: {verified.setgroups}")
 
 
 @click.command("map", context_settings=_CONTEXT)
@@ -78,8 +101,11 @@ def _show_plan(plan, as_json: bool) -> None:
 @click.option("--subuid-file", metavar="FILE", help="Read FILE instead of /etc/subuid.")
 @click.option("--subgid-file", metavar="FILE", help="Read FILE instead of /etc/subgid.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--verify", is_flag=True,
+              help="Also have the kernel take the maps: a throwaway namespace gets them "
+                   "written as a launch would, they are read back, nothing is run.")
 def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
-                subgid_file: str | None, as_json: bool, **kw) -> None:
+                subgid_file: str | None, as_json: bool, verify: bool, **kw) -> None:
     """Resolve and validate a mapping without starting anything.
 
     Prints the exact uid_map/gid_map lines idrun would write; rootless, also the
@@ -93,9 +119,14 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     host = gather(request, rootless=True if rootless else None,
                   caller=parse_caller(caller) if caller else None,
                   subuid_file=subuid_file, subgid_file=subgid_file)
+    if verify and (rootless or caller or subuid_file or subgid_file):
+        raise IdrunError("--verify checks the mapping on this kernel as you; it cannot "
+                         "simulate another caller or sub-id file",
+                         "drop --rootless/--caller/--subuid-file/--subgid-file, or run "
+                         "--verify as that user")
     plan = resolve(request, host)
     _warn(plan)
-    _show_plan(plan, as_json)
+    _show_plan(plan, as_json, _verified(plan, verify))
 
 
 @click.command("idrun", context_settings=dict(_CONTEXT, allow_interspersed_args=False),
@@ -106,8 +137,10 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                       "127 not found; 128+N killed by signal N.")
 @_mapping_options
 @click.option("--net", is_flag=True, help="New network namespace with lo up.")
-@click.option("--pid", is_flag=True, help="New PID namespace (the command is PID 1; implies a "
-                                          "waiting parent).")
+@click.option("--pid", is_flag=True, help="New PID namespace: a small init is PID 1 and "
+                                          "forwards signals, the command is PID 2.")
+@click.option("--die-with-parent", is_flag=True,
+              help="Kill the command when idrun's own parent dies.")
 @click.option("--mount-proc", is_flag=True, help="Mount a fresh /proc (implies --mount; needs --pid).")
 @click.option("--mount", is_flag=True, help="New mount namespace, private propagation.")
 @click.option("--uts", is_flag=True, help="New UTS namespace.")
@@ -120,13 +153,16 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
               help="Pass file descriptors 3 … 3+N-1 on to the command.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (as 'idrun map') and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
+@click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
+                                             "in a throwaway namespace (see 'idrun map').")
 @click.option("-v", "--verbose", is_flag=True, help="Say more when something fails.")
 @click.version_option(package_name="idrun", message="idrun %(version)s")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: bool,
                    mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
                    fork: bool, no_new_privs: bool, preserve_fds: int, dry_run: bool,
-                   as_json: bool, verbose: bool, **kw) -> None:
+                   as_json: bool, verbose: bool, die_with_parent: bool, verify: bool,
+                   **kw) -> None:
     """Run COMMAND (default: your shell) in a new user namespace.
 
     \b
@@ -149,16 +185,27 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     plan = resolve(request, gather(request))
     if not dry_run:
         plan.require_target()
+        if verify:
+            raise IdrunError("--verify goes with --dry-run",
+                             "idrun --dry-run --verify … checks the mapping on the kernel")
     _warn(plan)
     if dry_run:
-        _show_plan(plan, as_json)
+        _show_plan(plan, as_json, _verified(plan, verify))
         return
-    from .launch import LaunchOptions, exec_plan
+    from . import engine
+    from .launch import LaunchOptions, default_shell
     opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc, mount=mount or mount_proc,
                          uts=uts or hostname is not None, hostname=hostname, ipc=ipc,
                          cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
-                         preserve_fds=preserve_fds, verbose=verbose)
-    exec_plan(plan, list(command), opts)
+                         preserve_fds=preserve_fds, verbose=verbose,
+                         die_with_parent=die_with_parent)
+    try:
+        spec = engine.build_spec(plan, list(command) or [default_shell()], opts,
+                                 pass_fds=range(3, 3 + preserve_fds))
+    except (ValueError, TypeError, OSError) as e:
+        raise IdrunError(f"cannot start the command: {e}",
+                         "check the command line and --preserve-fds") from None
+    engine.run_cli(spec)
 
 
 SUBCOMMANDS: dict[str, str] = {"map": "map_command", "check": "check_command",

@@ -92,3 +92,78 @@ def exec_error(err: OSError, name: str, path: str) -> IdrunError:
     return CommandNotExecutable(f"{name}: cannot execute {path}: {err.strerror}",
                                 hint="the container user may lack permission; check modes "
                                      "and --user")
+
+
+# What each namespace-side stage was doing (launch.StepFailed's letter).
+STAGES = {
+    "u": "unshare", "s": "writing /proc/self/setgroups", "U": "writing /proc/self/uid_map",
+    "G": "writing /proc/self/gid_map", "c": "changing directory",
+    "d": "setting up the command's stdin/stdout/stderr", "f": "passing a file descriptor on",
+    "m": "making / private in the new mount namespace", "n": "bringing up lo",
+    "h": "setting the hostname", "p": "mounting a new /proc", "g": "setgroups",
+    "i": "switching gid", "j": "switching uid", "N": "setting no_new_privs",
+    "D": "arming the parent-death signal", "F": "starting a process", "x": "exec",
+    "E": "an idrun error", "X": "an internal error",
+}
+
+
+def explain(stage: str, err: int, detail: str, spec) -> IdrunError:
+    """The one table from a failed step (stage letter, errno, detail) to the user's line.
+
+    ``spec`` is the launch's ``engine.Spec``: the parent has it too, so a report from
+    a forked process is explained exactly as the same failure in this process.
+    """
+    from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
+    e = OSError(err, os.strerror(err)) if err else OSError(0, detail or "failed")
+    if stage == "E":
+        msg, _, hint = detail.partition("\0")
+        cls = {EXIT_NOT_FOUND: CommandNotFound,
+               EXIT_NOT_EXECUTABLE: CommandNotExecutable}.get(err, LaunchError)
+        return cls(msg, hint=hint or None)
+    if stage == "F":
+        why = e.strerror
+        if err == errno.ENOMEM:
+            why += (" (inside a new PID namespace this means its first process has "
+                    "already exited; otherwise memory or the pid limit is exhausted)")
+        return LaunchError(f"cannot start {detail or 'a process'}: {why}",
+                           hint="check ulimit -u and free memory")
+    if stage == "X":
+        return LaunchError(f"internal error: {detail}")
+    plan, opts = spec.plan, spec.opts
+    if stage == "u":
+        return unshare_error(e, spec.flags)
+    if stage == "s":
+        return write_error(e, "/proc/self/setgroups", "deny")
+    if stage in ("U", "G"):
+        k = plan.uid if stage == "U" else plan.gid
+        return write_error(e, f"/proc/self/{k.kind}_map", k.text)
+    if stage == "x":
+        return exec_error(e, spec.argv[0], spec.path)
+    if stage == "c":
+        return LaunchError(f"cannot change to directory {spec.cwd}: {e.strerror}",
+                           hint="give an existing directory the container user may enter")
+    if stage == "m":
+        return LaunchError(f"cannot make / private in the new mount namespace: {e.strerror}")
+    if stage == "p":
+        return LaunchError(f"cannot mount a new /proc: {e.strerror}",
+                           hint="--mount-proc needs --pid")
+    if stage == "n":
+        return LaunchError(f"cannot bring up lo in the new network namespace: "
+                           f"{detail or e.strerror}",
+                           hint="run with --verbose; check that netlink is allowed")
+    if stage == "h":
+        return LaunchError(f"cannot set hostname {opts.hostname!r}: {e.strerror}",
+                           hint="at most 64 bytes")
+    if stage == "g":
+        return LaunchError(f"setgroups({list(plan.groups)}) failed: {e.strerror}",
+                           hint="every --group-add id must be mapped")
+    if stage == "i":
+        return LaunchError(f"cannot switch to container gid {plan.user_gid}: {e.strerror}",
+                           hint="the gid must be mapped; see --dry-run")
+    if stage == "j":
+        return LaunchError(f"cannot switch to container uid {plan.user_uid}: {e.strerror}",
+                           hint="the uid must be mapped; see --dry-run")
+    if stage == "D":
+        return LaunchError("the parent process died before the command started",
+                           hint="--die-with-parent ends the launch with its parent")
+    return LaunchError(f"{STAGES.get(stage, f'launch step {stage!r}')} failed: {e.strerror}")

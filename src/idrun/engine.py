@@ -1,0 +1,660 @@
+"""The launch engine: one protocol for the CLI, the Python API and ``--verify``.
+
+Two roles talk over two pipes:
+
+* the **namespace side** unshares, writes what only it may write (setgroups
+  ``deny``, own-id maps), says READY, waits for GO, then sets up its namespaces,
+  switches ids and becomes the command (or starts the PID-1 init);
+* the **map side**, in the parent namespace, waits for READY, writes the maps
+  (directly as root, through newuidmap/newgidmap rootless), reads them back, and
+  says GO.
+
+The CLI launcher is the namespace side and forks its map side before it
+unshares, so it keeps its pid and becomes the command. The API caller is the
+map side and forks the namespace side, so it keeps running. Same steps
+(``launch``), same messages, one failure report (stage letter + errno + detail,
+``encode``/``decode``) and one explanation table (``diagnose.explain``).
+
+Every process this module forks is owned by an ``Owned`` until it is reaped or
+handed over, and every pipe likewise: an exception at any point, including one
+raised by a signal handler, kills (SIGKILL) and reaps the children and closes
+the descriptors. Forks, pipes and the kill/reap run with signals blocked, so no
+handler can run between creating a resource and recording it.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import Callable, Mapping, NamedTuple, NoReturn, Sequence
+
+import _signal
+
+from . import launch, procfs, syscalls
+from .errors import (EXIT_IDRUN, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFound, IdrunError, LaunchError)
+from .launch import FORWARDED_SIGNALS, SIGKILL, LaunchOptions, StepFailed
+from .plan import Plan
+
+READY = b"U"
+GO = b"g"
+SI_KERNEL = 0x80        # si_code of a signal the kernel sent (a terminal's ^C), not kill(2)
+_ALL_SIGNALS = tuple(_signal.valid_signals()) if hasattr(_signal, "valid_signals") else ()
+
+
+class Spec(NamedTuple):
+    """One launch, as plain data, validated before any process exists."""
+
+    plan: Plan
+    opts: LaunchOptions
+    path: str                                   # the resolved executable
+    argv: tuple[str | bytes, ...]
+    env: Mapping                                # os.environ or a validated dict
+    cwd: str | None = None
+    stdio: tuple[int | None, int | None, int | None] = (None, None, None)
+    keep_fds: tuple[int, ...] = ()              # inherited by the command beyond 0-2
+
+    @property
+    def flags(self) -> int:
+        return self.opts.ns_flags | (syscalls.CLONE_NEWUSER if self.plan.userns else 0)
+
+
+# --- validation, as subprocess does it --------------------------------------------
+
+def _no_nul(value: str | bytes) -> None:
+    if (b"\0" if isinstance(value, bytes) else "\0") in value:
+        raise ValueError("embedded null byte")
+
+
+def build_spec(plan: Plan, argv: Sequence, opts: LaunchOptions = LaunchOptions(), *,
+               env: Mapping | None = None, cwd: str | os.PathLike | None = None,
+               stdio: Sequence[int | None] = (None, None, None),
+               pass_fds: Sequence[int] = ()) -> Spec:
+    """Check every input before any process exists: the same ValueError/TypeError as
+    subprocess for the same faults, then 126/127 for the command."""
+    args = tuple(os.fspath(a) for a in argv)
+    if not args:
+        raise CommandNotFound("empty argv", hint="give a command")
+    for a in args:
+        _no_nul(a)
+    if env is None:
+        env = os.environ
+    else:
+        checked = {}
+        for k, v in env.items():
+            kb, vb = os.fsencode(k), os.fsencode(v)
+            if b"=" in kb:
+                raise ValueError("illegal environment variable name")
+            _no_nul(kb)
+            _no_nul(vb)
+            checked[k] = v
+        env = checked
+    if cwd is not None:
+        cwd = os.fspath(cwd)
+        _no_nul(cwd)
+    keep = tuple(sorted(set(map(int, pass_fds))))
+    if any(fd < 0 or fd > 0x7FFFFFFF for fd in keep):
+        raise ValueError("bad value(s) in fds_to_keep")
+    for fd in keep:
+        os.fstat(fd)                 # EBADF now, not in the child
+    std = tuple(stdio)
+    for fd in std:
+        if fd is not None:
+            os.fstat(fd)
+    name = os.fsdecode(args[0])
+    path = launch.find_command(name, env, None if cwd is None else os.fsdecode(cwd))
+    return Spec(plan, opts, path, args, env, None if cwd is None else os.fsdecode(cwd),
+                (std + (None, None, None))[:3], keep)
+
+
+# --- failure reports ---------------------------------------------------------------
+
+def encode(exc: BaseException) -> tuple[bytes, int]:
+    """A failure as ``E``, stage, errno (u32 LE), detail; and the exit status to use."""
+    status = EXIT_IDRUN
+    if isinstance(exc, StepFailed):
+        stage, err, detail = exc.stage, exc.errno, exc.detail
+        if stage == "x":
+            status = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_NOT_EXECUTABLE
+    elif isinstance(exc, IdrunError):
+        stage, err, detail = "E", exc.exit_status, f"{exc.message}\0{exc.hint or ''}"
+        status = exc.exit_status
+    else:
+        stage, err, detail = "X", 0, f"{type(exc).__name__}: {exc}"
+    return (b"E" + stage.encode()[:1] + (err & 0xFFFFFFFF).to_bytes(4, "little")
+            + detail.encode("utf-8", "replace")), status
+
+
+def decode(report: bytes, spec: Spec) -> IdrunError:
+    if len(report) < 6 or report[:1] != b"E":
+        return LaunchError(f"unexpected report from a launch process: {report[:40]!r}")
+    from .diagnose import explain
+    return explain(chr(report[1]), int.from_bytes(report[2:6], "little"),
+                   report[6:].decode("utf-8", "replace"), spec)
+
+
+def explained(exc: StepFailed, spec: Spec) -> IdrunError:
+    from .diagnose import explain
+    return explain(exc.stage, exc.errno, exc.detail, spec)
+
+
+# --- owning processes and descriptors -----------------------------------------------
+
+class _Masked:
+    """Block every signal for a few system calls, so no Python handler can run (and
+    raise) between creating a resource and recording it."""
+
+    def __enter__(self) -> object:
+        self.old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
+        return self.old
+
+    def __exit__(self, *exc: object) -> None:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.old)
+
+
+class Child:
+    """A forked process owned until reaped; its pid cannot be reused before that."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None
+
+    def wait(self) -> int:
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        return self.status
+
+    def kill(self) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait()
+
+
+class Owned:
+    """The children and descriptors of one launch in progress."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+        self.children: list[Child] = []
+
+    def pipe(self) -> tuple[int, int]:
+        with _Masked():
+            r, w = os.pipe()
+            self.fds += (r, w)
+        return r, w
+
+    def adopt_fd(self, opener: Callable[[], int]) -> int:
+        with _Masked():
+            fd = opener()
+            self.fds.append(fd)
+        return fd
+
+    def close(self, fd: int) -> None:
+        with _Masked():
+            if fd in self.fds:
+                self.fds.remove(fd)
+                os.close(fd)
+
+    def fork(self, what: str, main: Callable[[object], NoReturn], report_fd: int | None,
+             keep: Sequence[int]) -> Child:
+        """Fork a process that runs ``main(mask)`` with every signal blocked and only
+        0-2 plus ``keep`` open; a failure in it is reported on ``report_fd``."""
+        launch.flush_std()
+        with _Masked() as mask:
+            try:
+                pid = os.fork()
+            except OSError as e:
+                from .diagnose import explain
+                raise explain("F", e.errno or 0, what, None) from None
+            if pid == 0:
+                _child(main, mask, report_fd, keep)
+            child = Child(pid)
+            self.children.append(child)
+        return child
+
+    def give_away(self, fd: int, make: Callable[[int], object]) -> object:
+        """Wrap ``fd`` in an object that closes it (a file), and stop owning it."""
+        with _Masked():
+            obj = make(fd)
+            self.fds.remove(fd)
+        return obj
+
+    def release(self, child: Child) -> None:
+        with _Masked():
+            self.children.remove(child)
+
+    def abort(self) -> None:
+        """Kill and reap every child, close every descriptor; signals stay blocked, so a
+        second signal cannot cut this short."""
+        with _Masked():
+            for child in self.children:
+                child.kill()
+            self.children.clear()
+            for fd in self.fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.fds.clear()
+
+
+def _child(main: Callable[[object], NoReturn], mask: object, report_fd: int | None,
+           keep: Sequence[int]) -> NoReturn:
+    """In a fresh fork: never return into the parent's code, whatever happens."""
+    status = EXIT_IDRUN
+    try:
+        # Copies of every other pipe (a sibling launch's, in a threaded caller) must
+        # not live on here: their EOF is how those launches learn anything.
+        syscalls.close_fds_except(set(keep) | ({report_fd} if report_fd is not None else set()))
+        main(mask)
+    except BaseException as e:                  # noqa: BLE001 - a fork must not return
+        report, status = encode(e)
+        try:
+            if report_fd is not None:
+                os.write(report_fd, report)
+        except BaseException:                   # noqa: BLE001
+            pass
+    finally:
+        os._exit(status)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+# --- the two sides ---------------------------------------------------------------
+
+def _namespace_side(spec: Spec, ready_w: int | None, go_r: int | None) -> None:
+    """Unshare, write what only the new namespace may write, and (when a map side
+    exists) hand over to it and wait. Raises StepFailed, or ``_Abandoned`` when
+    the map side went away without a word."""
+    if spec.flags:
+        launch._step("u", syscalls.unshare, spec.flags)
+    launch.write_own_maps(spec.plan)
+    if ready_w is None:
+        return
+    os.write(ready_w, READY)
+    first = os.read(go_r, 1)
+    if first == GO:
+        return
+    raise _Abandoned(first + _read_all(go_r) if first else b"")
+
+
+class _Abandoned(Exception):
+    """The map side closed its pipe (it gave up, died, or sent a report)."""
+
+    def __init__(self, report: bytes) -> None:
+        super().__init__(report)
+        self.report = report
+
+
+def _map_side(spec: Spec, pid: int, helpers: dict, fd_target: bool | None,
+              procfd: int) -> tuple[str, str, str | None]:
+    launch.write_maps(spec.plan, procfd, pid, helpers, spec.opts.verbose, fd_target)
+    return launch.verify_maps(spec.plan, procfd)
+
+
+def _fd_target(helpers: dict) -> bool | None:
+    if not helpers:
+        return None
+    from . import newidmap
+    return all(newidmap.supports_fd_target(h.path) for h in helpers.values())
+
+
+def _helpers(spec: Spec, in_this_process: bool) -> dict:
+    from . import preconditions
+    kinds = launch.helper_kinds(spec.plan, spec.opts)
+    status = procfs.status() if kinds or in_this_process else {}
+    return preconditions.require(kinds, in_this_process and spec.plan.userns, status)
+
+
+# --- the CLI: the launcher becomes the command ----------------------------------
+
+def run_cli(spec: Spec) -> NoReturn:
+    """Carry out ``spec`` in this process and become the command (or its wrapper).
+
+    Raises IdrunError (exit 125/126/127) on any failure; the command never runs then.
+    """
+    launch.ensure_stdio()
+    parent = os.getppid() if spec.opts.die_with_parent else None
+    if parent is not None:
+        try:
+            launch.arm_parent_death(parent)
+        except StepFailed as e:
+            raise explained(e, spec) from None
+    helpers = _helpers(spec, in_this_process=True)
+    own = Owned()
+    try:
+        ready_w = go_r = None
+        writer = None
+        if launch.needs_map_side(spec.plan):
+            ready_r, ready_w = own.pipe()
+            go_r, go_w = own.pipe()
+            launcher = os.getpid()
+            writer = own.fork("the map writer",
+                              lambda mask: _writer_main(spec, helpers, launcher, ready_r, go_w),
+                              go_w, (ready_r,))
+            own.close(ready_r)
+            own.close(go_w)
+        try:
+            _namespace_side(spec, ready_w, go_r)
+        except StepFailed as e:
+            raise explained(e, spec) from None
+        except _Abandoned as e:
+            if e.report:
+                raise decode(e.report, spec) from None
+            status = writer.wait() if writer is not None else 0
+            code = os.waitstatus_to_exitcode(status)
+            how = f"exit {code}" if code >= 0 else f"signal {-code}"
+            raise LaunchError(f"the map writer process ended ({how}) before the maps were "
+                              "written; refusing to run the command") from None
+        if writer is not None:
+            status = writer.wait()         # its exit status, before anything else runs
+            own.release(writer)
+            if status != 0:
+                code = os.waitstatus_to_exitcode(status)
+                how = f"exit {code}" if code >= 0 else f"signal {-code}"
+                raise LaunchError(f"the map writer process failed ({how}); refusing to run "
+                                  "the command")
+        for fd in list(own.fds):
+            own.close(fd)
+    except BaseException:
+        own.abort()
+        raise
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+    try:
+        if spec.opts.wrapper:
+            _wrapper(spec, None, mask)
+        launch.flush_std()
+        launch.prepare_process(spec.plan, spec.opts, parent)
+        launch.exec_command(spec.path, spec.argv, spec.env, spec.keep_fds, mask)
+    except StepFailed as e:
+        raise explained(e, spec) from None
+
+
+def _writer_main(spec: Spec, helpers: dict, launcher: int, ready_r: int, go_w: int) -> NoReturn:
+    """The CLI's map side: a child created in the parent namespace before unshare."""
+    syscalls.set_pdeathsig(SIGKILL)
+    if os.getppid() != launcher:         # the launcher died before PDEATHSIG was armed
+        os._exit(0)
+    procfd = os.open(f"/proc/{launcher}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd_target = _fd_target(helpers)      # probed while the launcher unshares
+    if os.read(ready_r, 1) != READY:     # EOF: the launcher gave up
+        os._exit(0)
+    _map_side(spec, launcher, helpers, fd_target, procfd)
+    os.write(go_w, GO)
+    os._exit(0)
+
+
+# --- the API: the caller stays, a child becomes the command ---------------------
+
+def spawn(spec: Spec, own: Owned) -> Child:
+    """Start ``spec`` as a child of the caller; returns it (still in ``own``) once the
+    command has been exec'd. Raises IdrunError, or ValueError/TypeError/OSError for
+    bad arguments, with nothing left running."""
+    helpers = _helpers(spec, in_this_process=False)
+    fd_target = _fd_target(helpers)
+    _preload_for_fork(spec.opts)
+    report_r, report_w = own.pipe()      # child -> caller: READY, then a report or EOF at exec
+    go_r, go_w = own.pipe()              # caller -> child: GO, or EOF to abort
+    keep = set(spec.keep_fds) | {fd for fd in spec.stdio if fd is not None} | {go_r}
+    child = own.fork("the namespace process",
+                     lambda mask: _api_child(spec, report_w, go_r, mask), report_w, tuple(keep))
+    own.close(report_w)
+    own.close(go_r)
+    first = os.read(report_r, 1)
+    if first != READY:
+        report = first + _read_all(report_r)
+        child.wait()
+        raise decode(report, spec) if report else LaunchError(
+            "the namespace process died before unshare")
+    if launch.needs_map_side(spec.plan):
+        # The child is ours and unreaped, so its pid cannot be reused; the
+        # descriptor keeps every access on that one process all the same.
+        procfd = own.adopt_fd(lambda: os.open(f"/proc/{child.pid}",
+                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        _map_side(spec, child.pid, helpers, fd_target, procfd)
+        own.close(procfd)
+    os.write(go_w, GO)
+    own.close(go_w)
+    report = _read_all(report_r)
+    own.close(report_r)
+    if report:
+        child.wait()
+        raise decode(report, spec)
+    return child
+
+
+def _api_child(spec: Spec, report_w: int, go_r: int, mask: object) -> NoReturn:
+    parent = os.getppid() if spec.opts.die_with_parent else None
+    if parent is not None:
+        launch.arm_parent_death(parent)
+    try:
+        _namespace_side(spec, report_w, go_r)
+    except _Abandoned:                  # the caller gave up: never run the command
+        os._exit(EXIT_IDRUN)
+    os.close(go_r)
+    if spec.cwd is not None:
+        launch._step("c", os.chdir, spec.cwd)
+    if spec.stdio != (None, None, None):
+        launch._step("d", _dup_stdio, spec.stdio)
+    # report_w stays close-on-exec: EOF at the exec tells the caller it succeeded.
+    if spec.opts.wrapper:
+        _wrapper(spec, report_w, mask)
+    launch.prepare_process(spec.plan, spec.opts, parent)
+    launch.exec_command(spec.path, spec.argv, spec.env, spec.keep_fds, mask,
+                        hold_fds=(report_w,))
+
+
+def _dup_stdio(fds: Sequence[int | None]) -> None:
+    # Move sources that sit on 0-2 out of the way first, so no dup2 clobbers another.
+    moved = [os.dup(fd) if fd is not None and fd < 3 and fd != i else fd
+             for i, fd in enumerate(fds)]
+    for i, fd in enumerate(moved):
+        if fd is None:
+            continue
+        if fd == i:
+            os.set_inheritable(i, True)
+        else:
+            os.dup2(fd, i)
+
+
+def _preload_for_fork(opts: LaunchOptions) -> None:
+    """Load what the forked child will use: after fork in a threaded program it must
+    not import (another thread may hold the import lock)."""
+    from . import diagnose  # noqa: F401  (a child's failure report is explained here)
+    if opts.net:
+        from pyroute2 import IPRoute  # noqa: F401
+    if opts.mount or opts.mount_proc:
+        import ctypes  # noqa: F401
+    if opts.hostname is not None:
+        import socket  # noqa: F401
+    syscalls.prctl_module()
+    syscalls.preload()
+
+
+# --- wrapper and init (--fork, --pid) --------------------------------------------
+
+def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
+    """Stay as the command's parent (with --pid: the init's), forward signals, exit with
+    its status. A failure before the command starts is raised (CLI) or relayed on
+    ``report_fd`` (API)."""
+    waited = FORWARDED_SIGNALS + (_signal.SIGCHLD,)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, waited)
+    own = Owned()
+    alive_r, alive_w = own.pipe()      # EOF in the child: the wrapper is gone
+    rep_r, rep_w = own.pipe()          # the child's failure report; EOF: command started
+    st_r, st_w = own.pipe()            # the init's wait status of the command
+    main = _init_main if spec.opts.pid else _fork_child_main
+    child = own.fork("the init process" if spec.opts.pid else "the command's process",
+                     lambda m: main(spec, mask, alive_r, rep_w, st_w), rep_w,
+                     tuple(spec.keep_fds) + (alive_r, st_w))
+    for fd in (alive_r, rep_w, st_w):
+        own.close(fd)
+    hold = {alive_w, rep_r, st_r} | ({report_fd} if report_fd is not None else set())
+    syscalls.close_fds_except(set(spec.keep_fds) | hold)
+    report = _read_all(rep_r)
+    if report:
+        status = child.wait()
+        if report_fd is None:
+            raise decode(report, spec)
+        os.write(report_fd, report)
+        os._exit(EXIT_IDRUN)
+    if report_fd is not None:
+        os.close(report_fd)             # the caller's EOF: the command runs
+    while True:
+        info = _signal.sigwaitinfo(waited)
+        if info.si_signo == _signal.SIGCHLD:
+            pid, status = os.waitpid(child.pid, os.WNOHANG)
+            if pid:
+                break
+        elif info.si_code != SI_KERNEL:
+            # A terminal's signals reach the whole foreground group by themselves.
+            try:
+                os.kill(child.pid, info.si_signo)
+            except ProcessLookupError:
+                pass
+    if spec.opts.pid:
+        raw = os.read(st_r, 4)
+        if len(raw) == 4:
+            status = int.from_bytes(raw, "little")
+    _exit_like(status, reraise=report_fd is not None)
+
+
+def _arm_and_check(alive_r: int) -> None:
+    """PDEATHSIG tied to the wrapper, then EOF on a pipe only the wrapper holds tells
+    whether it already died (getppid() reads 0 across a PID namespace). Again after
+    the id switch, which clears PDEATHSIG."""
+    launch._step("D", syscalls.set_pdeathsig, SIGKILL)
+    os.set_blocking(alive_r, False)
+    try:
+        gone = os.read(alive_r, 1) == b""
+    except BlockingIOError:
+        gone = False
+    if gone:
+        raise StepFailed("D", 0)
+
+
+def _fork_child_main(spec: Spec, mask: object, alive_r: int, rep_w: int,
+                     st_w: int) -> NoReturn:
+    """--fork without --pid: the wrapper's child becomes the command."""
+    _arm_and_check(alive_r)
+    launch.prepare_process(spec.plan, spec.opts, None)
+    _arm_and_check(alive_r)
+    launch.exec_command(spec.path, spec.argv, spec.env, spec.keep_fds, mask, hold_fds=(rep_w,))
+
+
+def _init_main(spec: Spec, mask: object, alive_r: int, rep_w: int, st_w: int) -> NoReturn:
+    """PID 1 of the new PID namespace: sets the namespace up, starts the command as
+    PID 2, forwards signals to it, reaps every orphan, and exits with the command's
+    status (the kernel then ends whatever is left in the namespace)."""
+    _arm_and_check(alive_r)
+    launch.prepare_process(spec.plan, spec.opts, None)
+    _arm_and_check(alive_r)
+    launch.pass_fds(spec.keep_fds, (rep_w, st_w, alive_r))
+    launch.restore_signals()
+    reset = tuple(s for s in FORWARDED_SIGNALS + (_signal.SIGCHLD, _signal.SIGPIPE,
+                                                  getattr(_signal, "SIGXFSZ", 0)) if s)
+    try:
+        cmd = os.posix_spawn(spec.path, list(spec.argv), spec.env, setsigmask=mask,
+                             setsigdef=reset)
+    except OSError as e:
+        raise StepFailed("x", e.errno or 0) from None
+    os.close(rep_w)                     # the wrapper's EOF: the command runs
+    waited = FORWARDED_SIGNALS + (_signal.SIGCHLD,)
+    while True:
+        info = _signal.sigwaitinfo(waited)
+        if info.si_signo != _signal.SIGCHLD:
+            if info.si_code != SI_KERNEL:
+                try:
+                    os.kill(cmd, info.si_signo)
+                except ProcessLookupError:
+                    pass
+            continue
+        while True:                      # reap every orphan, not only the command
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == cmd:
+                os.write(st_w, status.to_bytes(4, "little"))
+                code = os.waitstatus_to_exitcode(status)
+                os._exit(code if code >= 0 else 128 - code)
+
+
+def _exit_like(status: int, reraise: bool) -> NoReturn:
+    """Exit with the command's status: 128+N for signal N, or (API) die of N."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0 and reraise:
+        _die_of(-code)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _die_of(sig: int) -> None:
+    """End this process with the same signal, so its parent sees what happened."""
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))   # no core from the wrapper
+    except (ImportError, OSError, ValueError):
+        pass
+    _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, (sig,))
+    os.kill(os.getpid(), sig)
+
+
+# --- verifying a mapping on the kernel without running anything ------------------
+
+class Verified(NamedTuple):
+    uid_map: str            # the kernel's own text
+    gid_map: str
+    setgroups: str | None
+
+
+def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:
+    """Create a throwaway user namespace, have its maps written exactly as a launch
+    would, read them back, compare, tear it down. Nothing is exec'd."""
+    spec = Spec(plan, opts._replace(pid=False, fork=False, net=False, mount=False,
+                                    mount_proc=False, uts=False, hostname=None, ipc=False,
+                                    cgroup=False),
+                "/nonexistent", ("verify",), os.environ)
+    helpers = _helpers(spec, in_this_process=False)
+    fd_target = _fd_target(helpers)
+    own = Owned()
+    try:
+        report_r, report_w = own.pipe()
+        go_r, go_w = own.pipe()
+        child = own.fork("a throwaway namespace",
+                         lambda mask: _verify_child(spec, report_w, go_r), report_w, (go_r,))
+        own.close(report_w)
+        own.close(go_r)
+        first = os.read(report_r, 1)
+        if first != READY:
+            report = first + _read_all(report_r)
+            child.wait()
+            raise decode(report, spec) if report else LaunchError(
+                "the throwaway namespace process died before unshare")
+        procfd = own.adopt_fd(lambda: os.open(f"/proc/{child.pid}",
+                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        if launch.needs_map_side(plan):
+            texts = _map_side(spec, child.pid, helpers, fd_target, procfd)
+        else:
+            texts = launch.verify_maps(plan, procfd)
+        return Verified(*texts)
+    finally:
+        own.abort()             # EOF on go ends the child; it is killed and reaped anyway
+
+
+def _verify_child(spec: Spec, report_w: int, go_r: int) -> NoReturn:
+    try:
+        _namespace_side(spec, report_w, go_r)
+    except _Abandoned:
+        pass
+    os._exit(0)
