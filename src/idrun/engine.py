@@ -37,7 +37,6 @@ from .plan import Plan
 READY = b"U"
 GO = b"g"
 SI_KERNEL = 0x80        # si_code of a signal the kernel sent (a terminal's ^C), not kill(2)
-_ALL_SIGNALS = tuple(_signal.valid_signals()) if hasattr(_signal, "valid_signals") else ()
 
 
 class Spec(NamedTuple):
@@ -138,18 +137,6 @@ def explained(exc: StepFailed, spec: Spec) -> IdrunError:
 
 # --- owning processes and descriptors -----------------------------------------------
 
-class _Masked:
-    """Block every signal for a few system calls, so no Python handler can run (and
-    raise) between creating a resource and recording it."""
-
-    def __enter__(self) -> object:
-        self.old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
-        return self.old
-
-    def __exit__(self, *exc: object) -> None:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.old)
-
-
 class Child:
     """A forked process owned until reaped; its pid cannot be reused before that."""
 
@@ -179,19 +166,19 @@ class Owned:
         self.children: list[Child] = []
 
     def pipe(self) -> tuple[int, int]:
-        with _Masked():
+        with syscalls.SignalsBlocked():
             r, w = os.pipe()
             self.fds += (r, w)
         return r, w
 
     def adopt_fd(self, opener: Callable[[], int]) -> int:
-        with _Masked():
+        with syscalls.SignalsBlocked():
             fd = opener()
             self.fds.append(fd)
         return fd
 
     def close(self, fd: int) -> None:
-        with _Masked():
+        with syscalls.SignalsBlocked():
             if fd in self.fds:
                 self.fds.remove(fd)
                 os.close(fd)
@@ -201,7 +188,7 @@ class Owned:
         """Fork a process that runs ``main(mask)`` with every signal blocked and only
         0-2 plus ``keep`` open; a failure in it is reported on ``report_fd``."""
         launch.flush_std()
-        with _Masked() as mask:
+        with syscalls.SignalsBlocked() as mask:
             try:
                 pid = os.fork()
             except OSError as e:
@@ -215,19 +202,19 @@ class Owned:
 
     def give_away(self, fd: int, make: Callable[[int], object]) -> object:
         """Wrap ``fd`` in an object that closes it (a file), and stop owning it."""
-        with _Masked():
+        with syscalls.SignalsBlocked():
             obj = make(fd)
             self.fds.remove(fd)
         return obj
 
     def release(self, child: Child) -> None:
-        with _Masked():
+        with syscalls.SignalsBlocked():
             self.children.remove(child)
 
     def abort(self) -> None:
         """Kill and reap every child, close every descriptor; signals stay blocked, so a
         second signal cannot cut this short."""
-        with _Masked():
+        with syscalls.SignalsBlocked():
             for child in self.children:
                 child.kill()
             self.children.clear()

@@ -174,11 +174,12 @@ def needs_map_side(plan: Plan) -> bool:
 def _write_file(path: str, data: str, dir_fd: int | None) -> None:
     """One open, one write() of the whole text, as the kernel demands."""
     raw = data.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        n = os.write(fd, raw)
-    finally:
-        os.close(fd)
+    with syscalls.SignalsBlocked():
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            n = os.write(fd, raw)
+        finally:
+            os.close(fd)
     if n != len(raw):
         raise OSError(5, f"short write ({n} of {len(raw)} bytes)")
 

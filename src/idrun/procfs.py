@@ -13,17 +13,19 @@ ID_MAP_KINDS = ("uid", "gid")
 
 
 def _read(path: str, dir_fd: int | None = None) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
+    from .syscalls import SignalsBlocked
+    with SignalsBlocked():          # no descriptor lost to a raising signal handler
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            chunks = []
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def proc_path(pid: int | str = "self") -> str:

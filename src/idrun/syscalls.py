@@ -40,6 +40,21 @@ MS_PRIVATE = 0x40000
 _libc_funcs: dict[str, object] = {}
 
 
+class SignalsBlocked:
+    """Every signal blocked for a few system calls, so no Python handler can run (and
+    raise) between creating a resource (a child, a descriptor) and recording or
+    releasing it. Pending signals are delivered on exit."""
+
+    def __enter__(self) -> object:
+        import _signal
+        self.old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+        return self.old
+
+    def __exit__(self, *exc: object) -> None:
+        import _signal
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.old)
+
+
 def _libc(name: str):
     """A libc function called through ctypes' C core, with errno captured.
 
