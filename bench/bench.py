@@ -6,11 +6,13 @@ are printed too, but only the ratios are targets:
 
 1. CLI launch ``idrun --uidmap 0:0:1 -- true`` / ``python -c 'import click'``  ≤ 1.15
 2. CLI launch / util-linux ``unshare -U -r true``                              (reported)
-3. ``idrun.run(['true'], uidmap=['0:0:1'])`` loop / ``subprocess.run(unshare)`` ≤ 0.80
+3. ``idrun.run(['true'], uidmap=['0:0:1'])`` loop / ``subprocess.run(unshare)`` (reported:
+   the API forks a Python process; the optional C fast path that met ≤ 0.80 is gone)
 4. ``idrun map --json --rootless`` with 300 '+' values over a 10,000-line
    sub-id file / ``idrun map --json --uidmap 0:0:1``                         ≤ 1.20
 5. peak RSS of a launch − peak RSS of ``python -c 'import click'``            ≤ 2 MiB
 6. rootless launch through newuidmap / root launch                           (reported)
+7. ``idrun --pid`` launch (init as PID 1, command as PID 2) / plain launch     ≤ 1.20
 
 Run as root for 1–5 (root writes maps directly); 6 needs a user with sub-ids
 (``--user NAME``, default idrun-test when it exists). Only Python's standard
@@ -29,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TARGETS = {1: ("≤", 1.15), 3: ("≤", 0.80), 4: ("≤", 1.20), 5: ("≤", 2.0)}
+TARGETS = {1: ("≤", 1.15), 4: ("≤", 1.20), 5: ("≤", 2.0), 7: ("≤", 1.20)}
 
 
 def spawn_time(argv: list[str], env: dict | None = None, preexec=None) -> tuple[float, int]:
@@ -189,6 +191,12 @@ def main() -> int:
         print(f"    idrun --uidmap 0:0:1 -- true {rss_launch / 1024:8.2f} MiB; "
               f"python -c 'import click' {rss_click / 1024:8.2f} MiB")
         print(f"    difference {delta:+.2f} MiB  target ≤ 2 MiB: {'OK' if ok else 'MISSED'}")
+
+        pid_launch = [idrun, "--uidmap", "0:0:1", "--pid", "--", true]
+        a, b = alternate(lambda: spawn_time(pid_launch)[0], lambda: spawn_time(launch)[0], runs)
+        report(7, "--pid launch (an init is PID 1, the command PID 2) against a plain launch",
+               a, b, "idrun --uidmap 0:0:1 --pid -- true", "idrun --uidmap 0:0:1 -- true",
+               results)
 
     user = args.user or ("idrun-test" if _user_exists("idrun-test") else None)
     figure6(user, runs, true)

@@ -419,6 +419,26 @@ def descendants_of(pid: int) -> list[int]:
     return out
 
 
+def procs_with(token: str, program: str | None = None) -> list[int]:
+    """Live pids whose command line contains ``token`` (and, with ``program``, whose
+    argv[0] ends with it: a launcher's command line carries its command's words too)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        st = proc_stat(int(name))
+        if st is None or st[0] in ("Z", "X") or not any(token.encode() in a for a in args):
+            continue
+        if program is None or args[0].endswith(program.encode()):
+            out.append(int(name))
+    return out
+
+
 def alive(pid: int, starttime: int) -> bool:
     """The same process (pid and start time) exists and is not a zombie."""
     st = proc_stat(pid)

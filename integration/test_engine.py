@@ -15,25 +15,6 @@ import time
 import pytest
 
 
-def _sleepers(marker: str) -> list[int]:
-    """Live ``sleep`` processes whose command line carries ``marker`` (a unique sleep
-    length); the launcher's own command line carries it too until it execs."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-            with open(f"/proc/{name}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in args and args[0].endswith(b"sleep") and state not in ("Z", "X"):
-            out.append(int(name))
-    return out
-
-
 def _marker() -> str:
     return f"{random.randint(100000, 999999)}.{random.randint(1, 9)}"
 
@@ -56,28 +37,32 @@ def test_signal_to_idrun_leaves_nothing_in_the_namespace(it, idrun, basic_opts, 
     """`idrun --pid -- sh -c 'sleep & sleep & wait'`: after a signal to idrun itself
     (SIGKILL included) no process of the namespace survives."""
     m1, m2 = _marker(), _marker()
+
+    def sleeping() -> list[int]:
+        return it.procs_with(m1, "sleep") + it.procs_with(m2, "sleep")
     proc = idrun.popen(basic_opts + ["--pid"],
                        ["sh", "-c", f"sleep {m1} & sleep {m2} & echo started; wait"])
     try:
         assert proc.stdout.readline().strip() == "started", proc.stderr.read()
-        assert it.wait_for(lambda: len(_sleepers(m1) + _sleepers(m2)) == 2, 20)
+        assert it.wait_for(lambda: len(sleeping()) == 2, 20)
         os.kill(proc.pid, sig)
         rc = proc.wait(timeout=20)
         assert rc in (128 + sig, -sig), proc.stderr.read()
-        assert it.wait_for(lambda: not _sleepers(m1) and not _sleepers(m2), 10), \
+        assert it.wait_for(lambda: not sleeping(), 10), \
             "processes of the namespace survived"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in _sleepers(m1) + _sleepers(m2):
+        for pid in sleeping():
             it.kill_quietly(pid)
 
 
 def test_init_reaps_orphans_and_exits_with_the_command(idrun, basic_opts):
     """An orphan reparented to the init is reaped (no zombie); the command's exit status
     is the launcher's, and when the command exits the rest of the namespace ends."""
-    script = "sleep 0.1 & exec sh -c 'sleep 0.5; ps -o stat= -p $(pgrep -d, sleep) 2>/dev/null; exit 9'"
+    script = ("sleep 0.1 & exec sh -c 'sleep 0.5; "
+              "ps -o stat= -p $(pgrep -d, sleep) 2>/dev/null; exit 9'")
     p = idrun.run(basic_opts + ["--pid", "--mount-proc"], ["sh", "-c", script])
     assert p.returncode == 9, p.stderr
     assert "Z" not in p.stdout
@@ -177,12 +162,13 @@ def test_die_with_parent(it, idrun, basic_opts):
         [*(f"'{a}'" for a in idrun.argv(basic_opts + ["--die-with-parent"], ["sleep", m])),
          "& wait"])])
     try:
-        assert it.wait_for(lambda: bool(_sleepers(m)), 20), "command never started"
+        assert it.wait_for(lambda: bool(it.procs_with(m, "sleep")), 20), "command never started"
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        assert it.wait_for(lambda: not _sleepers(m), 10), "the command outlived its parent"
+        assert it.wait_for(lambda: not it.procs_with(m, "sleep"), 10), \
+            "the command outlived its parent"
     finally:
-        for pid in _sleepers(m):
+        for pid in it.procs_with(m, "sleep"):
             it.kill_quietly(pid)
 
 
@@ -223,3 +209,20 @@ def test_verify_without_dry_run_is_refused(idrun, basic_opts, shared_dir):
     p = idrun.run(basic_opts + ["--verify"], ["touch", marker])
     assert p.returncode == 125 and "--dry-run" in p.stderr
     assert not os.path.exists(marker)
+
+
+@pytest.mark.kernel
+@pytest.mark.rootless
+def test_rootless_map_verify_through_newuidmap(it, idrun, subids):
+    """Rootless, the throwaway namespace gets its maps from the real newuidmap and
+    newgidmap, exactly as a launch would; the kernel's read-back is the plan."""
+    before = set(it.children_of(os.getpid()))
+    p = idrun.run(["map", "--verify", "--json", "--uidmap", "0:0:1", "--uidmap", "1:1:1000"],
+                  None)
+    assert p.returncode == 0, p.stderr
+    plan = json.loads(p.stdout)
+    assert plan["writer"]["uid"] == "helper"
+    assert plan["verified"]["uid_map"] == plan["uid_map"]
+    assert plan["verified"]["gid_map"] == plan["gid_map"]
+    assert sum(n for _, _, n in plan["verified"]["uid_map"]) == 1001
+    assert set(it.children_of(os.getpid())) <= before

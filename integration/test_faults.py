@@ -62,22 +62,6 @@ def test_max_user_namespaces_exhausted(it, idrun, shared_dir):
 
 # ----------------------------------------------------------------------------- killed at any step
 
-def _procs_with(token: str) -> list[int]:
-    """Pids whose command line contains token."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if token.encode() in cmdline:
-            out.append(int(name))
-    return out
-
-
 @pytest.mark.parametrize("mode", [
     pytest.param([], id="exec"), pytest.param(["--fork"], id="fork"),
     pytest.param(["--pid"], id="pid", marks=pytest.mark.permutation)])
@@ -96,12 +80,7 @@ def test_sigkill_at_any_step_leaves_nothing(it, idrun, basic_opts, mode):
         proc.wait(timeout=30)
 
         def survivors():
-            found = []
-            for pid in _procs_with(token):
-                st = it.proc_stat(pid)
-                if st and st[0] not in ("Z", "X"):
-                    found.append(pid)
-            return found
+            return it.procs_with(token)
         if not it.wait_for(lambda: not survivors(), 10):
             left = survivors()
             leftovers.append((delay, left))

@@ -102,7 +102,7 @@ def test_mount_proc_shows_only_the_namespace(idrun, basic_opts):
                    ["sh", "-c", "echo /proc/[0-9]*; cat /proc/1/comm; readlink /proc/self"])
     pids, comm, self_ = out.split("\n")[:3]
     assert pids == "/proc/1 /proc/2", out     # idrun's init and the command
-    assert comm != "sh"                        # PID 1 is the init, not the command
+    assert comm == "idrun-init"                # PID 1 is the init, not the command
     assert int(self_) <= 4, out  # readlink is the third process of the namespace
     # the host's /proc is untouched
     assert str(os.getpid()) in os.listdir("/proc")

@@ -11,17 +11,9 @@ from typing import NamedTuple
 
 import click
 
-from . import procfs
+from . import preconditions, procfs
 from .errors import IdrunError
-
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
-
-
-class Check(NamedTuple):
-    name: str
-    status: str             # OK | WARN | FAIL
-    detail: str
-    fix: str = ""
+from .preconditions import FAIL, OK, WARN, Check
 
 
 class Target(NamedTuple):
@@ -51,28 +43,9 @@ def _kernel() -> Check:
 
 
 def _userns_sysctls(rootless: bool) -> list[Check]:
-    out = []
-    limit = procfs.sysctl_int("user/max_user_namespaces")
-    if limit is None:
-        out.append(Check("user namespaces", WARN, "user.max_user_namespaces is unreadable"))
-    elif limit == 0:
-        out.append(Check("user namespaces", FAIL, "disabled: user.max_user_namespaces = 0",
-                         "sysctl -w user.max_user_namespaces=15000 (and in /etc/sysctl.d)"))
-    else:
-        out.append(Check("user namespaces", OK, f"enabled, user.max_user_namespaces = {limit}"))
-    clone = procfs.sysctl("kernel/unprivileged_userns_clone")
-    if clone == "0" and rootless:
-        out.append(Check("unprivileged userns", FAIL,
-                         "kernel.unprivileged_userns_clone = 0 forbids unprivileged users",
-                         "sysctl -w kernel.unprivileged_userns_clone=1"))
-    aa = procfs.sysctl("kernel/apparmor_restrict_unprivileged_userns")
-    if aa == "1" and rootless:
-        out.append(Check("AppArmor", FAIL, "kernel.apparmor_restrict_unprivileged_userns = 1: "
-                         "unprivileged user namespaces are refused without a profile",
-                         "add an AppArmor profile allowing 'userns,' for idrun's python, or "
-                         "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"))
-    elif aa is not None:
-        out.append(Check("AppArmor", OK, f"kernel.apparmor_restrict_unprivileged_userns = {aa}"))
+    out = [preconditions.userns_limit()]
+    if rootless:
+        out += [c for c in (preconditions.unprivileged_clone(), preconditions.apparmor()) if c]
     return out
 
 
@@ -90,21 +63,7 @@ def _namespace() -> Check:
 
 
 def _process(status: dict[str, str]) -> list[Check]:
-    out = []
-    if status.get("NoNewPrivs", "0") == "1":
-        out.append(Check("no_new_privs", FAIL, "NoNewPrivs is set for this process, so the "
-                         "kernel ignores newuidmap's setuid bit; only your own id can be mapped",
-                         "run outside NoNewPrivileges=/sandboxes (systemd, containers), or use "
-                         "--map-root-user"))
-    else:
-        out.append(Check("no_new_privs", OK, "not set"))
-    st = os.stat("/proc/self")
-    if (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()):
-        out.append(Check("dumpable", OK, "this process's /proc entry is owned by its user"))
-    else:
-        out.append(Check("dumpable", WARN, f"/proc/self is owned by {st.st_uid}:{st.st_gid}",
-                         "run idrun directly, not from a setuid program"))
-    return out
+    return [preconditions.no_new_privs(status), preconditions.dumpable()]
 
 
 def _helpers() -> tuple[list[Check], bool]:
@@ -113,24 +72,12 @@ def _helpers() -> tuple[list[Check], bool]:
     ok = True
     fd_support = None
     for kind in ("uid", "gid"):
-        tool = newidmap.TOOLS[kind]
-        try:
-            path = newidmap.locate(kind)
-        except IdrunError as e:
-            out.append(Check(tool, FAIL, e.message, e.hint or ""))
+        check, helper = preconditions.helper(kind)
+        out.append(check)
+        if helper is None:
             ok = False
             continue
-        h = newidmap.inspect(kind, path)
-        if h.privileged:
-            how = "setuid root" if h.setuid_root and not h.nosuid_mount else "file caps"
-            out.append(Check(tool, OK, f"{path}: {how} ({h.describe()})"))
-        else:
-            cap = "cap_setuid" if kind == "uid" else "cap_setgid"
-            out.append(Check(tool, FAIL, f"{path}: neither setuid root nor {cap}+ep "
-                             f"({h.describe()})",
-                             f"reinstall uidmap, or 'chmod u+s {path}' / "
-                             f"'setcap {cap}+ep {path}' as root"))
-            ok = False
+        path = helper.path
         if fd_support is None:
             fd_support = newidmap.supports_fd_target(path)
     if fd_support is not None:

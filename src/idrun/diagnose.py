@@ -107,6 +107,21 @@ STAGES = {
 }
 
 
+# Stages whose line is "what: strerror; hint", with facts of the launch filled in.
+_MESSAGES = {
+    "c": ("cannot change to directory {cwd}",
+          "give an existing directory the container user may enter"),
+    "m": ("cannot make / private in the new mount namespace", None),
+    "p": ("cannot mount a new /proc", "--mount-proc needs --pid"),
+    "h": ("cannot set hostname {hostname!r}", "at most 64 bytes"),
+    "g": ("setgroups({groups}) failed", "every --group-add id must be mapped"),
+    "i": ("cannot switch to container gid {gid}", "the gid must be mapped; see --dry-run"),
+    "j": ("cannot switch to container uid {uid}", "the uid must be mapped; see --dry-run"),
+    "D": ("the parent process died before the command started",
+          "--die-with-parent ends the launch with its parent"),
+}
+
+
 def explain(stage: str, err: int, detail: str, spec) -> IdrunError:
     """The one table from a failed step (stage letter, errno, detail) to the user's line.
 
@@ -139,31 +154,13 @@ def explain(stage: str, err: int, detail: str, spec) -> IdrunError:
         return write_error(e, f"/proc/self/{k.kind}_map", k.text)
     if stage == "x":
         return exec_error(e, spec.argv[0], spec.path)
-    if stage == "c":
-        return LaunchError(f"cannot change to directory {spec.cwd}: {e.strerror}",
-                           hint="give an existing directory the container user may enter")
-    if stage == "m":
-        return LaunchError(f"cannot make / private in the new mount namespace: {e.strerror}")
-    if stage == "p":
-        return LaunchError(f"cannot mount a new /proc: {e.strerror}",
-                           hint="--mount-proc needs --pid")
     if stage == "n":
         return LaunchError(f"cannot bring up lo in the new network namespace: "
                            f"{detail or e.strerror}",
                            hint="run with --verbose; check that netlink is allowed")
-    if stage == "h":
-        return LaunchError(f"cannot set hostname {opts.hostname!r}: {e.strerror}",
-                           hint="at most 64 bytes")
-    if stage == "g":
-        return LaunchError(f"setgroups({list(plan.groups)}) failed: {e.strerror}",
-                           hint="every --group-add id must be mapped")
-    if stage == "i":
-        return LaunchError(f"cannot switch to container gid {plan.user_gid}: {e.strerror}",
-                           hint="the gid must be mapped; see --dry-run")
-    if stage == "j":
-        return LaunchError(f"cannot switch to container uid {plan.user_uid}: {e.strerror}",
-                           hint="the uid must be mapped; see --dry-run")
-    if stage == "D":
-        return LaunchError("the parent process died before the command started",
-                           hint="--die-with-parent ends the launch with its parent")
+    if stage in _MESSAGES:
+        what, hint = _MESSAGES[stage]
+        facts = {"cwd": spec.cwd, "hostname": opts.hostname, "groups": list(plan.groups),
+                 "gid": plan.user_gid, "uid": plan.user_uid}
+        return LaunchError(f"{what.format(**facts)}: {e.strerror}", hint=hint)
     return LaunchError(f"{STAGES.get(stage, f'launch step {stage!r}')} failed: {e.strerror}")

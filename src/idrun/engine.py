@@ -30,7 +30,8 @@ from typing import Callable, Mapping, NamedTuple, NoReturn, Sequence
 import _signal
 
 from . import launch, procfs, syscalls
-from .errors import (EXIT_IDRUN, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFound, IdrunError, LaunchError)
+from .errors import (EXIT_IDRUN, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFound,
+                     IdrunError, LaunchError)
 from .launch import FORWARDED_SIGNALS, SIGKILL, LaunchOptions, StepFailed
 from .plan import Plan
 
@@ -281,6 +282,12 @@ class _Abandoned(Exception):
         self.report = report
 
 
+def _open_proc(own: Owned, pid: int) -> int:
+    """/proc/<pid> as a directory descriptor, so every later access reaches that process."""
+    return own.adopt_fd(lambda: os.open(f"/proc/{pid}",
+                                        os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+
+
 def _map_side(spec: Spec, pid: int, helpers: dict, fd_target: bool | None,
               procfd: int) -> tuple[str, str, str | None]:
     launch.write_maps(spec.plan, procfd, pid, helpers, spec.opts.verbose, fd_target)
@@ -388,24 +395,14 @@ def spawn(spec: Spec, own: Owned) -> Child:
     helpers = _helpers(spec, in_this_process=False)
     fd_target = _fd_target(helpers)
     _preload_for_fork(spec.opts)
-    report_r, report_w = own.pipe()      # child -> caller: READY, then a report or EOF at exec
-    go_r, go_w = own.pipe()              # caller -> child: GO, or EOF to abort
-    keep = set(spec.keep_fds) | {fd for fd in spec.stdio if fd is not None} | {go_r}
-    child = own.fork("the namespace process",
-                     lambda mask: _api_child(spec, report_w, go_r, mask), report_w, tuple(keep))
-    own.close(report_w)
-    own.close(go_r)
-    first = os.read(report_r, 1)
-    if first != READY:
-        report = first + _read_all(report_r)
-        child.wait()
-        raise decode(report, spec) if report else LaunchError(
-            "the namespace process died before unshare")
+    keep = set(spec.keep_fds) | {fd for fd in spec.stdio if fd is not None}
+    child, report_r, go_w = _start_namespace_process(
+        spec, own, "the namespace process",
+        lambda report_w, go_r, mask: _api_child(spec, report_w, go_r, mask), keep)
     if launch.needs_map_side(spec.plan):
         # The child is ours and unreaped, so its pid cannot be reused; the
         # descriptor keeps every access on that one process all the same.
-        procfd = own.adopt_fd(lambda: os.open(f"/proc/{child.pid}",
-                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        procfd = _open_proc(own, child.pid)
         _map_side(spec, child.pid, helpers, fd_target, procfd)
         own.close(procfd)
     os.write(go_w, GO)
@@ -416,6 +413,25 @@ def spawn(spec: Spec, own: Owned) -> Child:
         child.wait()
         raise decode(report, spec)
     return child
+
+
+def _start_namespace_process(spec: Spec, own: Owned, what: str, main, keep: set[int]
+                             ) -> tuple[Child, int, int]:
+    """Fork the namespace side and wait until it has unshared (READY); returns it with
+    the report pipe's read end and the go pipe's write end, all owned by ``own``."""
+    report_r, report_w = own.pipe()      # child -> caller: READY, then a report or EOF at exec
+    go_r, go_w = own.pipe()              # caller -> child: GO, or EOF to abort
+    child = own.fork(what, lambda mask: main(report_w, go_r, mask), report_w,
+                     tuple(keep | {go_r}))
+    own.close(report_w)
+    own.close(go_r)
+    first = os.read(report_r, 1)
+    if first != READY:
+        report = first + _read_all(report_r)
+        child.wait()
+        raise decode(report, spec) if report else LaunchError(
+            f"{what} died before unshare")
+    return child, report_r, go_w
 
 
 def _api_child(spec: Spec, report_w: int, go_r: int, mask: object) -> NoReturn:
@@ -542,6 +558,7 @@ def _init_main(spec: Spec, mask: object, alive_r: int, rep_w: int, st_w: int) ->
     PID 2, forwards signals to it, reaps every orphan, and exits with the command's
     status (the kernel then ends whatever is left in the namespace)."""
     _arm_and_check(alive_r)
+    syscalls.set_name("idrun-init")     # what ps shows as PID 1 inside
     launch.prepare_process(spec.plan, spec.opts, None)
     _arm_and_check(alive_r)
     launch.pass_fds(spec.keep_fds, (rep_w, st_w, alive_r))
@@ -616,20 +633,10 @@ def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:
     fd_target = _fd_target(helpers)
     own = Owned()
     try:
-        report_r, report_w = own.pipe()
-        go_r, go_w = own.pipe()
-        child = own.fork("a throwaway namespace",
-                         lambda mask: _verify_child(spec, report_w, go_r), report_w, (go_r,))
-        own.close(report_w)
-        own.close(go_r)
-        first = os.read(report_r, 1)
-        if first != READY:
-            report = first + _read_all(report_r)
-            child.wait()
-            raise decode(report, spec) if report else LaunchError(
-                "the throwaway namespace process died before unshare")
-        procfd = own.adopt_fd(lambda: os.open(f"/proc/{child.pid}",
-                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        child, _, _ = _start_namespace_process(
+            spec, own, "a throwaway namespace",
+            lambda report_w, go_r, mask: _verify_child(spec, report_w, go_r), set())
+        procfd = _open_proc(own, child.pid)
         if launch.needs_map_side(plan):
             texts = _map_side(spec, child.pid, helpers, fd_target, procfd)
         else:

@@ -25,6 +25,7 @@ NS_NAMES = {
 
 # prctl(2) options, as the kernel numbers them.
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -165,6 +166,11 @@ def set_pdeathsig(sig: int) -> None:
     effective or filesystem ids, so callers re-arm it after setresuid.
     """
     _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_name(name: str) -> None:
+    """This process's name as ps shows it (PR_SET_NAME, at most 15 bytes)."""
+    _prctl(PR_SET_NAME, name)
 
 
 def get_dumpable() -> int:
