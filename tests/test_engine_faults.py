@@ -169,3 +169,37 @@ def test_cli_and_api_say_the_same_for_the_same_fault(root, idrun_argv_fixture=No
         idrun.run(["true"], uidmap="0:1000:1", user="0:5")
     assert cli.returncode == api.value.exit_status == 125
     assert cli.stderr.strip() == f"idrun: error: {api.value}"
+
+
+def _sleeping(marker: str) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if args[0].endswith(b"sleep") and marker.encode() in args:
+                out.append(int(name))
+    return out
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_api_pid_namespace_job_stops_with_everything_in_it(root, how):
+    """spawn(pid=True).terminate() reaches the command (PID 2 under the init), and
+    nothing of the namespace survives, even when the wrapper is SIGKILLed."""
+    marker = f"{os.getpid() % 1000 + 7000}.{len(how)}"
+    proc = idrun.spawn(["sh", "-c", f"sleep {marker} & sleep {marker} & wait"],
+                       uidmap="0:0:1", pid=True)
+    deadline = time.monotonic() + 20
+    while len(_sleeping(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_sleeping(marker)) == 2
+    getattr(proc, how)()
+    rc = proc.wait(timeout=20)
+    assert rc == (-15 if how == "terminate" else -9)
+    deadline = time.monotonic() + 10
+    while _sleeping(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _sleeping(marker), "processes of the namespace survived"

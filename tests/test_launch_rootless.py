@@ -248,7 +248,7 @@ def test_check_fails_without_working_helper(testuser, helper_copies):
 
 def test_show_inside(testuser):
     res = testuser.idrun_run("--uidmap", "0:0:1", "--uidmap", "1:1:100", "--",
-                             "/opt/idrun-test/venv/bin/idrun", "show", "--translate", "1")
+                             testuser.idrun, "show", "--translate", "1")
     assert res.returncode == 0, res.stderr
     start, _ = testuser.subuid
     assert f"inside 1 = outside {start}" in res.stdout

@@ -187,8 +187,11 @@ class Owned:
     def fork(self, what: str, main: Callable[[object], NoReturn], report_fd: int | None,
              keep: Sequence[int]) -> Child:
         """Fork a process that runs ``main(mask)`` with every signal blocked and only
-        0-2 plus ``keep`` open; a failure in it is reported on ``report_fd``."""
-        launch.flush_std()
+        0-2 plus ``keep`` open; a failure in it is reported on ``report_fd``.
+
+        No stdio flush here: the child never flushes (it execs or leaves by _exit),
+        and in a forked child of a threaded caller a flush could wait forever on a
+        lock held by a thread that no longer exists."""
         with syscalls.SignalsBlocked() as mask:
             try:
                 pid = os.fork()
@@ -323,6 +326,11 @@ def run_cli(spec: Spec) -> NoReturn:
         except StepFailed as e:
             raise explained(e, spec) from None
     helpers = _helpers(spec, in_this_process=True)
+    if spec.opts.pid:
+        # Before unshare: a module that starts a process at import (Debian's pyroute2
+        # runs `uname -p`) would otherwise take PID 1 of the new namespace, or PID 2
+        # from the command, when the init loads it.
+        _preload_for_fork(spec.opts)
     own = Owned()
     try:
         ready_w = go_r = None
@@ -625,6 +633,10 @@ class Verified(NamedTuple):
 def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:
     """Create a throwaway user namespace, have its maps written exactly as a launch
     would, read them back, compare, tear it down. Nothing is exec'd."""
+    if not plan.userns:
+        raise IdrunError("this mapping creates no user namespace, so there is nothing for "
+                         "the kernel to take", "--verify checks --uidmap/--gidmap and --userns "
+                         "modes other than host")
     spec = Spec(plan, opts._replace(pid=False, fork=False, net=False, mount=False,
                                     mount_proc=False, uts=False, hostname=None, ipc=False,
                                     cgroup=False),
