@@ -25,6 +25,8 @@ help:
 	@echo "make vm-test      the integration suite on Debian 6.1 / 6.12 / sid kernels under QEMU"
 	@echo "make vagrant-box / vagrant-test   the offline Vagrant box and a run inside it"
 	@echo "make bench        launch and resolution benchmarks"
+	@echo "make deb         dist/idrun_VERSION_all.deb (dpkg-buildpackage); make deb-check tests it"
+	@echo "make dist / wheel-check   wheel and sdist; a fresh venv installs the wheel and launches"
 
 # Debian packages: build deps of python-prctl, the venv module, shadow's helpers,
 # and the Debian Python packages the unprivileged integration pass uses (root's
@@ -73,8 +75,9 @@ integration: deps
 
 -include mk/vm.mk
 -include mk/vagrant.mk
+-include mk/package.mk
 
-test: unit integration vm-test
+test: unit wheel-check integration vm-test
 
 # The benchmark measures a regular (non-editable) install with compiled
 # bytecode, as users get it from pip, not the editable development venv.

@@ -1,0 +1,72 @@
+# mk/package.mk - idrun as users install it: the Debian package, the wheel and
+# sdist, and a check of each.  Included by the top-level Makefile.
+#
+# Targets:
+#   deb-deps     install what `make deb` needs (root; apt-get, as `make deps`)
+#   deb          dist/idrun_VERSION_all.deb via dpkg-buildpackage (dh + pybuild),
+#                then lintian on it
+#   dist         dist/idrun-VERSION-py3-none-any.whl and the sdist (python -m build)
+#   wheel-check  a fresh venv installs the wheel; runs `idrun -V` and, as root,
+#                one real launch
+#   deb-check    the package tests of tests/test_package.py (build, extract, inspect)
+
+PKG_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+
+# Build tools of the .deb (pure Python, arch all: no compiler among them), the
+# runtime packages it depends on (its tests run the built command), and
+# python3-build for the wheel and sdist.
+DEB_BUILD_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all \
+                      python3-setuptools python3-wheel python3-build python3-jsonschema \
+                      python3-click python3-prctl python3-pyroute2 uidmap \
+                      dpkg-dev fakeroot lintian man-db bash
+WHEEL_VENV ?= build/wheel-venv
+# Debian's interpreter and tools, whatever else (pyenv, a venv) is first in PATH.
+DEB_PATH := /usr/sbin:/usr/bin:/sbin:/bin
+DIST_PYTHON ?= /usr/bin/python3
+
+.PHONY: deb-deps deb dist wheel-check deb-check
+
+deb-deps:
+	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing: $$missing"; \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            -o DPkg::Lock::Timeout=600 --no-install-recommends $$missing; \
+	    else \
+	        echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
+	    fi; \
+	fi
+
+# dpkg-buildpackage writes its results next to the source tree; build from a
+# copy in build/deb so they land in build/ and the tree stays clean.
+deb: deb-deps
+	rm -rf build/deb && mkdir -p build/deb/idrun dist
+	git ls-files -z --cached --others --exclude-standard | \
+	    xargs -0 cp --parents -t build/deb/idrun
+	cd build/deb/idrun && PATH=$(DEB_PATH) dpkg-buildpackage -us -uc -b
+	cp build/deb/idrun_*_all.deb dist/
+	PATH=$(DEB_PATH) lintian --fail-on error --suppress-tags $(DEB_LINTIAN_IGNORE) build/deb/idrun_*.changes
+
+# A native package built locally for local use: no upload, no signed source.
+DEB_LINTIAN_IGNORE := initial-upload-closes-no-bugs
+
+dist: deb-deps
+	rm -f dist/idrun-*.whl dist/idrun-*.tar.gz
+	$(DIST_PYTHON) -m build --no-isolation --outdir dist .
+
+wheel-check: dist
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q dist/idrun-*-py3-none-any.whl
+	cd / && $(abspath $(WHEEL_VENV))/bin/idrun -V
+	@if [ "$$(id -u)" = 0 ]; then \
+	    echo "+ idrun --uidmap 0:0:1 -- true"; \
+	    cd / && $(abspath $(WHEEL_VENV))/bin/idrun --uidmap 0:0:1 -- true; \
+	else echo "not root: skipping the launch"; fi
+
+deb-check: deb-deps venv
+	$(VENV)/bin/python -m pytest -q tests/test_package.py $(PYTEST_ARGS)
+
+.DEFAULT_GOAL := $(PKG_SAVED_DEFAULT_GOAL)

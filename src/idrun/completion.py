@@ -1,0 +1,263 @@
+"""Shell completion scripts for bash, zsh and fish, generated from the click options.
+
+``python3 -m idrun.completion OUTDIR`` writes ``OUTDIR/bash/idrun``,
+``OUTDIR/zsh/_idrun`` and ``OUTDIR/fish/idrun.fish`` (the Debian package installs
+them; see debian/rules). The scripts are static: completing costs no Python start.
+They cover the subcommands, every option, the values the options take (choices,
+user names, files) and, after ``--`` or the first word that is no option, the
+command and its own completion.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .cliinfo import DIRS, FILES, NONE, USERS, WORDS, CommandInfo, OptionInfo, commands
+
+
+def _words(items) -> str:
+    return " ".join(items)
+
+
+def _bash_value_case(cmd: CommandInfo) -> str:
+    """``case $prev in`` arms completing each option's value for one command."""
+    arms = []
+    for o in cmd.options:
+        if not o.takes_value:
+            continue
+        pattern = "|".join(o.names)
+        if o.kind == WORDS:
+            action = f'COMPREPLY=($(compgen -W "{_words(o.choices)}" -- "$cur"))'
+        elif o.kind == USERS:
+            action = 'COMPREPLY=($(compgen -u -- "$cur"))'
+        elif o.kind == FILES:
+            action = 'compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur"))'
+        elif o.kind == DIRS:
+            action = 'compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur"))'
+        else:
+            action = "COMPREPLY=()"
+        arms.append(f"            {pattern}) {action}; return 0 ;;")
+    return "\n".join(arms)
+
+
+def _bash_options_arm(cmd: CommandInfo) -> str:
+    opts = _words(n for o in cmd.options for n in o.names)
+    valued = _words(n for o in cmd.options if o.takes_value for n in o.names)
+    return f"""        {cmd.sub or "launch"})
+            opts="{opts}"
+            valued=" {valued} " ;;"""
+
+
+def _bash_values_arm(cmd: CommandInfo) -> str:
+    return f"""        {cmd.sub or "launch"})
+            case $prev in
+{_bash_value_case(cmd)}
+            esac ;;"""
+
+
+def bash(cmds: list[CommandInfo]) -> str:
+    subs = _words(c.sub for c in cmds if c.sub)
+    options = "\n".join(_bash_options_arm(c) for c in cmds)
+    values = "\n".join(_bash_values_arm(c) for c in cmds)
+    return f"""# bash completion for idrun; generated from its click options by idrun.completion.
+# shellcheck shell=bash
+
+# The command after '--' (or after the launcher's options) completes as itself.
+_idrun_command() {{
+    local off=$1
+    if declare -F _command_offset >/dev/null; then
+        _command_offset "$off"
+    elif (( COMP_CWORD == off )); then
+        COMPREPLY=($(compgen -c -- "$cur"))
+    else
+        compopt -o filenames 2>/dev/null
+        COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+}}
+
+_idrun() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} prev="" sub="" key=launch start=1 i w opts valued
+    COMPREPLY=()
+    case ${{COMP_WORDS[1]}} in
+        {'|'.join(c.sub for c in cmds if c.sub)}) if (( COMP_CWORD > 1 )); then
+                sub=${{COMP_WORDS[1]}}; key=$sub; start=2; fi ;;
+    esac
+    # "--opt=value": bash splits at '=' (COMP_WORDBREAKS), so the option is two words back.
+    if (( COMP_CWORD > start )); then prev=${{COMP_WORDS[COMP_CWORD-1]}}; fi
+    if [[ $cur == = ]]; then cur=""; fi
+    if [[ $prev == = ]] && (( COMP_CWORD > start + 1 )); then prev=${{COMP_WORDS[COMP_CWORD-2]}}; fi
+    case $key in
+{options}
+    esac
+    if [[ $key == launch ]]; then
+        # The launcher's options end at '--' or at the first word that is none.
+        i=1
+        while (( i < COMP_CWORD )); do
+            w=${{COMP_WORDS[i]}}
+            if [[ $w == -- ]]; then _idrun_command $((i + 1)); return 0; fi
+            if [[ $w != -* ]]; then _idrun_command "$i"; return 0; fi
+            if [[ $valued == *" $w "* ]]; then
+                (( i++ ))
+                [[ ${{COMP_WORDS[i]}} == = ]] && (( i++ ))
+            elif [[ ${{COMP_WORDS[i+1]}} == = ]]; then
+                (( i += 2 ))
+            fi
+            (( i++ ))
+        done
+    fi
+    case $key in
+{values}
+    esac
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    elif [[ $key == launch ]] && (( COMP_CWORD == 1 )); then
+        COMPREPLY=($(compgen -W "{subs}" -- "$cur"))
+    elif [[ $key == show ]]; then
+        COMPREPLY=($(cd /proc 2>/dev/null && compgen -G '[0-9]*' -- "$cur"))
+    fi
+    return 0
+}}
+complete -F _idrun idrun
+"""
+
+
+def _zsh_escape(text: str) -> str:
+    return (text.replace("\\", "\\\\").replace("'", "'\\''").replace("[", "\\[")
+            .replace("]", "\\]").replace(":", "\\:"))
+
+
+def _zsh_action(o: OptionInfo) -> str:
+    if o.kind == WORDS:
+        return f"({_words(o.choices)})"
+    return {USERS: "_users", FILES: "_files", DIRS: "_files -/"}.get(o.kind, " ")
+
+
+def _zsh_spec(o: OptionInfo) -> str:
+    help_text = _zsh_escape(o.help.split(". ")[0].rstrip("."))
+    names = o.names if len(o.names) == 1 else None
+    value = f":{_zsh_escape(o.metavar or '')}:{_zsh_action(o)}" if o.takes_value else ""
+    repeat = "*" if o.multiple else ""
+    if names:
+        return f"'{repeat}{o.names[0]}[{help_text}]{value}'"
+    group = " ".join(o.names)
+    spellings = ",".join(o.names)
+    excl = "" if o.multiple else f"({group})"
+    return f"'{excl}{repeat}'{{{spellings}}}'[{help_text}]{value}'"
+
+
+def zsh(cmds: list[CommandInfo]) -> str:
+    funcs = []
+    for c in cmds:
+        specs = " \\\n        ".join(_zsh_spec(o) for o in c.options)
+        tail = ""
+        if c.sub is None:
+            tail = " \\\n        '(-)1:command:_command_names -e' '*::arguments:_normal'"
+        elif c.sub == "show":
+            tail = " \\\n        '1::pid:_pids'"
+        name = "_idrun_" + (c.sub or "launch")
+        args = "-s -S" if c.sub is None else "-s"
+        funcs.append(f"{name}() {{\n    _arguments {args} \\\n        {specs}{tail}\n}}")
+    subs = " ".join(f"'{c.sub}:{_zsh_escape(c.help.splitlines()[0])}'" for c in cmds if c.sub)
+    return ("#compdef idrun\n# zsh completion for idrun; generated from its click options by "
+            "idrun.completion.\n\n" + "\n\n".join(funcs) + f"""
+
+_idrun() {{
+    local -a subcommands
+    subcommands=({subs})
+    if (( CURRENT > 2 )) && (( ${{subcommands[(I)${{words[2]}}:*]}} )); then
+        local sub=${{words[2]}}
+        shift words; (( CURRENT-- ))
+        _idrun_$sub
+    elif (( CURRENT == 2 )) && [[ $PREFIX != -* ]]; then
+        _describe -t subcommands 'idrun command' subcommands
+    else
+        _idrun_launch
+    fi
+}}
+
+_idrun "$@"
+""")
+
+
+def _fish_line(o: OptionInfo, cond: str) -> str:
+    parts = ["complete -c idrun", f"-n '{cond}'"]
+    for n in o.names:
+        parts.append(f"-l {n[2:]}" if n.startswith("--") else f"-s {n[1:]}")
+    if o.takes_value:
+        parts.append("-r")
+        if o.kind == WORDS:
+            parts.append(f"-f -a '{_words(o.choices)}'")
+        elif o.kind == USERS:
+            parts.append("-f -a '(__fish_complete_users)'")
+        elif o.kind in (FILES, DIRS):
+            parts.append("-F")
+        else:
+            parts.append("-f")
+    help_text = o.help.split(". ")[0].rstrip(".").replace("\\", "\\\\").replace("'", "\\'")
+    parts.append(f"-d '{help_text}'")
+    return " ".join(parts)
+
+
+def fish(cmds: list[CommandInfo]) -> str:
+    subs = [c.sub for c in cmds if c.sub]
+    lines = ["# fish completion for idrun; generated from its click options by idrun.completion.",
+             "",
+             "# True while the words so far are the launcher's own (no '--', no command yet).",
+             "function __idrun_in_launcher",
+             "    set -l words (commandline -opc)",
+             f"    contains -- \"$words[2]\" {' '.join(subs)}; and return 1",
+             "    set -l valued " + _words(n for o in cmds[0].options if o.takes_value
+                                         for n in o.names),
+             "    set -l skip 0",
+             "    for w in $words[2..-1]",
+             "        if test $skip = 1; set skip 0; continue; end",
+             "        test \"$w\" = --; and return 1",
+             "        string match -q -- '-*' $w; or return 1",
+             "        contains -- $w $valued; and set skip 1",
+             "    end",
+             "    return 0",
+             "end",
+             "",
+             "function __idrun_command_words",
+             "    set -l words (commandline -opc)",
+             "    set -l valued " + _words(n for o in cmds[0].options if o.takes_value
+                                         for n in o.names),
+             "    set -l i 2",
+             "    while test $i -le (count $words)",
+             "        set -l w $words[$i]",
+             "        if test \"$w\" = --; set i (math $i + 1); break; end",
+             "        string match -q -- '-*' $w; or break",
+             "        contains -- $w $valued; and set i (math $i + 1)",
+             "        set i (math $i + 1)",
+             "    end",
+             "    printf '%s\\n' $words[$i..-1] (commandline -ct)",
+             "end",
+             "",
+             "complete -c idrun -f",
+             f"complete -c idrun -n '__fish_use_subcommand; and __idrun_in_launcher' "
+             f"-a '{' '.join(subs)}'",
+             "complete -c idrun -n 'not __idrun_in_launcher; and not __fish_seen_subcommand_from "
+             f"{' '.join(subs)}' -x -a '(__fish_complete_subcommand -- (__idrun_command_words))'",
+             ]
+    for c in cmds:
+        cond = "__idrun_in_launcher" if c.sub is None else f"__fish_seen_subcommand_from {c.sub}"
+        lines += [_fish_line(o, cond) for o in c.options]
+    lines.append("complete -c idrun -n '__fish_seen_subcommand_from show' -a '(__fish_complete_pids)'")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(outdir: str | Path) -> list[Path]:
+    """Write the three scripts under ``outdir``; return their paths."""
+    cmds = commands()
+    out = Path(outdir)
+    files = {out / "bash" / "idrun": bash(cmds), out / "zsh" / "_idrun": zsh(cmds),
+             out / "fish" / "idrun.fish": fish(cmds)}
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return list(files)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for p in write_all(sys.argv[1] if len(sys.argv) > 1 else "build/completion"):
+        print(p)
