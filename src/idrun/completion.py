@@ -62,9 +62,30 @@ def bash(cmds: list[CommandInfo]) -> str:
     return f"""# bash completion for idrun; generated from its click options by idrun.completion.
 # shellcheck shell=bash
 
+# Readline splits words at ':' and '=' too (COMP_WORDBREAKS): rejoin the parts
+# that touch in COMP_LINE into the words idrun sees ("0:0:1", "--userns=host").
+# Sets words, firsts (each word's first index in COMP_WORDS) and cword.
+_idrun_words() {{
+    local i pos=0 rest trimmed gap w
+    words=() firsts=() cword=0
+    for (( i = 0; i < ${{#COMP_WORDS[@]}}; i++ )); do
+        w=${{COMP_WORDS[i]}}
+        rest=${{COMP_LINE:pos}}
+        trimmed=${{rest#"${{rest%%[![:space:]]*}}"}}
+        gap=$(( ${{#rest}} - ${{#trimmed}} ))
+        if (( i == 0 || gap > 0 )) || [[ -z $w ]]; then
+            words+=("$w"); firsts+=("$i")
+        else
+            words[${{#words[@]}}-1]+=$w
+        fi
+        pos=$(( pos + gap + ${{#w}} ))
+        if (( i == COMP_CWORD )); then cword=$(( ${{#words[@]}} - 1 )); break; fi
+    done
+}}
+
 # The command after '--' (or after the launcher's options) completes as itself.
 _idrun_command() {{
-    local off=$1
+    local off=${{firsts[$1]}}
     if declare -F _command_offset >/dev/null; then
         _command_offset "$off"
     elif (( COMP_CWORD == off )); then
@@ -76,41 +97,42 @@ _idrun_command() {{
 }}
 
 _idrun() {{
-    local cur=${{COMP_WORDS[COMP_CWORD]}} prev="" sub="" key=launch start=1 i w opts valued
+    local words firsts cword cur prev="" key=launch start=1 i w opts valued
     COMPREPLY=()
-    case ${{COMP_WORDS[1]}} in
-        {'|'.join(c.sub for c in cmds if c.sub)}) if (( COMP_CWORD > 1 )); then
-                sub=${{COMP_WORDS[1]}}; key=$sub; start=2; fi ;;
+    _idrun_words
+    cur=${{words[cword]}}
+    case ${{words[1]}} in
+        {'|'.join(c.sub for c in cmds if c.sub)}) if (( cword > 1 )); then key=${{words[1]}}; start=2; fi ;;
     esac
-    # "--opt=value": bash splits at '=' (COMP_WORDBREAKS), so the option is two words back.
-    if (( COMP_CWORD > start )); then prev=${{COMP_WORDS[COMP_CWORD-1]}}; fi
-    if [[ $cur == = ]]; then cur=""; fi
-    if [[ $prev == = ]] && (( COMP_CWORD > start + 1 )); then prev=${{COMP_WORDS[COMP_CWORD-2]}}; fi
+    if [[ $cur == --*=* ]]; then
+        prev=${{cur%%=*}}; cur=${{cur#*=}}
+    elif (( cword > start )); then
+        prev=${{words[cword-1]}}
+    fi
     case $key in
 {options}
     esac
     if [[ $key == launch ]]; then
         # The launcher's options end at '--' or at the first word that is none.
         i=1
-        while (( i < COMP_CWORD )); do
-            w=${{COMP_WORDS[i]}}
+        while (( i < cword )); do
+            w=${{words[i]}}
             if [[ $w == -- ]]; then _idrun_command $((i + 1)); return 0; fi
             if [[ $w != -* ]]; then _idrun_command "$i"; return 0; fi
-            if [[ $valued == *" $w "* ]]; then
-                (( i++ ))
-                [[ ${{COMP_WORDS[i]}} == = ]] && (( i++ ))
-            elif [[ ${{COMP_WORDS[i+1]}} == = ]]; then
-                (( i += 2 ))
-            fi
+            [[ $valued == *" $w "* ]] && (( i++ ))
             (( i++ ))
         done
+        # Options done and the word under the cursor is none: it is the command.
+        if (( i == cword && cword > 1 )) && [[ ${{words[cword]}} != -* ]]; then
+            _idrun_command "$i"; return 0
+        fi
     fi
     case $key in
 {values}
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
-    elif [[ $key == launch ]] && (( COMP_CWORD == 1 )); then
+    elif [[ $key == launch ]] && (( cword == 1 )); then
         COMPREPLY=($(compgen -W "{subs}" -- "$cur"))
     elif [[ $key == show ]]; then
         COMPREPLY=($(cd /proc 2>/dev/null && compgen -G '[0-9]*' -- "$cur"))
