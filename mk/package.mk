@@ -40,14 +40,18 @@ deb-deps:
 	fi
 
 # dpkg-buildpackage writes its results next to the source tree; build from a
-# copy in build/deb so they land in build/ and the tree stays clean.
+# copy in $(DEB_BUILD) so they land there and the tree stays clean. The tests
+# set DEB_BUILD and DEB_OUT to their own directories.
+DEB_BUILD ?= build/deb
+DEB_OUT ?= dist
 deb: deb-deps
-	rm -rf build/deb && mkdir -p build/deb/idrun dist
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/idrun $(DEB_OUT)
 	git ls-files -z --cached --others --exclude-standard | \
-	    xargs -0 cp --parents -t build/deb/idrun
-	cd build/deb/idrun && PATH=$(DEB_PATH) dpkg-buildpackage -us -uc -b
-	cp build/deb/idrun_*_all.deb dist/
-	PATH=$(DEB_PATH) lintian --fail-on error --suppress-tags $(DEB_LINTIAN_IGNORE) build/deb/idrun_*.changes
+	    xargs -0 cp --parents -t $(DEB_BUILD)/idrun
+	cd $(DEB_BUILD)/idrun && PATH=$(DEB_PATH) dpkg-buildpackage -us -uc -b
+	cp $(DEB_BUILD)/idrun_*_all.deb $(DEB_OUT)/
+	PATH=$(DEB_PATH) lintian --fail-on error --suppress-tags $(DEB_LINTIAN_IGNORE) \
+	    $(DEB_BUILD)/idrun_*.changes
 
 # A native package built locally for local use: no upload, no signed source.
 DEB_LINTIAN_IGNORE := initial-upload-closes-no-bugs
