@@ -27,17 +27,7 @@ DIST_PYTHON ?= /usr/bin/python3
 .PHONY: deb-deps deb dist wheel-check deb-check
 
 deb-deps:
-	@missing=$$(for p in $(DEB_BUILD_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    if [ "$$(id -u)" = 0 ]; then \
-	        echo "installing: $$missing"; \
-	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	            -o DPkg::Lock::Timeout=600 --no-install-recommends $$missing; \
-	    else \
-	        echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
-	    fi; \
-	fi
+	scripts/apt-need.sh $(DEB_BUILD_PACKAGES)
 
 # dpkg-buildpackage writes its results next to the source tree; build from a
 # copy in $(DEB_BUILD) so they land there and the tree stays clean. The tests
