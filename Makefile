@@ -13,7 +13,7 @@ ARGS ?= --uidmap 0:1000:1 -- id
 PYTEST_ARGS ?=
 APT_PACKAGES := gcc libcap-dev python3-dev python3-venv uidmap util-linux procps iproute2 \
                 python3-pytest python3-click python3-prctl python3-pyroute2 \
-                python3-jsonschema bash-completion
+                python3-jsonschema bash-completion zsh fish
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps run-deps venv run unit unit311 unit312 integration test bench clean
@@ -32,7 +32,7 @@ help:
 # Debian packages: build deps of python-prctl, the venv module, shadow's helpers,
 # the Debian Python packages the unprivileged integration pass uses (root's
 # pyenv interpreters are unreadable to other users), jsonschema for the --json
-# schema checks and bash-completion for the completion tests.
+# schema checks, bash-completion, zsh and fish for the completion tests.
 deps:
 	scripts/apt-need.sh $(APT_PACKAGES)
 

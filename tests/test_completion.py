@@ -157,3 +157,33 @@ def test_zsh_fish_scripts(tmp_path, shell, path):
         pytest.skip(f"{shell} is not installed: only the option coverage was checked")
     res = subprocess.run([exe, "-n", str(tmp_path / path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.fixture(scope="module")
+def fish_script(tmp_path_factory) -> str:
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed (make deps installs it)")
+    out = tmp_path_factory.mktemp("fish")
+    completion.write_all(out)
+    return str(out / "fish" / "idrun.fish")
+
+
+def fish_complete(script: str, line: str) -> list[str]:
+    """fish's own candidates for ``line`` (``complete -C``), without descriptions."""
+    res = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C $argv[1]",
+                          line], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return [w.split("\t")[0] for w in res.stdout.splitlines()]
+
+
+def test_fish_completion(fish_script):
+    assert fish_complete(fish_script, "idrun ") == sorted(SUBCOMMANDS)
+    assert set(fish_complete(fish_script, "idrun --")) >= \
+        {n for n in click_option_names(launch_command) if n.startswith("--")}
+    assert sorted(fish_complete(fish_script, "idrun --userns ")) == sorted(USERNS_MODES)
+    assert fish_complete(fish_script, "idrun map --setgroups ") == ["allow", "deny"]
+    assert "root" in fish_complete(fish_script, "idrun map --subuidname ro")
+    assert "/etc/subuid" in fish_complete(fish_script, "idrun map --subuid-file /etc/subu")
+    assert "echo" in fish_complete(fish_script, "idrun -r -- ech")
+    assert "echo" in fish_complete(fish_script, "idrun --uidmap 0:0:1 ech")
+    assert "--uidmap" not in fish_complete(fish_script, "idrun -r -- ls --uid")

@@ -179,7 +179,9 @@ def zsh(cmds: list[CommandInfo]) -> str:
         name = "_idrun_" + (c.sub or "launch")
         args = "-s -S" if c.sub is None else "-s"
         funcs.append(f"{name}() {{\n    _arguments {args} \\\n        {specs}{tail}\n}}")
-    subs = " ".join(f"'{c.sub}:{_zsh_escape(c.help.splitlines()[0])}'" for c in cmds if c.sub)
+    # _describe takes the text after the first colon as it is: quote it, escape nothing else
+    subs = " ".join("'{}:{}'".format(c.sub, c.help.splitlines()[0].replace("'", "'\\''"))
+                    for c in cmds if c.sub)
     return ("#compdef idrun\n# zsh completion for idrun; generated from its click options by "
             "idrun.completion.\n\n" + "\n\n".join(funcs) + f"""
 
@@ -221,51 +223,67 @@ def _fish_line(o: OptionInfo, cond: str) -> str:
 
 
 def fish(cmds: list[CommandInfo]) -> str:
-    subs = [c.sub for c in cmds if c.sub]
-    lines = ["# fish completion for idrun; generated from its click options by idrun.completion.",
-             "",
-             "# True while the words so far are the launcher's own (no '--', no command yet).",
-             "function __idrun_in_launcher",
-             "    set -l words (commandline -opc)",
-             f"    contains -- \"$words[2]\" {' '.join(subs)}; and return 1",
-             "    set -l valued " + _words(n for o in cmds[0].options if o.takes_value
-                                         for n in o.names),
-             "    set -l skip 0",
-             "    for w in $words[2..-1]",
-             "        if test $skip = 1; set skip 0; continue; end",
-             "        test \"$w\" = --; and return 1",
-             "        string match -q -- '-*' $w; or return 1",
-             "        contains -- $w $valued; and set skip 1",
-             "    end",
-             "    return 0",
-             "end",
-             "",
-             "function __idrun_command_words",
-             "    set -l words (commandline -opc)",
-             "    set -l valued " + _words(n for o in cmds[0].options if o.takes_value
-                                         for n in o.names),
-             "    set -l i 2",
-             "    while test $i -le (count $words)",
-             "        set -l w $words[$i]",
-             "        if test \"$w\" = --; set i (math $i + 1); break; end",
-             "        string match -q -- '-*' $w; or break",
-             "        contains -- $w $valued; and set i (math $i + 1)",
-             "        set i (math $i + 1)",
-             "    end",
-             "    printf '%s\\n' $words[$i..-1] (commandline -ct)",
-             "end",
-             "",
-             "complete -c idrun -f",
-             f"complete -c idrun -n '__fish_use_subcommand; and __idrun_in_launcher' "
-             f"-a '{' '.join(subs)}'",
-             "complete -c idrun -n 'not __idrun_in_launcher; and not __fish_seen_subcommand_from "
-             f"{' '.join(subs)}' -x -a '(__fish_complete_subcommand -- (__idrun_command_words))'",
-             ]
+    subs = " ".join(c.sub for c in cmds if c.sub)
+    valued = _words(n for o in cmds[0].options if o.takes_value for n in o.names)
+    head = f"""# fish completion for idrun; generated from its click options by idrun.completion.
+
+# Words of the launcher's options so far; status 1 once a subcommand, '--' or the
+# command's first word has come (the options end there).
+function __idrun_in_launcher
+    set -l words (commandline -opc)
+    contains -- "$words[2]" {subs}; and return 1
+    set -l skip 0
+    for w in $words[2..-1]
+        if test $skip = 1; set skip 0; continue; end
+        test "$w" = --; and return 1
+        string match -q -- '-*' $w; or return 1
+        contains -- $w {valued}; and set skip 1
+    end
+    return 0
+end
+
+# Whether the token under the cursor is (part of) the command to run.
+function __idrun_wants_command
+    set -l words (commandline -opc)
+    contains -- "$words[2]" {subs}; and return 1
+    set -l skip 0
+    set -l given 0
+    for w in $words[2..-1]
+        if test $skip = 1; set skip 0; continue; end
+        test "$w" = --; and return 0
+        string match -q -- '-*' $w; or return 0
+        contains -- $w {valued}; and set skip 1
+        set given (math $given + 1)
+    end
+    test $skip = 0 -a $given -gt 0; or return 1
+    string match -q -- '-*' (commandline -ct); and return 1
+    return 0
+end
+
+# The command line from the command's first word on, for its own completion.
+function __idrun_command_words
+    set -l words (commandline -opc)
+    set -l i 2
+    while test $i -le (count $words)
+        set -l w $words[$i]
+        if test "$w" = --; set i (math $i + 1); break; end
+        string match -q -- '-*' $w; or break
+        contains -- $w {valued}; and set i (math $i + 1)
+        set i (math $i + 1)
+    end
+    printf '%s\\n' $words[$i..-1] (commandline -ct)
+end
+
+complete -c idrun -f
+complete -c idrun -n '__fish_use_subcommand; and __idrun_in_launcher' -a '{subs}'
+complete -c idrun -n __idrun_wants_command -x -a '(__fish_complete_subcommand --commandline (__idrun_command_words))'
+complete -c idrun -n '__fish_seen_subcommand_from show' -a '(__fish_complete_pids)'
+"""
+    lines = []
     for c in cmds:
         cond = "__idrun_in_launcher" if c.sub is None else f"__fish_seen_subcommand_from {c.sub}"
         lines += [_fish_line(o, cond) for o in c.options]
-    lines.append("complete -c idrun -n '__fish_seen_subcommand_from show' -a '(__fish_complete_pids)'")
-    return "\n".join(lines) + "\n"
+    return head + "\n".join(lines) + "\n"
 
 
 def write_all(outdir: str | Path) -> list[Path]:
