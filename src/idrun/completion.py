@@ -227,37 +227,34 @@ def fish(cmds: list[CommandInfo]) -> str:
     valued = _words(n for o in cmds[0].options if o.takes_value for n in o.names)
     head = f"""# fish completion for idrun; generated from its click options by idrun.completion.
 
-# Words of the launcher's options so far; status 1 once a subcommand, '--' or the
-# command's first word has come (the options end there).
-function __idrun_in_launcher
+# Where the cursor is: "sub" (in a subcommand), "empty" (no option yet), "options"
+# (among the launcher's options), "value" (on an option's value) or "command"
+# (past '--' or the command's first word).
+function __idrun_state
     set -l words (commandline -opc)
-    contains -- "$words[2]" {subs}; and return 1
-    set -l skip 0
-    for w in $words[2..-1]
-        if test $skip = 1; set skip 0; continue; end
-        test "$w" = --; and return 1
-        string match -q -- '-*' $w; or return 1
-        contains -- $w {valued}; and set skip 1
-    end
-    return 0
-end
-
-# Whether the token under the cursor is (part of) the command to run.
-function __idrun_wants_command
-    set -l words (commandline -opc)
-    contains -- "$words[2]" {subs}; and return 1
+    if contains -- "$words[2]" {subs}; echo sub; return; end
     set -l skip 0
     set -l given 0
     for w in $words[2..-1]
         if test $skip = 1; set skip 0; continue; end
-        test "$w" = --; and return 0
-        string match -q -- '-*' $w; or return 0
+        if test "$w" = --; or not string match -q -- '-*' $w; echo command; return; end
         contains -- $w {valued}; and set skip 1
         set given (math $given + 1)
     end
-    test $skip = 0 -a $given -gt 0; or return 1
-    string match -q -- '-*' (commandline -ct); and return 1
-    return 0
+    if test $skip = 1; echo value
+    else if test $given = 0; echo empty
+    else; echo options; end
+end
+
+function __idrun_in_launcher
+    contains -- (__idrun_state) empty options value
+end
+
+# Whether the token under the cursor is (part of) the command to run.
+function __idrun_wants_command
+    set -l state (__idrun_state)
+    test $state = command; and return 0
+    test $state = options; and not string match -q -- '-*' (commandline -ct)
 end
 
 # The command line from the command's first word on, for its own completion.
@@ -275,7 +272,7 @@ function __idrun_command_words
 end
 
 complete -c idrun -f
-complete -c idrun -n '__fish_use_subcommand; and __idrun_in_launcher' -a '{subs}'
+complete -c idrun -n 'test (__idrun_state) = empty' -a '{subs}'
 complete -c idrun -n __idrun_wants_command -x -a '(__fish_complete_subcommand --commandline (__idrun_command_words))'
 complete -c idrun -n '__fish_seen_subcommand_from show' -a '(__fish_complete_pids)'
 """
