@@ -229,10 +229,10 @@ def test_check_tells_the_truth(testuser):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ready" in res.stdout
     res = testuser.idrun_run("check", "--json")
-        doc = idrun_json(res.stdout)
+    doc = idrun_json(res.stdout)
     assert doc["ok"] is True
-    names = {c["name"] for c in doc["checks"]}
-    assert {"newuidmap", "newgidmap", "subuids", "subgids", "no_new_privs"} <= names
+    ids = {c["id"] for c in doc["checks"]}
+    assert {"newuidmap", "newgidmap", "subuids", "subgids", "no_new_privs"} <= ids
 
 
 def test_check_fails_without_working_helper(testuser, helper_copies):

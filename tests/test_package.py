@@ -130,3 +130,11 @@ def test_wheel(tmp_path):
     for member in ("idrun/schema.json", "idrun/py.typed", "idrun/cli.py"):
         assert member in names
     assert not [n for n in names if n.endswith((".so", ".c"))]
+
+
+def test_versions_agree():
+    """idrun.__version__ is the one version: pyproject reads it, debian/changelog repeats it."""
+    import idrun
+    first = (ROOT / "debian" / "changelog").read_text().split("\n", 1)[0]
+    assert first.startswith(f"idrun ({idrun.__version__})"), first
+    assert 'attr = "idrun.__version__"' in (ROOT / "pyproject.toml").read_text()

@@ -270,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(args: list[str], line: str, message: str, hint: str | None, status: int) -> int:
     """Report an error: one line on stderr and, under --json, one object on stdout."""
     click.echo(line, err=True)
-    from .jsonout import wants_json
-    if wants_json(args):
+    # Imports only under --json: this also runs in a child that has already
+    # dropped its ids inside the namespace, where the library may be unreadable.
+    own = args[:args.index("--")] if "--" in args else args
+    if "--json" in own:
         from .jsonout import dumps, error_doc
         click.echo(dumps(error_doc(message, hint, status)))
     return status

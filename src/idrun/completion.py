@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cliinfo import DIRS, FILES, NONE, USERS, WORDS, CommandInfo, OptionInfo, commands
+from .cliinfo import DIRS, FILES, USERS, WORDS, CommandInfo, OptionInfo, commands
 
 
 def _words(items) -> str:

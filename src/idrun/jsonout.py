@@ -6,8 +6,6 @@ when a field is removed or changes meaning; new fields may appear within one.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from .errors import EXIT_IDRUN
 
 SCHEMA_VERSION = 1
@@ -24,13 +22,9 @@ def error_doc(message: str, hint: str | None, exit_status: int = EXIT_IDRUN) -> 
     return {"error": {"message": message, "hint": hint, "exit_status": exit_status}}
 
 
-def wants_json(args: list[str]) -> bool:
-    """Whether ``--json`` is among idrun's own arguments (before any ``--``)."""
-    own = args[:args.index("--")] if "--" in args else args
-    return "--json" in own
-
-
-def schema_path() -> Path:
+def schema_path():
+    """Where schema.json is installed (a pathlib.Path)."""
+    from pathlib import Path
     return Path(__file__).with_name("schema.json")
 
 
