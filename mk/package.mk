@@ -36,8 +36,13 @@ DEB_BUILD ?= build/deb
 DEB_OUT ?= dist
 deb: deb-deps
 	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/idrun $(DEB_OUT)
-	git ls-files -z --cached --others --exclude-standard | \
-	    xargs -0 cp --parents -t $(DEB_BUILD)/idrun
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    git ls-files -z --cached --others --exclude-standard | \
+	        xargs -0 cp --parents -t $(DEB_BUILD)/idrun; \
+	else \
+	    tar -c --exclude=./build --exclude=./dist --exclude='./.venv*' --exclude=.git . | \
+	        tar -x -C $(DEB_BUILD)/idrun; \
+	fi
 	cd $(DEB_BUILD)/idrun && PATH=$(DEB_PATH) dpkg-buildpackage -us -uc -b
 	cp $(DEB_BUILD)/idrun_*_all.deb $(DEB_OUT)/
 	PATH=$(DEB_PATH) lintian --fail-on error --suppress-tags $(DEB_LINTIAN_IGNORE) \
