@@ -187,3 +187,54 @@ def test_fish_completion(fish_script):
     assert "echo" in fish_complete(fish_script, "idrun -r -- ech")
     assert "echo" in fish_complete(fish_script, "idrun --uidmap 0:0:1 ech")
     assert "--uidmap" not in fish_complete(fish_script, "idrun -r -- ls --uid")
+
+
+# zsh completes only inside its line editor: drive an interactive zsh on a pty
+# (zsh/zpty), type the line and TAB, and record every match offered through a
+# compadd wrapper (compadd -O collects the matches without adding them). zsh skips
+# completion while more input is pending, hence the pause after the TAB; the line
+# editor handles its input in order, so DONE prints after the completion ended.
+ZSH_DRIVER = r'''
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -d /dev/null; print READY"
+zpty -r z line '*READY*'
+zpty -w z "compadd() { local -a _m; builtin compadd -O _m \"\$@\"; print -rl -- \$_m >> $2; builtin compadd \"\$@\"; }; print SET"
+zpty -r z line '*SET*'
+zpty -wn z "$3"$'\t'
+sleep 1
+zpty -wn z $'\C-u'
+zpty -w z 'print DO""NE'
+zpty -r z line '*DONE*'
+zpty -d z
+'''
+
+
+@pytest.fixture(scope="module")
+def zsh_dir(tmp_path_factory) -> str:
+    if shutil.which("zsh") is None:
+        pytest.skip("zsh is not installed (make deps installs it)")
+    out = tmp_path_factory.mktemp("zsh")
+    completion.write_all(out)
+    return str(out / "zsh")
+
+
+def zsh_complete(zsh_dir: str, line: str, tmp_path) -> set[str]:
+    record = tmp_path / "matches"
+    for _ in range(3):  # a loaded machine may still deliver the TAB late: retry
+        record.unlink(missing_ok=True)
+        subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "zsh", zsh_dir, str(record), line],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, TERM="xterm", HOME=str(tmp_path)))
+        if record.exists():
+            return set(record.read_text().split("\n")) - {""}
+    return set()
+
+
+def test_zsh_completion(zsh_dir, tmp_path):
+    assert zsh_complete(zsh_dir, "idrun ma", tmp_path) == {"map"}
+    assert zsh_complete(zsh_dir, "idrun --userns ", tmp_path) == set(USERNS_MODES)
+    assert zsh_complete(zsh_dir, "idrun map --setgroups ", tmp_path) == {"allow", "deny"}
+    assert "root" in zsh_complete(zsh_dir, "idrun map --subuidname ro", tmp_path)
+    assert {"--subuidname", "--subuid-file"} <= zsh_complete(zsh_dir, "idrun map --sub", tmp_path)
+    assert "echo" in zsh_complete(zsh_dir, "idrun -r -- ech", tmp_path)
