@@ -18,10 +18,21 @@ BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
 
 @pytest.fixture(scope="module")
-def script(tmp_path_factory) -> str:
+def generated(tmp_path_factory):
+    """The three scripts, written once for the module."""
     out = tmp_path_factory.mktemp("completion")
     completion.write_all(out)
-    return str(out / "bash" / "idrun")
+    return out
+
+
+def installed(shell: str) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed (make deps installs it)")
+
+
+@pytest.fixture(scope="module")
+def script(generated) -> str:
+    return str(generated / "bash" / "idrun")
 
 
 def readline_words(line: str) -> list[str]:
@@ -160,12 +171,9 @@ def test_zsh_fish_scripts(tmp_path, shell, path):
 
 
 @pytest.fixture(scope="module")
-def fish_script(tmp_path_factory) -> str:
-    if shutil.which("fish") is None:
-        pytest.skip("fish is not installed (make deps installs it)")
-    out = tmp_path_factory.mktemp("fish")
-    completion.write_all(out)
-    return str(out / "fish" / "idrun.fish")
+def fish_script(generated) -> str:
+    installed("fish")
+    return str(generated / "fish" / "idrun.fish")
 
 
 def fish_complete(script: str, line: str) -> list[str]:
@@ -211,12 +219,9 @@ zpty -d z
 
 
 @pytest.fixture(scope="module")
-def zsh_dir(tmp_path_factory) -> str:
-    if shutil.which("zsh") is None:
-        pytest.skip("zsh is not installed (make deps installs it)")
-    out = tmp_path_factory.mktemp("zsh")
-    completion.write_all(out)
-    return str(out / "zsh")
+def zsh_dir(generated) -> str:
+    installed("zsh")
+    return str(generated / "zsh")
 
 
 def zsh_complete(zsh_dir: str, line: str, tmp_path) -> set[str]:
