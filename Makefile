@@ -12,35 +12,29 @@ VENV312 ?= .venv312
 ARGS ?= --uidmap 0:1000:1 -- id
 PYTEST_ARGS ?=
 APT_PACKAGES := gcc libcap-dev python3-dev python3-venv uidmap util-linux procps iproute2 \
-                python3-pytest python3-click python3-prctl python3-pyroute2
+                python3-pytest python3-click python3-prctl python3-pyroute2 \
+                python3-jsonschema bash-completion zsh fish
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps venv run unit unit311 unit312 integration test bench clean
+.PHONY: help deps run-deps venv run unit unit311 unit312 integration test bench clean
 
 help:
-	@echo "make run ARGS='--uidmap 0:1000:1 -- id'  run idrun from a local venv"
+	@echo "make run ARGS='--uidmap 0:1000:1 -- id'  run this checkout with Debian's python3"
 	@echo "make test         unit tests (3.11 + 3.12), host integration (root + rootless), VM kernels"
 	@echo "make unit         unit and real-kernel tests under tests/"
 	@echo "make integration  the integration suite on this host's kernel, root and rootless"
 	@echo "make vm-test      the integration suite on Debian 6.1 / 6.12 / sid kernels under QEMU"
 	@echo "make vagrant-box / vagrant-test   the offline Vagrant box and a run inside it"
 	@echo "make bench        launch and resolution benchmarks"
+	@echo "make deb         dist/idrun_VERSION_all.deb (dpkg-buildpackage); make deb-check tests it"
+	@echo "make dist / wheel-check   wheel and sdist; a fresh venv installs the wheel and launches"
 
 # Debian packages: build deps of python-prctl, the venv module, shadow's helpers,
-# and the Debian Python packages the unprivileged integration pass uses (root's
-# pyenv interpreters are unreadable to other users).
+# the Debian Python packages the unprivileged integration pass uses (root's
+# pyenv interpreters are unreadable to other users), jsonschema for the --json
+# schema checks, bash-completion, zsh and fish for the completion tests.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
-	    | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    if [ "$$(id -u)" = 0 ]; then \
-	        echo "installing: $$missing"; \
-	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-	            --no-install-recommends $$missing; \
-	    else \
-	        echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
-	    fi; \
-	fi
+	scripts/apt-need.sh $(APT_PACKAGES)
 
 $(STAMP): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +49,14 @@ $(VENV312)/.installed: pyproject.toml | deps
 	$(VENV312)/bin/pip install -q -e '.[test]'
 	touch $@
 
-run: venv
-	$(VENV)/bin/idrun $(ARGS)
+# Only what idrun needs at run time, from Debian (no compiler, no test tools),
+# running this checkout's code with Debian's python3.
+RUN_PACKAGES := uidmap python3-click python3-prctl python3-pyroute2
+run-deps:
+	scripts/apt-need.sh $(RUN_PACKAGES)
+
+run: run-deps
+	PYTHONPATH=$(CURDIR)/src /usr/bin/python3 -m idrun $(ARGS)
 
 unit311: venv
 	$(VENV)/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
@@ -73,8 +73,9 @@ integration: deps
 
 -include mk/vm.mk
 -include mk/vagrant.mk
+-include mk/package.mk
 
-test: unit integration vm-test
+test: unit wheel-check integration vm-test
 
 # The benchmark measures a regular (non-editable) install with compiled
 # bytecode, as users get it from pip, not the editable development venv.

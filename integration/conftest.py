@@ -356,9 +356,9 @@ class Idrun:
             p = self.map_run(opts, **kw)
             assert p.returncode == 0, _show(p)
             if key is None:
-                return json.loads(p.stdout)
+                return idrun_json(p.stdout)
             self._plans[key] = p.stdout
-        return json.loads(self._plans[key])
+        return idrun_json(self._plans[key])
 
     def popen(self, opts: Sequence[str], command: Sequence[str], **kw) -> subprocess.Popen:
         kw.setdefault("cwd", "/")
@@ -529,6 +529,18 @@ def _environment() -> dict[str, str]:
     except (OSError, subprocess.TimeoutExpired) as e:
         info["idrun"] = f"cannot run: {e}"
     return info
+
+
+def idrun_json(text: str) -> dict:
+    """One --json document of idrun, validated against its shipped schema when the
+    jsonschema package is there (Debian's python3-jsonschema; `make deps` installs it)."""
+    doc = json.loads(text)
+    try:
+        import jsonschema  # noqa: F401
+        from idrun.jsonout import validate
+    except ImportError:
+        return doc
+    return validate(doc)
 
 
 _ENV_KEY = pytest.StashKey[dict]()

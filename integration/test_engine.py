@@ -3,7 +3,6 @@ command PID 2), job control in a real pseudo-terminal, --die-with-parent, and
 `idrun map --verify` / `--dry-run --verify` (maps taken by a throwaway namespace)."""
 from __future__ import annotations
 
-import json
 import os
 import pty
 import random
@@ -13,6 +12,8 @@ import subprocess
 import time
 
 import pytest
+
+from conftest import idrun_json
 
 
 def _launch_seconds(idrun, basic_opts) -> float:
@@ -186,7 +187,7 @@ def test_map_verify_reads_back_what_the_kernel_took(it, idrun, basic_opts, calle
     before = set(it.children_of(os.getpid()))
     p = idrun.run(["map", "--verify", "--json", *basic_opts], None)
     assert p.returncode == 0, p.stderr
-    plan = json.loads(p.stdout)
+    plan = idrun_json(p.stdout)
     v = plan["verified"]
     assert v["uid_map"] == plan["uid_map"]
     assert v["gid_map"] == plan["gid_map"]
@@ -229,7 +230,7 @@ def test_rootless_map_verify_through_newuidmap(it, idrun, subids):
     p = idrun.run(["map", "--verify", "--json", "--uidmap", "0:0:1", "--uidmap", "1:1:1000"],
                   None)
     assert p.returncode == 0, p.stderr
-    plan = json.loads(p.stdout)
+    plan = idrun_json(p.stdout)
     assert plan["writer"]["uid"] == "helper"
     assert plan["verified"]["uid_map"] == plan["uid_map"]
     assert plan["verified"]["gid_map"] == plan["gid_map"]

@@ -10,17 +10,18 @@ namespace shows the composed host owner.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
+
+from conftest import idrun_json
 
 ROOT_OUTER = ["--uidmap", "0:0:1", "--uidmap", "1:100000:65535"]
 
 
 def nested_plan(idrun, outer, inner) -> dict:
     out = idrun.ok(outer, idrun.argv(["map", *inner, "--json"]))
-    return json.loads(out)
+    return idrun_json(out)
 
 
 def nested_inside(it, idrun, outer, inner, path):
@@ -124,7 +125,7 @@ def test_nested_under_denied_setgroups_predicted(it, idrun, shared_dir):
                                       ["sh", "-c", 'cat /proc/self/setgroups; touch "$1"',
                                        "sh", marker]))
     if mp.returncode == 0:
-        plan = json.loads(mp.stdout)
+        plan = idrun_json(mp.stdout)
         assert run.returncode == 0, (f"`idrun map` inside resolved setgroups "
                                      f"{plan['setgroups']!r} and exit 0, the launch failed: "
                                      f"{run.stderr.strip()}")

@@ -60,6 +60,14 @@ def idrun_argv() -> list[str]:
     return [sys.executable, "-m", "idrun"]
 
 
+def idrun_json(text: str) -> dict:
+    """One --json document of idrun, parsed and validated against its shipped schema."""
+    import json
+
+    from idrun.jsonout import validate
+    return validate(json.loads(text))
+
+
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)

@@ -1,14 +1,13 @@
 """``idrun check``, ``idrun show`` and the low-level readers they rest on."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 
 import pytest
 
-from conftest import idrun_argv, run
+from conftest import idrun_argv, idrun_json, run
 from idrun import newidmap, procfs, syscalls
 from idrun.errors import LaunchError
 from idrun.ranges import Line
@@ -127,7 +126,7 @@ def test_unshare_user_namespace_in_a_child():
 
 def test_check_as_root_json(root):
     res = run(idrun_argv() + ["check", "--json"])
-    doc = json.loads(res.stdout)
+    doc = idrun_json(res.stdout)
     assert res.returncode == (0 if doc["ok"] else 1)
     statuses = {c["status"] for c in doc["checks"]}
     assert statuses <= {"OK", "WARN", "FAIL"}
@@ -159,7 +158,7 @@ def test_check_unknown_user(root):
 
 def test_show_self_in_the_initial_namespace(root):
     res = run(idrun_argv() + ["show", "--json"])
-    doc = json.loads(res.stdout)
+    doc = idrun_json(res.stdout)
     assert doc["uid_map"] == [[0, 0, 4294967295]]
     assert doc["setgroups"] == "allow"
 
@@ -180,7 +179,7 @@ def test_show_a_launched_process_with_translate(root):
         assert "gid 5: inside 5 = outside 200005" in res.stdout
         assert "outside 5 is not mapped" in res.stdout
         res = run(idrun_argv() + ["show", str(proc.pid), "--translate", "100007", "--json"])
-        doc = json.loads(res.stdout)
+        doc = idrun_json(res.stdout)
         assert doc["uid_map"] == [[0, 100000, 1000]]
         assert doc["translate"]["uid"] == {"inside_to_outside": None, "outside_to_inside": 7}
     finally:

@@ -1,7 +1,6 @@
 """The `idrun map` contract, through click's runner and the installed console script."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import idrun_json
 from idrun.cli import main, map_command
 
 IDRUN = str(Path(sys.executable).parent / "idrun")
@@ -37,7 +37,7 @@ def test_json_rootless_contract(subid):
     f = subid("1000:200000:50\n1000:100000:100\n")
     res = run(["map", "--json", "--uidmap", "+5:@200000:3", *rootless_args(f)])
     assert res.returncode == 0, res.stderr
-    d = json.loads(res.stdout)
+    d = idrun_json(res.stdout)
     expected = [[0, 1000, 1], [1, 100000, 4], [5, 200000, 3], [8, 100004, 96], [104, 200003, 47]]
     assert d["uid_map"] == expected and d["gid_map"] == expected
     assert d["mode"] == "rootless"
@@ -52,7 +52,7 @@ def test_json_root_mode_follows_euid():
         pytest.skip("needs root: the mode follows the effective uid")
     res = run(["map", "--json", "--uidmap", "0:1000:1"])
     assert res.returncode == 0, res.stderr
-    d = json.loads(res.stdout)
+    d = idrun_json(res.stdout)
     assert d["mode"] == "rootful" and d["uid_map"] == [[0, 1000, 1]] == d["gid_map"]
 
 
@@ -121,7 +121,7 @@ def test_unreadable_subid_file_as_other_user(tmp_path):
         # Everything is imported before dropping to nobody: the interpreter lives
         # in a directory nobody cannot read.
         [sys.executable, "-c", "import os, sys, json, pwd; from idrun.cli import main; "
-         "import idrun.hostinfo, idrun.resolve, idrun.report, idrun.subids; "
+         "import idrun.hostinfo, idrun.resolve, idrun.report, idrun.subids, idrun.jsonout, locale; "
          "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))",
          "map", "--uidmap", "0:0:1", "--rootless", "--subuid-file", str(p),
          "--subgid-file", str(p)],
@@ -135,7 +135,7 @@ def test_warnings_go_to_stderr(capsys):
                "--json"])
     out, err = capsys.readouterr()
     assert rc == 0
-    assert json.loads(out)["gid_map"]
+    assert idrun_json(out)["gid_map"]
     assert "idrun: warning:" in err and "move it to --gidmap" in err
 
 
@@ -148,4 +148,4 @@ def test_click_runner_help():
 def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "idrun", "map", "--uidmap", "0:0:1", "--json"],
                          capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0 and json.loads(res.stdout)["uid_map"]
+    assert res.returncode == 0 and idrun_json(res.stdout)["uid_map"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pids_with_marker
+from conftest import idrun_json, pids_with_marker
 
 pytestmark = pytest.mark.kernel
 
@@ -229,11 +229,10 @@ def test_check_tells_the_truth(testuser):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ready" in res.stdout
     res = testuser.idrun_run("check", "--json")
-    import json
-    doc = json.loads(res.stdout)
+    doc = idrun_json(res.stdout)
     assert doc["ok"] is True
-    names = {c["name"] for c in doc["checks"]}
-    assert {"newuidmap", "newgidmap", "subuids", "subgids", "no_new_privs"} <= names
+    ids = {c["id"] for c in doc["checks"]}
+    assert {"newuidmap", "newgidmap", "subuids", "subgids", "no_new_privs"} <= ids
 
 
 def test_check_fails_without_working_helper(testuser, helper_copies):

@@ -1,22 +1,45 @@
 """idrun: run a command in a new user namespace with podman-style id mappings.
 
-The launch path imports this package, so it stays empty of imports: the API
-functions load their modules on first use.
+Public API (see the README's "Python API"): ``run`` and ``spawn`` (shaped like
+subprocess.run and Popen; ``spawn`` returns a ``Process``), ``plan_for`` (resolve
+a mapping as ``idrun map`` does, into a ``Plan``), ``resolve`` (the pure resolver),
+and the exceptions, all ``IdrunError`` subclasses with ``message``, ``hint`` and
+``exit_status``.
+
+The launch path imports this package, so it stays empty of imports: the names
+load their modules on first use.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
-__all__ = ["run", "spawn", "resolve", "IdrunError", "__version__"]
+
+_LAZY = {
+    "run": "api", "spawn": "api", "plan_for": "api", "Process": "api",
+    "resolve": "resolve", "Plan": "plan", "Request": "plan",
+    "IdrunError": "errors", "MapSyntaxError": "errors", "MapConflictError": "errors",
+    "MapValidationError": "errors", "SubidError": "errors", "LaunchError": "errors",
+    "CommandNotFound": "errors", "CommandNotExecutable": "errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+if TYPE_CHECKING:
+    from .api import Process, plan_for, run, spawn
+    from .errors import (CommandNotExecutable, CommandNotFound, IdrunError, LaunchError,
+                         MapConflictError, MapSyntaxError, MapValidationError, SubidError)
+    from .plan import Plan, Request
+    from .resolve import resolve
 
 
 def __getattr__(name: str):
-    if name in ("run", "spawn"):
-        from . import api
-        return getattr(api, name)
-    if name == "resolve":
-        from .resolve import resolve
-        return resolve
-    if name == "IdrunError":
-        from .errors import IdrunError
-        return IdrunError
-    raise AttributeError(name)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'idrun' has no attribute {name!r}")
+    from importlib import import_module
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

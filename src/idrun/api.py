@@ -18,6 +18,7 @@ import subprocess
 from typing import IO, Any, Mapping, Sequence
 
 from .errors import IdrunError
+from .keywords import check_keywords, keywords_of
 from .launch import LaunchOptions
 from .plan import Plan, Request
 
@@ -59,6 +60,11 @@ def plan_for(uidmap: str | Sequence[str] | None = (), gidmap: str | Sequence[str
                                    subgid_file=subgid_file))
     plan.require_target()
     return plan
+
+
+def _spawn_options() -> frozenset[str]:
+    """The options spawn() and run() accept besides their own parameters."""
+    return keywords_of(plan_for) | frozenset(_NS_OPTIONS)
 
 
 def _fileno(spec: Any) -> int | None:
@@ -110,6 +116,7 @@ class Process:
         self.returncode = os.waitstatus_to_exitcode(status)
 
     def poll(self) -> int | None:
+        """The exit status if the command has ended (negative -N for signal N), else None."""
         if self.returncode is None:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -121,6 +128,7 @@ class Process:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait for the command and return its exit status; TimeoutExpired after ``timeout``."""
         if self.returncode is not None:
             return self.returncode
         if timeout is not None:
@@ -140,6 +148,7 @@ class Process:
         return self.returncode  # type: ignore[return-value]
 
     def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the command (nothing once it has been reaped)."""
         # Only while unreaped: after waitpid the pid may belong to someone else.
         if self.returncode is None and self.poll() is None:
             try:
@@ -148,10 +157,12 @@ class Process:
                 pass
 
     def terminate(self) -> None:
+        """Send SIGTERM."""
         import signal
         self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        """Send SIGKILL."""
         import signal
         self.send_signal(signal.SIGKILL)
 
@@ -247,6 +258,7 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     ValueError/TypeError/OSError as subprocess does; IdrunError if nothing could be
     started. Either way nothing is left running.
     """
+    check_keywords("spawn", options, _spawn_options())
     from . import engine
     launch_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
     plan = plan_for(uidmap, gidmap, **options)
@@ -316,6 +328,7 @@ def run(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     signal, as subprocess reports it); ``check=True`` raises CalledProcessError,
     ``timeout`` kills the command and raises TimeoutExpired.
     """
+    check_keywords("run", kwargs, _spawn_options() | keywords_of(spawn))
     if capture_output:
         if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
             raise ValueError("stdout and stderr arguments may not be used with capture_output")

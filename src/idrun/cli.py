@@ -56,6 +56,26 @@ def _request(kw: dict) -> Request:
                    setgroups=kw["setgroups"])
 
 
+def version_text() -> str:
+    """What ``-V``/``--version`` prints: idrun's version, the Python, the native part."""
+    import platform
+    from . import __version__
+    try:
+        from . import _clonespawn  # type: ignore[attr-defined]
+        native = f"idrun._clonespawn ({_clonespawn.__file__})"
+    except ImportError:
+        native = "none (pure Python)"
+    return (f"idrun {__version__}\n"
+            f"Python {platform.python_version()} ({sys.executable})\n"
+            f"native part: {native}")
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 def _warn(plan) -> None:
     for w in plan.warnings:
         click.echo(f"idrun: warning: {w}", err=True)
@@ -73,7 +93,7 @@ def _show_plan(plan, as_json: bool, verified=None) -> None:
     import os
     from .report import plan_dict, plan_text
     if as_json:
-        import json
+        from .jsonout import dumps
         d = plan_dict(plan)
         if verified is not None:
             from .procfs import parse_map
@@ -81,7 +101,7 @@ def _show_plan(plan, as_json: bool, verified=None) -> None:
                              "gid_map": [list(ln) for ln in parse_map(verified.gid_map)],
                              "setgroups": verified.setgroups,
                              "kernel": os.uname().release}
-        click.echo(json.dumps(d))
+        click.echo(dumps(d))
     else:
         click.echo(plan_text(plan))
         if verified is not None:
@@ -156,7 +176,9 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
                                              "in a throwaway namespace (see 'idrun map').")
 @click.option("-v", "--verbose", is_flag=True, help="Say more when something fails.")
-@click.version_option(package_name="idrun", message="idrun %(version)s")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version,
+              help="Print the version, the Python and the native part, and exit.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: bool,
                    mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
@@ -234,17 +256,27 @@ def main(argv: list[str] | None = None) -> int:
         rv = cmd.main(args, prog_name=prog, standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except IdrunError as e:
-        click.echo(f"idrun: error: {e}", err=True)
-        return e.exit_status
+        return _fail(args, f"idrun: error: {e}", e.message, e.hint, e.exit_status)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:
-        click.echo("idrun: aborted", err=True)
-        return EXIT_IDRUN
+        return _fail(args, "idrun: aborted", "aborted", None, EXIT_IDRUN)
     except click.ClickException as e:
-        hint = "; see 'idrun --help'" if prog == "idrun" else f"; see '{prog} --help'"
-        click.echo(f"idrun: error: {e.format_message()}{hint}", err=True)
-        return EXIT_IDRUN
+        hint = "see 'idrun --help'" if prog == "idrun" else f"see '{prog} --help'"
+        message = e.format_message()
+        return _fail(args, f"idrun: error: {message}; {hint}", message, hint, EXIT_IDRUN)
+
+
+def _fail(args: list[str], line: str, message: str, hint: str | None, status: int) -> int:
+    """Report an error: one line on stderr and, under --json, one object on stdout."""
+    click.echo(line, err=True)
+    # Imports only under --json: this also runs in a child that has already
+    # dropped its ids inside the namespace, where the library may be unreadable.
+    own = args[:args.index("--")] if "--" in args else args
+    if "--json" in own:
+        from .jsonout import dumps, error_doc
+        click.echo(dumps(error_doc(message, hint, status)))
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

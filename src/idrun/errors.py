@@ -48,10 +48,14 @@ class LaunchError(IdrunError):
 
 
 class CommandNotFound(IdrunError):
+    """The command does not exist (exit status 127; subprocess would raise FileNotFoundError)."""
+
     exit_status = EXIT_NOT_FOUND
 
 
 class CommandNotExecutable(IdrunError):
+    """The command exists but cannot be executed (exit status 126)."""
+
     exit_status = EXIT_NOT_EXECUTABLE
 
 

@@ -15,15 +15,25 @@ from .errors import IdrunError
 from .ranges import Line, translate
 
 
-def _describe(pid: str) -> str:
+def _process(pid: str) -> tuple[int, str, str | None]:
+    """PID's number, name (comm) and user namespace (``user:[INODE]``)."""
     try:
         with open(f"/proc/{pid}/comm") as f:
             comm = f.read().strip()
     except OSError:
         comm = "?"
-    ns = procfs.userns_inode(pid) or "user:[?]"
-    real = os.getpid() if pid == "self" else pid
-    return f"process {real} ({comm}), {ns}"
+    real = os.getpid() if pid == "self" else int(pid)
+    return real, comm, procfs.userns_inode(pid)
+
+
+def _describe(pid: str) -> str:
+    real, comm, ns = _process(pid)
+    return f"process {real} ({comm}), {ns or 'user:[?]'}"
+
+
+def _inode(ns: str | None) -> int | None:
+    digits = (ns or "").removeprefix("user:[").removesuffix("]")
+    return int(digits) if digits.isdigit() else None
 
 
 def _table(kind: str, lines: list[Line]) -> list[str]:
@@ -73,8 +83,11 @@ def show_command(pid: str, ident: int | None, as_json: bool) -> None:
         raise IdrunError(f"idrun show: {pid!r} is not a pid", "give a decimal process id")
     info = read_process(pid)
     if as_json:
-        import json
-        doc = {"pid": info["pid"], "setgroups": info["setgroups"],
+        from .jsonout import dumps
+        _, comm, ns = _process(pid)
+        doc = {"pid": info["pid"], "process": comm,
+               "userns": {"link": ns, "inode": _inode(ns)},
+               "setgroups": info["setgroups"],
                "uid_map": [ln.as_list() for ln in info["uid_map"]],
                "gid_map": [ln.as_list() for ln in info["gid_map"]]}
         if ident is not None:
@@ -82,7 +95,7 @@ def show_command(pid: str, ident: int | None, as_json: bool) -> None:
                 kind: {"inside_to_outside": translate(info[f"{kind}_map"], ident),
                        "outside_to_inside": translate(info[f"{kind}_map"], ident, inward=True)}
                 for kind in ("uid", "gid")}
-        click.echo(json.dumps(doc))
+        click.echo(dumps(doc))
         return
     out = [_describe(pid)]
     out += _table("uid", info["uid_map"])

@@ -1,0 +1,109 @@
+"""The command line as data, read from the click definitions in ``cli.py``.
+
+The man pages (``manpage.py``) and the shell completions (``completion.py``)
+are generated from this at build time, so an option added to the CLI appears
+in both without anyone editing them. Not on the launch path.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import NamedTuple
+
+import click
+
+# Value kinds a shell can complete.
+NONE, WORDS, USERS, FILES, DIRS = "none", "words", "users", "files", "dirs"
+
+# --userns is free text (modes with options), so its mode names are listed here;
+# tests/test_completion.py checks each one is accepted by the resolver.
+USERNS_MODES = ("host", "keep-id", "nomap", "auto")
+
+# Options whose value is a user name (the launcher's --user is UID[:GID], not a name).
+_USER_NAME_PARAMS = {"subuidname", "subgidname"}
+_USER_NAME_IN = {("check", "user")}
+
+
+class OptionInfo(NamedTuple):
+    names: tuple[str, ...]          # every spelling, short ones first: ("-r", "--map-root-user")
+    metavar: str | None             # None for a flag
+    help: str
+    group: str                      # "mapping" (shared launcher/map options) or "command"
+    kind: str = NONE                # how a shell completes the value
+    choices: tuple[str, ...] = ()   # the candidates when kind is WORDS
+    multiple: bool = False
+
+    @property
+    def takes_value(self) -> bool:
+        return self.metavar is not None
+
+    @property
+    def long(self) -> str:
+        return self.names[-1]
+
+
+class CommandInfo(NamedTuple):
+    sub: str | None                 # None for the launcher, else "map", "check", "show"
+    help: str
+    epilog: str
+    options: tuple[OptionInfo, ...]
+    arguments: tuple[str, ...]      # metavars of the positional arguments
+
+    @property
+    def prog(self) -> str:
+        return "idrun" if self.sub is None else f"idrun {self.sub}"
+
+
+def _value_kind(sub: str | None, param: click.Option) -> tuple[str, tuple[str, ...]]:
+    if isinstance(param.type, click.Choice):
+        return WORDS, tuple(str(c) for c in param.type.choices)
+    if param.name == "userns":
+        return WORDS, USERNS_MODES
+    if param.name in _USER_NAME_PARAMS or (sub, param.name) in _USER_NAME_IN:
+        return USERS, ()
+    meta = (param.metavar or "").upper()
+    if isinstance(param.type, click.Path):
+        return (DIRS if param.type.dir_okay and not param.type.file_okay else FILES), ()
+    if meta in ("FILE", "PATH") or meta.endswith("FILE"):
+        return FILES, ()
+    if meta in ("DIR", "DIRECTORY"):
+        return DIRS, ()
+    return NONE, ()
+
+
+def _option(sub: str | None, param: click.Option, mapping_names: set[str]) -> OptionInfo:
+    names = tuple(sorted(param.opts + param.secondary_opts, key=lambda o: (o.startswith("--"), o)))
+    if param.is_flag or param.count:
+        metavar, kind, choices = None, NONE, ()
+    else:
+        kind, choices = _value_kind(sub, param)
+        metavar = param.metavar or ("|".join(choices) if choices else param.type.name.upper())
+    return OptionInfo(names=names, metavar=metavar, help=param.help or "",
+                      group="mapping" if param.name in mapping_names else "command",
+                      kind=kind, choices=choices, multiple=bool(param.multiple))
+
+
+def _mapping_names() -> set[str]:
+    from .cli import _mapping_options
+
+    def probe() -> None: ...
+    return {p.name for p in getattr(_mapping_options(probe), "__click_params__", [])}
+
+
+def describe(cmd: click.Command, sub: str | None) -> CommandInfo:
+    mapping = _mapping_names()
+    ctx = click.Context(cmd, info_name="idrun" if sub is None else f"idrun {sub}",
+                        **cmd.context_settings)
+    options, arguments = [], []
+    for param in cmd.get_params(ctx):
+        if isinstance(param, click.Option):
+            options.append(_option(sub, param, mapping))
+        elif isinstance(param, click.Argument):
+            arguments.append(param.metavar or param.name.upper())
+    return CommandInfo(sub=sub, help=inspect.cleandoc(cmd.help or ""), epilog=cmd.epilog or "",
+                       options=tuple(options), arguments=tuple(arguments))
+
+
+def commands() -> list[CommandInfo]:
+    """The launcher first, then each subcommand in ``cli.SUBCOMMANDS`` order."""
+    from .cli import SUBCOMMANDS, _subcommand, launch_command
+    return [describe(launch_command, None)] + [describe(_subcommand(s), s) for s in SUBCOMMANDS]
