@@ -193,11 +193,8 @@ def _busybox_root(base: str) -> str:
 
 
 @pytest.fixture
-def scratch():
-    d = tempfile.mkdtemp(prefix="idrun-rootfs-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def scratch(shared_dir):
+    return shared_dir
 
 
 ROOTFS_SCRIPT = ("id -u; ls -ln / | grep -c bin; ls /proc | grep -c '^[0-9]'; "
