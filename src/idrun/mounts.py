@@ -129,51 +129,45 @@ def _make_userns(idmap: IdMap) -> int:
     """An open fd of a throwaway user namespace whose maps are ``idmap``.
 
     A forked child unshares CLONE_NEWUSER and waits; this process (root in the
-    parent namespace) writes its maps, opens its ns/user, and lets it go. The fd
-    keeps the namespace alive.
+    parent namespace) writes its maps and opens its ns/user; the child is then
+    killed and reaped. The fd keeps the namespace alive.
     """
-    from .launch import fork_or_fail
-    ready_r, ready_w = os.pipe()
-    hold_r, hold_w = os.pipe()
-    pid = fork_or_fail("a process for the idmap's user namespace")
-    if pid == 0:
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(hold_w)
+    from .engine import Owned
+    from .ranges import render
+    own = Owned()
+    try:
+        ready_r, ready_w = own.pipe()
+        hold_r, hold_w = own.pipe()
+
+        def main(mask: object) -> None:
             syscalls.unshare(syscalls.CLONE_NEWUSER)
             os.write(ready_w, b"r")
             os.read(hold_r, 1)           # EOF: the parent is done (or gone)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(hold_r)
-    try:
+            os._exit(0)
+
+        child = own.fork("a process for an idmap's user namespace", main, None,
+                         (ready_w, hold_r))
+        own.close(ready_w)
+        own.close(hold_r)
         if os.read(ready_r, 1) != b"r":
             raise LaunchError("cannot create a user namespace for an idmap: the helper "
                               "process failed to unshare", hint="run 'idrun check'")
-        procfd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            from .ranges import render
-            for kind, lines in (("uid", idmap.uid), ("gid", idmap.gid)):
-                text = render(lines).encode()
+        procfd = own.adopt_fd(lambda: os.open(f"/proc/{child.pid}",
+                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        for kind, lines in (("uid", idmap.uid), ("gid", idmap.gid)):
+            text = render(lines)
+            try:
+                fd = os.open(f"{kind}_map", os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd)
                 try:
-                    fd = os.open(f"{kind}_map", os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd)
-                    try:
-                        os.write(fd, text)
-                    finally:
-                        os.close(fd)
-                except OSError as e:
-                    raise LaunchError(f"cannot write the idmap's {kind}_map "
-                                      f"{render(lines).strip()!r}: {e.strerror}") from None
-            return os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-        finally:
-            os.close(procfd)
+                    os.write(fd, text.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise LaunchError(f"cannot write the idmap's {kind}_map "
+                                  f"{text.strip()!r}: {e.strerror}") from None
+        return os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
     finally:
-        os.close(ready_r)
-        os.close(hold_w)
-        os.waitpid(pid, 0)
+        own.abort()                     # kill and reap the child, close the pipes
 
 
 def _tmpfs_options(m: Mount) -> list[tuple[str, str]]:
