@@ -225,7 +225,8 @@ def figure8(idrun: str, runs: int, true: str, results: dict[int, bool]) -> None:
         a, b = alternate(lambda: spawn_time(mapped, env)[0], lambda: spawn_time(plain, env)[0],
                          runs)
         report(8, "launch with 10 idmapped volumes against a plain launch", a, b,
-               "idrun … 10× --volume SRC:DST:idmap -- true", "idrun --uidmap 0:100000:65536 -- true",
+               "idrun … 10× --volume SRC:DST:idmap -- true",
+               "idrun --uidmap 0:100000:65536 -- true",
                results)
 
 

@@ -156,7 +156,8 @@ def _custom_idmap(text: str, value: str, column: int
         key, eq, rest = part.partition("=")
         if key not in ("uids", "gids") or not eq:
             raise _bad("--volume", value,
-                       f"idmap part {quoted(part)} at column {column} is neither uids=… nor gids=…",
+                       f"idmap part {quoted(part)} at column {column} is neither uids=… "
+                       "nor gids=…",
                        "write idmap=uids=A-B-N[#A-B-N…][;gids=A-B-N…]")
         if key in seen:
             raise _bad("--volume", value, f"idmap gives {key}= twice (column {column})",
