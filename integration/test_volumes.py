@@ -257,3 +257,18 @@ def test_volume_errors_are_one_line(idrun, basic_opts, scratch):
     ]
     for opts, word in cases:
         _refused(idrun.run([*basic_opts, *opts], ["true"]), word)
+
+
+@pytest.mark.root
+@pytest.mark.kernel
+def test_root_unsupported_filesystem_is_one_line_and_verify_checks_mounts(idrun, tree):
+    """procfs cannot be id-mapped: the kernel's EINVAL comes back naming the filesystem
+    type, the mount and the errno, from a launch and from `idrun map --verify`."""
+    marker = os.path.join(tree, "ran")
+    p = idrun.run([*NS, "-v", "/proc:/mnt:idmap"], ["touch", marker])
+    _refused(p, "/proc", "(proc)", "EINVAL")
+    assert not os.path.exists(marker)
+    p = idrun.run(["map", "--verify", *NS, "-v", "/proc:/mnt:idmap"], None)
+    _refused(p, "(proc)", "EINVAL")
+    out = idrun.ok(["map", "--verify", *NS, "-v", f"{tree}:/mnt:idmap"], None)
+    assert "id-mapped mounts: 1 built detached and dropped again" in out

@@ -123,6 +123,14 @@ def _verified(plan, verify: bool):
     return verify_on_kernel(plan)
 
 
+def _verify_mounts(plan, mplan, verify: bool) -> None:
+    """With --verify: build every id-mapped mount detached, then drop it again; the
+    kernel's refusal (filesystem type, errno) is the usual one-line error."""
+    if verify and mplan is not None:
+        from .mounts import prepare
+        prepare(mplan, plan.rootless, verify_only=True).release()
+
+
 def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
     import os
     from .report import mounts_dict, mounts_text, plan_dict, plan_text
@@ -137,6 +145,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                              "gid_map": [list(ln) for ln in parse_map(verified.gid_map)],
                              "setgroups": verified.setgroups,
                              "kernel": os.uname().release}
+            if mplan is not None:
+                d["verified"]["idmapped_mounts"] = sum(m.idmap is not None
+                                                       for m in mplan.mounts)
         click.echo(dumps(d))
     else:
         click.echo(plan_text(plan))
@@ -149,6 +160,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                 lines = [" ".join(ln.split()) for ln in text.splitlines()] or ["(empty)"]
                 click.echo(f"  {kind}: " + "; ".join(lines))
             click.echo(f"  setgroups: {verified.setgroups}")
+            if mplan is not None:
+                n = sum(m.idmap is not None for m in mplan.mounts)
+                click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
 
 
 @click.command("map", context_settings=_CONTEXT)
@@ -186,6 +200,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     plan = resolve(request, host)
     _warn(plan)
     mplan = _plan_mounts(kw, plan)
+    _verify_mounts(plan, mplan, verify)
     _show_plan(plan, as_json, _verified(plan, verify), mplan)
 
 
@@ -254,6 +269,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     _warn(plan)
     mplan = _plan_mounts(kw, plan)
     if dry_run:
+        _verify_mounts(plan, mplan, verify)
         _show_plan(plan, as_json, _verified(plan, verify), mplan)
         return
     from . import engine

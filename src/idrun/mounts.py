@@ -174,11 +174,14 @@ def _tmpfs_options(m: Mount) -> list[tuple[str, str]]:
     return [tuple(o.split("=", 1)) for o in m.data.split(",") if o]  # type: ignore[misc]
 
 
-def prepare(mplan: MountPlan, rootless: bool) -> Prepared:
-    """Check the paths and build the id-mapped trees; before any child exists."""
+def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prepared:
+    """Check the paths and build the id-mapped trees; before any child exists.
+
+    ``verify_only`` (``--verify``): build the id-mapped trees, so the kernel says
+    whether it takes them, but create no mount point and no /dev."""
     mplan, sources = check_paths(mplan)
     root = os.path.realpath(mplan.rootfs) if mplan.rootfs is not None else None
-    if root is not None:
+    if root is not None and not verify_only:
         # Mount points inside DIR only, created by the caller (who can write there,
         # unlike root of a user namespace mapped elsewhere).
         for m, src in zip(mplan.mounts, sources):
@@ -200,7 +203,7 @@ def prepare(mplan: MountPlan, rootless: bool) -> Prepared:
                 userns[m.idmap] = _make_userns(m.idmap)
             fds.append(_idmapped_tree(m, src, userns[m.idmap]))
         if root is not None:
-            fds.append(None if rootless else _dev_tree())
+            fds.append(None if rootless or verify_only else _dev_tree())
     except BaseException:
         for fd in fds:
             if fd is not None:
