@@ -134,6 +134,7 @@ def _make_userns(idmap: IdMap) -> int:
     """
     from .engine import Owned
     from .ranges import render
+    syscalls.preload()                  # the child must not import (threaded API callers)
     own = Owned()
     try:
         ready_r, ready_w = own.pipe()
@@ -302,8 +303,11 @@ def _minimal_dev(root: str, dev_fd: int | None) -> None:
                        syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
                        "newinstance,ptmxmode=0666,mode=620")
     except OSError as e:
+        import errno
+        hint = ("rootless, your own uid and gid must be mapped inside (e.g. -r or "
+                "--userns keep-id) for the /dev tmpfs" if e.errno == errno.EOVERFLOW else None)
         raise LaunchError(f"--rootfs: cannot build a minimal /dev in {dev}: {e.strerror} "
-                          f"({e.filename or dev})") from None
+                          f"({e.filename or dev})", hint=hint) from None
 
 
 def _proc(root: str, fresh: bool) -> None:
