@@ -59,7 +59,8 @@ def _mount_options(f: Callable) -> Callable:
                      help="Bind SRC on DST (repeatable). OPTS: ro, rw, idmap, "
                           "idmap=uids=A-B-N#…;gids=…, uid=HOST:INSIDE, gid=HOST:INSIDE."),
         click.option("--tmpfs", multiple=True, metavar="DST[:OPTS]",
-                     help="Mount a tmpfs on DST, e.g. /scratch:size=64m,mode=1777."),
+                     help="Mount a tmpfs on DST, e.g. /scratch:size=64m,mode=1777 "
+                          "(idmap: Linux 6.3+)."),
         click.option("--rootfs", metavar="DIR[:idmap]",
                      help="Run in DIR as the root filesystem (minimal /dev, /proc)."),
         click.option("-w", "--workdir", metavar="DIR", help="Starting directory inside."),
