@@ -80,7 +80,7 @@ def plan_for(uidmap: str | Sequence[str] | None = (), gidmap: str | Sequence[str
 
 def _spawn_options() -> frozenset[str]:
     """The options spawn() and run() accept besides their own parameters."""
-    return keywords_of(plan_for) | frozenset(_NS_OPTIONS)
+    return keywords_of(plan_for) | frozenset(_NS_OPTIONS) | frozenset(_MOUNT_OPTIONS)
 
 
 def _fileno(spec: Any) -> int | None:
