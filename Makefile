@@ -13,7 +13,7 @@ ARGS ?= --uidmap 0:1000:1 -- id
 PYTEST_ARGS ?=
 APT_PACKAGES := gcc libcap-dev python3-dev python3-venv uidmap util-linux procps iproute2 \
                 python3-pytest python3-click python3-prctl python3-pyroute2 \
-                python3-jsonschema bash-completion zsh fish
+                python3-jsonschema bash-completion zsh fish busybox-static
 STAMP := $(VENV)/.installed
 
 .PHONY: help deps run-deps venv run unit unit311 unit312 integration test bench clean

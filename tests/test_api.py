@@ -193,3 +193,25 @@ def test_child_that_cannot_be_mapped_is_reaped(root):
     assert lines[0].startswith("125 ") and "uid_map" in lines[0], (res.stdout, res.stderr, open("/proc/self/status").read())
     assert lines[1] == "none"
     assert not os.path.exists("/tmp/idrun-api-must-not")
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_api_volumes_rootfs_tmpfs_workdir(root, tmp_path):
+    """volumes=, tmpfs=, workdir= as the CLI's options; the caller keeps no tree fd."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").touch()
+    os.chown(src / "f", 501, 501)
+    before = _open_fds()
+    r = idrun.run(["sh", "-c", "stat -c %u /mnt/f; pwd"], uidmap="0:100000:65536",
+                  volumes=[f"{src}:/mnt:uid=501:1000"], tmpfs=["/tmp:size=1m"], workdir="/tmp",
+                  capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1000", "/tmp"]
+    assert _open_fds() == before
+    with pytest.raises(idrun.IdrunError, match="both show files as inside uid 1000"):
+        idrun.run(["true"], uidmap="0:100000:65536",
+                  volumes=[f"{src}:/mnt:uid=501:1000,uid=502:1000"])

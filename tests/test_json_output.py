@@ -112,3 +112,15 @@ def test_version(capsys, flag):
     assert lines[1].startswith(f"Python {platform.python_version()} (")
     assert lines[2] == "native part: none (pure Python)" or \
         lines[2].startswith("native part: idrun._clonespawn")
+
+
+def test_mounts_json(capsys, tmp_path):
+    """--volume/--tmpfs: each mount, and for id-mapped ones the mapping namespace's maps."""
+    rc, out, _ = run_main(capsys, ["map", "--uidmap", "0:100000:65536", "--json",
+                                   "--volume", f"{tmp_path}:/mnt:ro,uid=501:1000",
+                                   "--tmpfs", "/tmp:size=1m"])
+    assert rc == 0
+    doc = idrun_json(out)
+    vol, tmp = doc["mounts"]
+    assert vol["idmap"] == {"uid_map": [[501, 101000, 1]], "gid_map": [[0, 100000, 65536]]}
+    assert vol["options"] == ["ro", "idmap"] and tmp["idmap"] is None

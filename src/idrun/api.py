@@ -33,6 +33,22 @@ _NS_OPTIONS = ("net", "pid", "mount", "mount_proc", "uts", "hostname", "ipc", "c
                "no_new_privs", "verbose", "newuidmap", "newgidmap", "die_with_parent")
 
 
+_MOUNT_OPTIONS = ("volumes", "tmpfs", "rootfs", "workdir")
+
+
+def _prepare_mounts(plan: Plan, volumes: str | Sequence[str] | None = (),
+                    tmpfs: str | Sequence[str] | None = (), rootfs: str | None = None,
+                    workdir: str | None = None):
+    """``volumes=["SRC:DST[:OPTS]", …]``, ``tmpfs=["DST[:OPTS]"]``, ``rootfs="DIR[:idmap]"``,
+    ``workdir="/dir"``: checked, and the id-mapped trees built, before the fork."""
+    from .mounts import plan_mounts, prepare
+    from .volumes import MountRequest
+    mplan = plan_mounts(MountRequest(_values(volumes), _values(tmpfs),
+                                     None if rootfs is None else os.fspath(rootfs), workdir),
+                        plan)
+    return None if mplan is None else prepare(mplan, plan.rootless)
+
+
 def _values(v: str | Sequence[str] | None) -> tuple[str, ...]:
     if v is None:
         return ()
@@ -64,7 +80,7 @@ def plan_for(uidmap: str | Sequence[str] | None = (), gidmap: str | Sequence[str
 
 def _spawn_options() -> frozenset[str]:
     """The options spawn() and run() accept besides their own parameters."""
-    return keywords_of(plan_for) | frozenset(_NS_OPTIONS)
+    return keywords_of(plan_for) | frozenset(_NS_OPTIONS) | frozenset(_MOUNT_OPTIONS)
 
 
 def _fileno(spec: Any) -> int | None:
@@ -254,67 +270,76 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     ``map_current_user``, ``map_auto``, ``subuidname``, ``subgidname``, ``user``,
     ``group_add``, ``setgroups``, ``rootless``. Namespace options (as the CLI's):
     ``net``, ``pid``, ``mount``, ``mount_proc``, ``uts``, ``hostname``, ``ipc``,
-    ``cgroup``, ``fork``, ``no_new_privs``, ``die_with_parent``. Bad arguments raise
+    ``cgroup``, ``fork``, ``no_new_privs``, ``die_with_parent``. Mounts: ``volumes``,
+    ``tmpfs``, ``rootfs``, ``workdir`` (as --volume, --tmpfs, --rootfs, --workdir). Bad
+    arguments raise
     ValueError/TypeError/OSError as subprocess does; IdrunError if nothing could be
     started. Either way nothing is left running.
     """
     check_keywords("spawn", options, _spawn_options())
     from . import engine
     launch_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
+    mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
     plan = plan_for(uidmap, gidmap, **options)
     if launch_kw.get("mount_proc"):
         launch_kw["mount"] = True
     if launch_kw.get("hostname") is not None:
         launch_kw["uts"] = True
-    opts = LaunchOptions(**launch_kw)
-    text = bool(text or universal_newlines or encoding or errors)
-    std_specs = (stdin, stdout, stderr)
-    for spec in std_specs:          # as subprocess: only these kinds of value
-        if not (spec is None or spec in (PIPE, DEVNULL, STDOUT) or isinstance(spec, int)
-                or hasattr(spec, "fileno")):
-            raise TypeError(f"bad stdio value {spec!r}")
-    checked = engine.build_spec(plan, argv, opts, env=env, cwd=cwd,
-                                stdio=[s if isinstance(s, int) and s >= 0 else None
-                                       for s in std_specs], pass_fds=pass_fds)
-    own = engine.Owned()
+    # The caller's copies of the detached trees are closed once the child has its own.
+    mounts = _prepare_mounts(plan, **mount_kw) if mount_kw else None
+    opts = LaunchOptions(**launch_kw, mounts=mounts)
     try:
-        parent_ends: list[tuple[str, int]] = []
-        child_fds: list[int | None] = [None, None, None]
-        child_ends: list[int] = []
-        for i, spec in enumerate(std_specs):
-            if spec == PIPE:
-                r, w = own.pipe()
-                if i == 0:
-                    child_fds[0] = r
-                    parent_ends.append(("stdin", w))
-                    child_ends.append(r)
+        text = bool(text or universal_newlines or encoding or errors)
+        std_specs = (stdin, stdout, stderr)
+        for spec in std_specs:          # as subprocess: only these kinds of value
+            if not (spec is None or spec in (PIPE, DEVNULL, STDOUT) or isinstance(spec, int)
+                    or hasattr(spec, "fileno")):
+                raise TypeError(f"bad stdio value {spec!r}")
+        checked = engine.build_spec(plan, argv, opts, env=env, cwd=cwd,
+                                    stdio=[s if isinstance(s, int) and s >= 0 else None
+                                           for s in std_specs], pass_fds=pass_fds)
+        own = engine.Owned()
+        try:
+            parent_ends: list[tuple[str, int]] = []
+            child_fds: list[int | None] = [None, None, None]
+            child_ends: list[int] = []
+            for i, spec in enumerate(std_specs):
+                if spec == PIPE:
+                    r, w = own.pipe()
+                    if i == 0:
+                        child_fds[0] = r
+                        parent_ends.append(("stdin", w))
+                        child_ends.append(r)
+                    else:
+                        child_fds[i] = w
+                        parent_ends.append(("stdout" if i == 1 else "stderr", r))
+                        child_ends.append(w)
+                elif spec == DEVNULL:
+                    fd = own.adopt_fd(lambda: os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+                    child_fds[i] = fd
+                    child_ends.append(fd)
+                elif spec == STDOUT and i == 2:
+                    child_fds[2] = child_fds[1] if child_fds[1] is not None else 1
                 else:
-                    child_fds[i] = w
-                    parent_ends.append(("stdout" if i == 1 else "stderr", r))
-                    child_ends.append(w)
-            elif spec == DEVNULL:
-                fd = own.adopt_fd(lambda: os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-                child_fds[i] = fd
-                child_ends.append(fd)
-            elif spec == STDOUT and i == 2:
-                child_fds[2] = child_fds[1] if child_fds[1] is not None else 1
-            else:
-                child_fds[i] = _fileno(spec)
-        child = engine.spawn(checked._replace(stdio=tuple(child_fds)), own)
-        for fd in child_ends:
-            own.close(fd)
-        files: dict[str, IO] = {}
-        for name, fd in parent_ends:
-            files[name] = own.give_away(fd, lambda fd, name=name: open(
-                fd, "wb" if name == "stdin" else "rb", buffering=-1 if name == "stdin" else 0))
-        proc = Process([os.fsdecode(a) for a in checked.argv], child.pid, files.get("stdin"),
-                       files.get("stdout"), files.get("stderr"), text, encoding, errors,
-                       fds=dict(parent_ends))
-    except BaseException:
-        # Up to the last statement: a signal handler that raises anywhere in here
-        # (even after the exec) leaves no process and no descriptor behind.
-        own.abort()
-        raise
+                    child_fds[i] = _fileno(spec)
+            child = engine.spawn(checked._replace(stdio=tuple(child_fds)), own)
+            for fd in child_ends:
+                own.close(fd)
+            files: dict[str, IO] = {}
+            for name, fd in parent_ends:
+                files[name] = own.give_away(fd, lambda fd, name=name: open(
+                    fd, "wb" if name == "stdin" else "rb", buffering=-1 if name == "stdin" else 0))
+            proc = Process([os.fsdecode(a) for a in checked.argv], child.pid, files.get("stdin"),
+                           files.get("stdout"), files.get("stderr"), text, encoding, errors,
+                           fds=dict(parent_ends))
+        except BaseException:
+            # Up to the last statement: a signal handler that raises anywhere in here
+            # (even after the exec) leaves no process and no descriptor behind.
+            own.abort()
+            raise
+    finally:
+        if mounts is not None:
+            mounts.release()
     return proc
 
 

@@ -43,9 +43,44 @@ def _mapping_options(f: Callable) -> Callable:
         click.option("--setgroups", type=click.Choice(["allow", "deny"]),
                      help="Whether setgroups(2) is allowed inside."),
     ]
+    return _stack(options, f)
+
+
+def _stack(options: list[Callable], f: Callable) -> Callable:
+    """Apply click option decorators so they show in list order."""
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _mount_options(f: Callable) -> Callable:
+    options = [
+        click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:OPTS]",
+                     help="Bind SRC on DST (repeatable). OPTS: ro, rw, idmap, "
+                          "idmap=uids=A-B-N#…;gids=…, uid=HOST:INSIDE, gid=HOST:INSIDE."),
+        click.option("--tmpfs", multiple=True, metavar="DST[:OPTS]",
+                     help="Mount a tmpfs on DST, e.g. /scratch:size=64m,mode=1777 "
+                          "(idmap: Linux 6.3+)."),
+        click.option("--rootfs", metavar="DIR[:idmap]",
+                     help="Run in DIR as the root filesystem (minimal /dev, /proc)."),
+        click.option("-w", "--workdir", metavar="DIR", help="Starting directory inside."),
+    ]
+    return _stack(options, f)
+
+
+def _plan_mounts(kw: dict, plan):
+    """The checked MountPlan of --volume/--tmpfs/--rootfs/--workdir (removed from
+    ``kw``), or None; its warnings are printed."""
+    from .volumes import MountRequest
+    request = MountRequest(volumes=kw.pop("volumes"), tmpfs=kw.pop("tmpfs"),
+                           rootfs=kw.pop("rootfs"), workdir=kw.pop("workdir"))
+    if request == MountRequest():
+        return None
+    from .mounts import plan_mounts
+    mplan = plan_mounts(request, plan)
+    for w in mplan.warnings:
+        click.echo(f"idrun: warning: {w}", err=True)
+    return mplan
 
 
 def _request(kw: dict) -> Request:
@@ -89,21 +124,36 @@ def _verified(plan, verify: bool):
     return verify_on_kernel(plan)
 
 
-def _show_plan(plan, as_json: bool, verified=None) -> None:
+def _verify_mounts(plan, mplan, verify: bool) -> None:
+    """With --verify: build every id-mapped mount detached, then drop it again; the
+    kernel's refusal (filesystem type, errno) is the usual one-line error."""
+    if verify and mplan is not None:
+        from .mounts import prepare
+        prepare(mplan, plan.rootless, verify_only=True).release()
+
+
+def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
     import os
-    from .report import plan_dict, plan_text
+    from .report import mounts_dict, mounts_text, plan_dict, plan_text
     if as_json:
         from .jsonout import dumps
         d = plan_dict(plan)
+        if mplan is not None:
+            d.update(mounts_dict(mplan))
         if verified is not None:
             from .procfs import parse_map
             d["verified"] = {"uid_map": [list(ln) for ln in parse_map(verified.uid_map)],
                              "gid_map": [list(ln) for ln in parse_map(verified.gid_map)],
                              "setgroups": verified.setgroups,
                              "kernel": os.uname().release}
+            if mplan is not None:
+                d["verified"]["idmapped_mounts"] = sum(m.idmap is not None
+                                                       for m in mplan.mounts)
         click.echo(dumps(d))
     else:
         click.echo(plan_text(plan))
+        if mplan is not None:
+            click.echo(mounts_text(mplan))
         if verified is not None:
             click.echo(f"verified on Linux {os.uname().release}: a throwaway namespace took "
                        "these maps (read back from /proc):")
@@ -111,6 +161,9 @@ def _show_plan(plan, as_json: bool, verified=None) -> None:
                 lines = [" ".join(ln.split()) for ln in text.splitlines()] or ["(empty)"]
                 click.echo(f"  {kind}: " + "; ".join(lines))
             click.echo(f"  setgroups: {verified.setgroups}")
+            if mplan is not None:
+                n = sum(m.idmap is not None for m in mplan.mounts)
+                click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
 
 
 @click.command("map", context_settings=_CONTEXT)
@@ -124,6 +177,7 @@ def _show_plan(plan, as_json: bool, verified=None) -> None:
 @click.option("--verify", is_flag=True,
               help="Also have the kernel take the maps: a throwaway namespace gets them "
                    "written as a launch would, they are read back, nothing is run.")
+@_mount_options
 def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                 subgid_file: str | None, as_json: bool, verify: bool, **kw) -> None:
     """Resolve and validate a mapping without starting anything.
@@ -146,7 +200,9 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                          "--verify as that user")
     plan = resolve(request, host)
     _warn(plan)
-    _show_plan(plan, as_json, _verified(plan, verify))
+    mplan = _plan_mounts(kw, plan)
+    _verify_mounts(plan, mplan, verify)
+    _show_plan(plan, as_json, _verified(plan, verify), mplan)
 
 
 @click.command("idrun", context_settings=dict(_CONTEXT, allow_interspersed_args=False),
@@ -175,7 +231,8 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
 @click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
                                              "in a throwaway namespace (see 'idrun map').")
-@click.option("-v", "--verbose", is_flag=True, help="Say more when something fails.")
+@_mount_options
+@click.option("--verbose", is_flag=True, help="Say more when something fails.")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
               help="Print the version, the Python and the native part, and exit.")
@@ -211,16 +268,22 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
             raise IdrunError("--verify goes with --dry-run",
                              "idrun --dry-run --verify … checks the mapping on the kernel")
     _warn(plan)
+    mplan = _plan_mounts(kw, plan)
     if dry_run:
-        _show_plan(plan, as_json, _verified(plan, verify))
+        _verify_mounts(plan, mplan, verify)
+        _show_plan(plan, as_json, _verified(plan, verify), mplan)
         return
     from . import engine
     from .launch import LaunchOptions, default_shell
+    prepared = None
+    if mplan is not None:
+        from .mounts import prepare
+        prepared = prepare(mplan, plan.rootless)
     opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc, mount=mount or mount_proc,
                          uts=uts or hostname is not None, hostname=hostname, ipc=ipc,
                          cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
                          preserve_fds=preserve_fds, verbose=verbose,
-                         die_with_parent=die_with_parent)
+                         die_with_parent=die_with_parent, mounts=prepared)
     try:
         spec = engine.build_spec(plan, list(command) or [default_shell()], opts,
                                  pass_fds=range(3, 3 + preserve_fds))

@@ -164,3 +164,46 @@ def explain(stage: str, err: int, detail: str, spec) -> IdrunError:
                  "gid": plan.user_gid, "uid": plan.user_uid}
         return LaunchError(f"{what.format(**facts)}: {e.strerror}", hint=hint)
     return LaunchError(f"{STAGES.get(stage, f'launch step {stage!r}')} failed: {e.strerror}")
+
+
+# statfs(2) magic numbers of the filesystems an idmap error is likely to meet.
+FS_MAGIC = {
+    0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
+    0x6969: "nfs", 0x01021997: "9p", 0x794C7630: "overlay", 0x9FA0: "proc",
+    0x62656572: "sysfs", 0x65735546: "fuse", 0xFF534D42: "cifs", 0xFE534D42: "smb2",
+    0x2FC12FC2: "zfs", 0x4D44: "vfat", 0xF2F52010: "f2fs", 0xE0F5E1E2: "erofs",
+    0x7461636F: "ocfs2", 0x00C36400: "ceph", 0x73717368: "squashfs", 0x1CD1: "devpts",
+    0x858458F6: "ramfs",
+}
+
+
+def fs_name(magic: int | None) -> str:
+    if magic is None:
+        return "unknown"
+    return FS_MAGIC.get(magic, f"type 0x{magic:x}")
+
+
+def mount_error(err: OSError, mount, step: str, path: str,
+                magic: int | None = None) -> LaunchError:
+    """One line for a refused mount step: the mount, the filesystem type, the errno."""
+    if magic is None:
+        magic = syscalls.statfs_type(path) if mount.kind != "tmpfs" else 0x01021994
+    fs = fs_name(magic)
+    code = errno.errorcode.get(err.errno or 0, str(err.errno))
+    what = f"{mount.origin}: {step} on {path} ({fs}) failed: {err.strerror} ({code})"
+    idmap = "IDMAP" in step
+    if err.errno == errno.EINVAL and idmap:
+        hint = (f"this kernel cannot id-map {fs} (NFS, 9p, overlay and, before Linux 6.3, "
+                "tmpfs cannot); drop idmap for a plain volume")
+    elif err.errno == errno.EPERM and idmap:
+        hint = ("id-mapped mounts need root in the initial user namespace and a kernel with "
+                "the feature enabled; drop idmap for a plain volume")
+    elif err.errno == errno.ENOSYS:
+        hint = "the kernel (before 5.12) or a seccomp filter lacks the new mount API"
+    elif err.errno in (errno.EPERM, errno.EACCES):
+        hint = "the user namespace lacks the right to mount there; check the path's owner"
+    elif err.errno == errno.ENOENT:
+        hint = "the mount point does not exist in the new mount namespace"
+    else:
+        hint = "run with --verbose; check the source and the mount point"
+    return LaunchError(what, hint=hint)

@@ -100,7 +100,8 @@ def build_spec(plan: Plan, argv: Sequence, opts: LaunchOptions = LaunchOptions()
         if fd is not None:
             os.fstat(fd)
     name = os.fsdecode(args[0])
-    path = launch.find_command(name, env, None if cwd is None else os.fsdecode(cwd))
+    path = launch.find_command(name, env, None if cwd is None else os.fsdecode(cwd),
+                               root=opts.rootfs)
     return Spec(plan, opts, path, args, env, None if cwd is None else os.fsdecode(cwd),
                 (std + (None, None, None))[:3], keep)
 
@@ -403,7 +404,8 @@ def spawn(spec: Spec, own: Owned) -> Child:
     helpers = _helpers(spec, in_this_process=False)
     fd_target = _fd_target(helpers)
     _preload_for_fork(spec.opts)
-    keep = set(spec.keep_fds) | {fd for fd in spec.stdio if fd is not None}
+    keep = (set(spec.keep_fds) | {fd for fd in spec.stdio if fd is not None}
+            | set(spec.opts.mount_fds))
     child, report_r, go_w = _start_namespace_process(
         spec, own, "the namespace process",
         lambda report_w, go_r, mask: _api_child(spec, report_w, go_r, mask), keep)
@@ -484,6 +486,10 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
         from pyroute2 import IPRoute  # noqa: F401
     if opts.mount or opts.mount_proc:
         import ctypes  # noqa: F401
+    if opts.mounts is not None:
+        from . import mounts  # noqa: F401
+        import platform  # noqa: F401
+        syscalls._ctypes_libc()
     if opts.hostname is not None:
         import socket  # noqa: F401
     syscalls.prctl_module()
@@ -505,7 +511,7 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
     main = _init_main if spec.opts.pid else _fork_child_main
     child = own.fork("the init process" if spec.opts.pid else "the command's process",
                      lambda m: main(spec, mask, alive_r, rep_w, st_w), rep_w,
-                     tuple(spec.keep_fds) + (alive_r, st_w))
+                     tuple(spec.keep_fds) + (alive_r, st_w) + spec.opts.mount_fds)
     for fd in (alive_r, rep_w, st_w):
         own.close(fd)
     hold = {alive_w, rep_r, st_r} | ({report_fd} if report_fd is not None else set())
@@ -639,7 +645,7 @@ def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:
                          "modes other than host")
     spec = Spec(plan, opts._replace(pid=False, fork=False, net=False, mount=False,
                                     mount_proc=False, uts=False, hostname=None, ipc=False,
-                                    cgroup=False),
+                                    cgroup=False, mounts=None),
                 "/nonexistent", ("verify",), os.environ)
     helpers = _helpers(spec, in_this_process=False)
     fd_target = _fd_target(helpers)

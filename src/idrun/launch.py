@@ -54,6 +54,9 @@ class LaunchOptions(NamedTuple):
     newuidmap: str | None = None   # explicit helper paths (else system dirs)
     newgidmap: str | None = None
     die_with_parent: bool = False  # SIGKILL when idrun's own parent dies (bwrap's option)
+    # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
+    # before any child exists), attached by setup_namespaces.
+    mounts: object = None
 
     @property
     def ns_flags(self) -> int:
@@ -63,7 +66,7 @@ class LaunchOptions(NamedTuple):
             flags |= syscalls.CLONE_NEWNET
         if self.pid:
             flags |= syscalls.CLONE_NEWPID
-        if self.mount or self.mount_proc:
+        if self.mount or self.mount_proc or self.mounts is not None:
             flags |= syscalls.CLONE_NEWNS
         if self.uts or self.hostname is not None:
             flags |= syscalls.CLONE_NEWUTS
@@ -76,6 +79,16 @@ class LaunchOptions(NamedTuple):
     @property
     def wrapper(self) -> bool:
         return self.fork or self.pid
+
+    @property
+    def mount_fds(self) -> tuple[int, ...]:
+        """The prepared detached trees: every fork on the way to the command keeps them."""
+        fds = getattr(self.mounts, "fds", None) or ()
+        return tuple(fd for fd in fds if fd is not None)
+
+    @property
+    def rootfs(self) -> str | None:
+        return getattr(self.mounts, "rootfs", None)
 
 
 class StepFailed(Exception):
@@ -110,10 +123,22 @@ def default_shell() -> str:
 
 
 def find_command(name: str, env: Mapping[str, str] | None = None,
-                 cwd: str | None = None) -> str:
-    """Resolve the command like execvp would, so 127/126 come before anything starts."""
+                 cwd: str | None = None, root: str | None = None) -> str:
+    """Resolve the command like execvp would, so 127/126 come before anything starts.
+
+    With ``root`` (--rootfs) the search is in that tree and the path returned is the
+    one inside it; symlinks there may point anywhere in it, so only their presence is
+    checked and the exec itself reports the rest."""
     if not name:
         raise CommandNotFound("empty command name", hint="give a command after --")
+    if root is not None:
+        dirs = [""] if "/" in name else os.get_exec_path(env)
+        for d in dirs:
+            inside = os.path.join("/", d, name)
+            if os.path.lexists(os.path.join(root, inside.lstrip("/"))):
+                return inside
+        raise CommandNotFound(f"{name}: not found in the root filesystem {root}",
+                              hint="check the name or give a full path inside it")
     if "/" in name:
         path = name if cwd is None else os.path.join(cwd, name)
         if not os.path.exists(path):
@@ -287,13 +312,16 @@ def setup_namespaces(opts: LaunchOptions) -> None:
     """Privileged set-up of the new namespaces, while this process still holds its
     capabilities there (the id switch may drop them). With --pid this runs in the
     init, PID 1 of the new namespace, so a fresh /proc shows that namespace."""
-    if opts.mount or opts.mount_proc:
+    if opts.ns_flags & syscalls.CLONE_NEWNS:
         _step("m", syscalls.mount, None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    if opts.mounts is not None:
+        from .mounts import attach
+        attach(opts.mounts, fresh_proc=opts.pid)  # type: ignore[arg-type]
     if opts.net:
         _loopback_up()
     if opts.hostname is not None:
         _step("h", syscalls.sethostname, opts.hostname)
-    if opts.mount_proc:
+    if opts.mount_proc and opts.rootfs is None:
         _step("p", syscalls.mount, "proc", "/proc", "proc",
               syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
 

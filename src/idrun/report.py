@@ -92,3 +92,38 @@ def plan_text(plan: Plan, helpers: dict[str, str] | None = None) -> str:
         out.append(f"runs as: uid {uid}, gid {gid}, supplementary groups {groups}")
     out += [f"note: {n}" for n in plan.notes]
     return "\n".join(out)
+
+
+def _mount_options(m) -> list[str]:
+    opts = ["ro" if m.readonly else "rw"]
+    if m.data:
+        opts.append(m.data)
+    if m.idmap is not None:
+        opts.append("idmap")
+    return opts
+
+
+def mounts_dict(mplan) -> dict:
+    """The mounts of a volumes.MountPlan; idmapped ones with the mapping namespace's maps."""
+    return {"mounts": [{"kind": m.kind, "source": m.src, "destination": m.dst,
+                        "options": _mount_options(m),
+                        "idmap": None if m.idmap is None else
+                        {"uid_map": _triples(m.idmap.uid), "gid_map": _triples(m.idmap.gid)}}
+                       for m in mplan.mounts],
+            "rootfs": mplan.rootfs, "workdir": mplan.workdir,
+            "mount_warnings": list(mplan.warnings)}
+
+
+def mounts_text(mplan) -> str:
+    out = ["mounts (new mount namespace, private propagation):" if mplan.mounts
+           else "mounts: none"]
+    for m in mplan.mounts:
+        src = "" if m.kind == "tmpfs" else f"{m.src} "
+        out.append(f"  {m.kind} {src}on {m.dst} ({','.join(_mount_options(m))})")
+        if m.idmap is not None:
+            for kind, lines in (("uid", m.idmap.uid), ("gid", m.idmap.gid)):
+                out.append(f"    {kind}_map of the mapping namespace:")
+                out += ["      " + f"{ln.inside} {ln.outside} {ln.count}" for ln in lines]
+    if mplan.workdir is not None:
+        out.append(f"workdir: {mplan.workdir}")
+    return "\n".join(out)

@@ -207,3 +207,133 @@ def close_fds_except(keep: tuple[int, ...] | set[int] | frozenset[int], low: int
             os.closerange(pos, fd)
         pos = fd + 1
     os.closerange(pos, 0x7FFFFFFF)
+
+
+# --- the new mount API (idmapped mounts, --volume, --rootfs, --tmpfs) ----------------
+# x86_64 and the other common ABIs share these numbers (they were added after the
+# syscall tables were unified); pivot_root differs per architecture.
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+SYS_MOUNT_SETATTR = 442
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203,
+                   "s390x": 217}
+
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x100000
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+MS_RDONLY = 0x1
+MS_BIND = 0x1000
+MS_REMOUNT = 0x20
+MNT_DETACH = 2
+
+_mount_api: dict[str, object] = {}
+
+
+def _ctypes_libc():
+    """Full ctypes for the mount calls: pointers and structs need declared types.
+    Loaded only by launches that mount something."""
+    if not _mount_api:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syscall
+        fn.restype = ctypes.c_long
+
+        class MountAttr(ctypes.Structure):
+            _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                        ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+        _mount_api.update(ctypes=ctypes, syscall=fn, MountAttr=MountAttr, libc=libc)
+    return _mount_api
+
+
+def _syscall(number: int, *args: object, what: str = "") -> int:
+    api = _ctypes_libc()
+    ret = api["syscall"](number, *args)  # type: ignore[operator]
+    if ret < 0:
+        err = api["ctypes"].get_errno()  # type: ignore[attr-defined]
+        raise OSError(err, os.strerror(err), what or None)
+    return ret
+
+
+def _path(path: str | None):
+    return None if path is None else os.fsencode(path)
+
+
+def open_tree(path: str, flags: int, dirfd: int = AT_FDCWD) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at ``path``."""
+    c = _ctypes_libc()["ctypes"]
+    return _syscall(SYS_OPEN_TREE, c.c_int(dirfd), _path(path), c.c_uint(flags), what=path)
+
+
+def move_mount(from_fd: int, to_path: str, to_dirfd: int = AT_FDCWD) -> None:
+    """Attach the detached mount ``from_fd`` at ``to_path``."""
+    c = _ctypes_libc()["ctypes"]
+    _syscall(SYS_MOVE_MOUNT, c.c_int(from_fd), b"", c.c_int(to_dirfd), _path(to_path),
+             c.c_uint(MOVE_MOUNT_F_EMPTY_PATH), what=to_path)
+
+
+def mount_setattr(fd: int, path: str, flags: int, attr_set: int, userns_fd: int = 0,
+                  attr_clr: int = 0) -> None:
+    """mount_setattr(2) with ``struct mount_attr`` (size 32)."""
+    api = _ctypes_libc()
+    c = api["ctypes"]
+    attr = api["MountAttr"](attr_set, attr_clr, 0, userns_fd)  # type: ignore[operator]
+    _syscall(SYS_MOUNT_SETATTR, c.c_int(fd), _path(path), c.c_uint(flags), c.byref(attr),
+             c.c_size_t(c.sizeof(attr)), what=path or None)
+
+
+def fsmount_tmpfs(options: list[tuple[str, str]]) -> int:
+    """A detached tmpfs (fsopen, fsconfig, fsmount): its superblock belongs to the caller's
+    user namespace, so root can idmap it before any child exists."""
+    c = _ctypes_libc()["ctypes"]
+    fs = _syscall(SYS_FSOPEN, b"tmpfs", c.c_uint(FSOPEN_CLOEXEC), what="tmpfs")
+    try:
+        for key, value in options:
+            _syscall(SYS_FSCONFIG, c.c_int(fs), c.c_uint(FSCONFIG_SET_STRING), key.encode(),
+                     value.encode(), c.c_int(0), what=f"tmpfs option {key}={value}")
+        _syscall(SYS_FSCONFIG, c.c_int(fs), c.c_uint(FSCONFIG_CMD_CREATE), None, None,
+                 c.c_int(0), what="tmpfs")
+        return _syscall(SYS_FSMOUNT, c.c_int(fs), c.c_uint(FSMOUNT_CLOEXEC), c.c_uint(0),
+                        what="tmpfs")
+    finally:
+        os.close(fs)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    import platform
+    _syscall(_SYS_PIVOT_ROOT[platform.machine()], _path(new_root), _path(put_old),
+             what=new_root)
+
+
+def umount2(target: str, flags: int) -> None:
+    api = _ctypes_libc()
+    if api["libc"].umount2(_path(target), flags) != 0:  # type: ignore[attr-defined]
+        err = api["ctypes"].get_errno()  # type: ignore[attr-defined]
+        raise OSError(err, os.strerror(err), target)
+
+
+def statfs_type(path: str | int) -> int | None:
+    """statfs(2)'s f_type (the filesystem's magic number), or None if it fails."""
+    api = _ctypes_libc()
+    c = api["ctypes"]
+    buf = c.create_string_buffer(256)      # struct statfs is 120 bytes on 64-bit ABIs
+    if isinstance(path, int):
+        ret = api["libc"].fstatfs(path, buf)  # type: ignore[attr-defined]
+    else:
+        ret = api["libc"].statfs(_path(path), buf)  # type: ignore[attr-defined]
+    if ret != 0:
+        return None
+    return int.from_bytes(buf.raw[:c.sizeof(c.c_long)], sys.byteorder, signed=True) \
+        & 0xFFFFFFFF
