@@ -122,7 +122,10 @@ def test_exhaustion_sigkill_and_reclaim_with_two_blocks(it, idrun):
         assert _finish(b, it.TIMEOUT)[0] == 0               # b ends normally
         bigger = idrun.run(["--userns", f"auto:size={size + 1}"], ["true"])
         it.assert_refused(bigger)
-        assert f"free sizes {size}" in bigger.stderr, bigger.stderr
+        # One block is free; ids other processes use (other jobs on the host) may
+        # split it into runs, so the total is what is certain.
+        assert "free sizes" in bigger.stderr and f"({size} in all)" in bigger.stderr, \
+            bigger.stderr
     finally:
         for p in (a, b, c):
             if p is not None and p.returncode is None:
