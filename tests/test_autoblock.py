@@ -123,3 +123,38 @@ def test_reserve_hold_writes_and_release_removes(tmp_path, monkeypatch):
     info = leases.live_leases(rootless=True)
     assert sorted(item["uid"][0][0] for item in info["leases"]) == [3000000000, 3000001024]
     assert "pid" in leases.leases_text(info)
+
+
+def _containers_pool() -> None:
+    with open("/etc/subuid") as f:
+        if not any(line.startswith("containers:") for line in f):
+            pytest.skip("no range of the user containers in /etc/subuid "
+                        "(integration/guest/run-suite.sh adds one)")
+
+
+@pytest.mark.kernel
+def test_api_spawn_hands_the_lease_to_the_child(root, tmp_path, monkeypatch):
+    """idrun.spawn: the caller owns the lease until the child exists, then the child;
+    a failed spawn leaves no lease behind."""
+    import subprocess
+
+    import idrun
+    from idrun.errors import CommandNotFound
+    _containers_pool()
+    monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
+    proc = idrun.spawn(["sh", "-c", "read x; cat /proc/self/uid_map"], userns="auto",
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        info = leases.live_leases(rootless=False)
+        assert [item["pid"] for item in info["leases"]] == [proc.pid]
+        held = info["leases"][0]["uid"]
+    finally:
+        out, _ = proc.communicate(b"\n", timeout=60)
+    assert proc.returncode == 0
+    inside, outside, count = (int(x) for x in out.split())
+    assert [[outside, count]] == held and inside == 0
+    assert leases.live_leases(rootless=False)["leases"] == []    # its owner is gone
+    with pytest.raises(CommandNotFound):
+        idrun.spawn(["/nonexistent/cmd"], userns="auto")
+    # The failed spawn reclaimed the dead child's lease and gave its own back.
+    assert [n for n in os.listdir(tmp_path / "reg") if n.endswith(".lease")] == []
