@@ -201,7 +201,7 @@ def test_garbage_and_hand_written_leases(it, idrun, registry):
            f"gid {gfirst + 1024} 1024\n"
     files = {"uid-live.lease": live, "uid-dead.lease": dead,
              "junk.lease": "\x00\xffnot a lease\n" * 50, "empty.lease": "",
-             "truncated.lease": live[:30]}
+             "truncated.lease": live[:30], "notes.txt": "not idrun's\n"}
     for name, text in files.items():
         with open(os.path.join(path, name), "w", encoding="latin-1") as f:
             f.write(text)
@@ -213,5 +213,5 @@ def test_garbage_and_hand_written_leases(it, idrun, registry):
     assert not _overlap(got, {(first, first + 1024)}), got       # the live lease holds
     assert got == {(first + 1024, first + 2048)} or pool[0][1] < 2048, got
     left = set(os.listdir(path))
-    assert "uid-live.lease" in left
+    assert "uid-live.lease" in left and "notes.txt" in left      # other names untouched
     assert not {"uid-dead.lease", "junk.lease", "empty.lease", "truncated.lease"} & left, left

@@ -151,13 +151,15 @@ def _read_leases(dir_fd: int, path: str, reclaim: bool
     live: list[Lease] = []
     notes: list[str] = []
     for name in sorted(os.listdir(dir_fd)):
-        if name == LOCK:
-            continue
-        if name.startswith(".") and name.endswith(".tmp"):
-            # A writer holding the lock never leaves one; this one's writer died.
-            if reclaim:
+        if name.startswith(".") and name.endswith(".tmp") and SUFFIX + "." in name:
+            # Left by a writer that died between write and rename (hand_over writes
+            # without the lock, so only a dead writer's file goes).
+            writer = name.rsplit(".", 2)[-2]
+            if reclaim and writer.isdigit() and procfs.start_time(writer) is None:
                 _unlink(dir_fd, name)
             continue
+        if not name.endswith(SUFFIX):
+            continue    # only idrun's own names: IDRUN_LEASE_DIR may hold other files
         full = os.path.join(path, name)
         lease = None
         try:
@@ -166,7 +168,7 @@ def _read_leases(dir_fd: int, path: str, reclaim: bool
             try:
                 if stat.S_ISREG(os.fstat(fd).st_mode):
                     data = os.read(fd, _MAX_FILE + 1)
-                    if len(data) <= _MAX_FILE and name.endswith(SUFFIX):
+                    if len(data) <= _MAX_FILE:
                         lease = parse_lease(data.decode("ascii", "replace"), full)
             finally:
                 os.close(fd)
@@ -314,7 +316,10 @@ def hand_over(lease: Lease | None, pid: int) -> Lease | None:
     if owner is None:
         return lease
     moved = lease._replace(owner=owner)
-    _write(moved)
+    try:
+        _write(moved)
+    except RegistryError:
+        return lease    # the child runs already: keep the caller as the owner
     return moved
 
 
