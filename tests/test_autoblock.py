@@ -158,3 +158,12 @@ def test_api_spawn_hands_the_lease_to_the_child(root, tmp_path, monkeypatch):
         idrun.spawn(["/nonexistent/cmd"], userns="auto")
     # The failed spawn reclaimed the dead child's lease and gave its own back.
     assert [n for n in os.listdir(tmp_path / "reg") if n.endswith(".lease")] == []
+
+
+def test_root_pool_owner_is_configurable():
+    ranges = SubidSet("/etc/subuid", (SubidRange(5000000, 4096, 3),))
+    host = Host(rootless=False, uid=0, gid=0, auto_owner="pool",
+                named_subuid={"pool": ranges}, named_subgid={"pool": ranges})
+    assert autoblock.pool(host, "uid") == ([(5000000, 5004096)], "/etc/subuid (user pool)")
+    with pytest.raises(SubidError, match='user "containers"'):
+        autoblock.pool(host._replace(auto_owner="containers"), "gid")

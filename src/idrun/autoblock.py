@@ -18,7 +18,7 @@ from .syntax import Triple, parse_value
 # without an image to size from, it is podman's default too.
 DEFAULT_SIZE = 1024
 SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
-ROOT_POOL_OWNER = "containers"   # podman's root-auto-userns-user
+ROOT_POOL_OWNER = "containers"   # podman's root-auto-userns-user; Host.auto_owner
 
 Span = tuple[int, int]           # half-open [start, end) of host ids
 
@@ -83,21 +83,23 @@ def pool(host: Host, kind: str) -> tuple[list[Span], str]:
 
     Rootless: the caller's sub-ids (podman's intermediate ids 1…N−1); when only one
     of the files has ranges, podman (and ``resolve``) map the caller's own id only,
-    so the pool is empty. Root: the sub-ids of the user ``containers``.
+    so the pool is empty. Root: the sub-ids of ``host.auto_owner`` (``containers``).
     """
     if host.rootless:
         if not (host.subuid.ranges and host.subgid.ranges):
             return [], f"{SUBID_FILE[kind]} (your ranges)"
         sub = host.subuid if kind == "uid" else host.subgid
         return _spans(sub.ranges), f"{sub.source} (your ranges)"
-    named = host.named(kind).get(ROOT_POOL_OWNER)
+    owner = host.auto_owner
+    named = host.named(kind).get(owner)
     if named is None or not named.ranges:
         raise SubidError(
-            f"--userns=auto as root takes ids from the user \"{ROOT_POOL_OWNER}\" in "
+            f"--userns=auto as root takes ids from the user \"{owner}\" in "
             f"{SUBID_FILE[kind]}, which has no range there",
-            f"add a line such as {ROOT_POOL_OWNER}:2147483647:2147483648 to "
-            f"{SUBID_FILE[kind]}")
-    return _spans(named.ranges), f"{named.source} (user {ROOT_POOL_OWNER})"
+            f"add a line such as {owner}:2147483647:2147483648 to {SUBID_FILE[kind]}"
+            + ("" if owner != ROOT_POOL_OWNER else ", or name another owner in "
+               "IDRUN_AUTO_USER"))
+    return _spans(named.ranges), f"{named.source} (user {owner})"
 
 
 def _spans(ranges: tuple[SubidRange, ...]) -> list[Span]:

@@ -88,6 +88,8 @@ class Host(NamedTuple):
     # --userns=auto: the block the lease registry chose; None: the pure default
     # (lowest ids of the pool, no registry consulted).
     auto_block: AutoBlock | None = None
+    # Whose sub-ids form root's --userns=auto pool (podman: root-auto-userns-user).
+    auto_owner: str = "containers"
 
     def named(self, kind: str) -> dict[str, SubidSet]:
         return (self.named_subuid if kind == "uid" else self.named_subgid) or {}
