@@ -215,3 +215,20 @@ def test_garbage_and_hand_written_leases(it, idrun, registry):
     left = set(os.listdir(path))
     assert "uid-live.lease" in left and "notes.txt" in left      # other names untouched
     assert not {"uid-dead.lease", "junk.lease", "empty.lease", "truncated.lease"} & left, left
+
+
+@pytest.mark.parametrize("size", [None, 2000])
+def test_auto_maps_inside(it, idrun, size):
+    """Inside: container 0…size−1, all from the pool, running as 0:0."""
+    pools = {kind: _pool(it, kind) for kind in ("uid", "gid")}
+    n = size or 1024
+    view = idrun.inside(["--userns", "auto" if size is None else f"auto:size={size}"])
+    for kind, lines in (("uid", view.uid_map), ("gid", view.gid_map)):
+        pos = 0
+        for inside, outside, count in sorted(lines):
+            assert inside == pos, lines                       # container ids 0… without gaps
+            assert any(s <= outside and outside + count <= s + c for s, c in pools[kind]), \
+                (kind, lines, pools[kind])
+            pos += count
+        assert pos == n, lines
+    assert (view.uid, view.gid) == (0, 0)
