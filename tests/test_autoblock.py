@@ -167,3 +167,16 @@ def test_root_pool_owner_is_configurable():
     assert autoblock.pool(host, "uid") == ([(5000000, 5004096)], "/etc/subuid (user pool)")
     with pytest.raises(SubidError, match='user "containers"'):
         autoblock.pool(host._replace(auto_owner="containers"), "gid")
+
+
+def test_show_leases_json_matches_the_schema(tmp_path, monkeypatch, capsys):
+    from conftest import idrun_json
+    from idrun.cli import main
+    monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
+    _, lease = leases.reserve_auto_block(Request(userns="auto"), _host(3000000000, 4096),
+                                         hold=True)
+    assert main(["show", "--leases", "--json"]) == 0
+    doc = idrun_json(capsys.readouterr().out)
+    assert [item["pid"] for item in doc["leases"]] == [os.getpid()]
+    assert doc["leases"][0]["uid"] == [[3000000000, 1024]]
+    leases.release(lease)

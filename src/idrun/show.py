@@ -119,7 +119,7 @@ def _show_leases(as_json: bool) -> None:
     from .leases import leases_text, live_leases
     info = live_leases(rootless=not privileged())
     if as_json:
-        import json
-        click.echo(json.dumps(info))
+        from .jsonout import dumps
+        click.echo(dumps(info))
     else:
         click.echo(leases_text(info))
