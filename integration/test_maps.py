@@ -143,10 +143,8 @@ def _rootless_cases(ids, caller) -> dict:
         "userns-keep-id-size": (["--userns", "keep-id:size=1025"],
                                 keep_id("uid", uid, min(tu, 1024)),
                                 keep_id("gid", gid, min(tg, 1024)), "allow", (uid, gid)),
-        "userns-auto": (["--userns", "auto"], ids.compose("uid", [[0, 1, 1024]]),
-                        ids.compose("gid", [[0, 1, 1024]]), "allow", (0, 0)),
-        "userns-auto-size": (["--userns", "auto:size=2000"], ids.compose("uid", [[0, 1, 2000]]),
-                             ids.compose("gid", [[0, 1, 2000]]), "allow", (0, 0)),
+        # --userns auto: test_auto.py (its block depends on the leases and on the ids
+        # running processes use at launch time, so a preview need not match).
         "userns-nomap": (["--userns", "nomap"], ids.compose("uid", [[0, 1, tu]]),
                          ids.compose("gid", [[0, 1, tg]]), "allow", (0, 0)),
         "subids-only": (["--uidmap", f"0:1:{t}"], ids.compose("uid", [[0, 1, t]]),
@@ -178,14 +176,14 @@ def _rootless_cases(ids, caller) -> dict:
 
 ROOTLESS_CASE_NAMES = [
     "map-root-user", "map-current-user", "map-auto", "map-auto-and-root", "userns-host",
-    "userns-keep-id", "userns-keep-id-uid-gid", "userns-keep-id-size", "userns-auto",
-    "userns-auto-size", "userns-nomap", "subids-only", "own-and-subids", "several-triples",
+    "userns-keep-id", "userns-keep-id-uid-gid", "userns-keep-id-size",
+    "userns-nomap", "subids-only", "own-and-subids", "several-triples",
     "at-host-ids", "at-own-id", "break-insert-gap-fill", "u-flag-only", "user-option",
     "setgroups-deny-with-subids",
 ]
 
 
-ROOTLESS_CORE = {"map-root-user", "map-auto", "userns-host", "userns-keep-id", "userns-auto",
+ROOTLESS_CORE = {"map-root-user", "map-auto", "userns-host", "userns-keep-id",
                  "userns-nomap", "subids-only", "break-insert-gap-fill"}
 
 

@@ -80,7 +80,7 @@ ROOTLESS_CASES = [
     ("1000:0x1000:10\n", ["--uidmap", "0:0:1"], "octal"),
     ("1000:100000:65536\n", ["--uidmap", "0:0:1", "--setgroups", "allow"], "setgroups"),
     ("1000:100000:65536\n", ["--userns", "nomap", "--user", "70000"], "container uid 70000"),
-    ("1000:100000:65536\n", ["--userns", "auto:size=70000"], "only 65536"),
+    ("1000:100000:65536\n", ["--userns", "auto:size=70000"], "free sizes 65536"),
 ]
 
 

@@ -182,8 +182,22 @@ run_pass() {
     if [[ $rc -ne 0 ]]; then failed=1; fi
 }
 
+# --userns=auto as root takes its ids from the user "containers" (podman's
+# convention): delegate podman's suggested upper half of the id space if no
+# range is there yet (nothing below 2^31 is touched).
+ensure_containers_pool() {
+    local f
+    for f in /etc/subuid /etc/subgid; do
+        if ! grep -q "^containers:" "$f"; then
+            say "adding containers:2147483647:2147483648 to $f"
+            echo "containers:2147483647:2147483648" >>"$f"
+        fi
+    done
+}
+
 if [[ $(id -u) -eq 0 ]]; then
     ensure_user "$test_user"
+    ensure_containers_pool
     run_pass root "$tree" "$@"
     user_tree "$test_user"
     run_pass "$test_user" "$utree" "$@"

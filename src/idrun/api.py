@@ -20,6 +20,7 @@ from typing import IO, Any, Mapping, Sequence
 from .errors import IdrunError
 from .keywords import check_keywords, keywords_of
 from .launch import LaunchOptions
+from .leases import hand_over as hand_over_lease, release as release_lease
 from .plan import Plan, Request
 
 PIPE = subprocess.PIPE
@@ -65,17 +66,42 @@ def plan_for(uidmap: str | Sequence[str] | None = (), gidmap: str | Sequence[str
              setgroups: str | None = None, rootless: bool | None = None,
              subuid_file: str | None = None, subgid_file: str | None = None) -> Plan:
     """Resolve a mapping exactly as ``idrun map`` / the launcher would."""
-    from .hostinfo import gather
+    return _leased_plan(uidmap, gidmap, userns=userns, map_root_user=map_root_user,
+                        map_current_user=map_current_user, map_auto=map_auto,
+                        subuidname=subuidname, subgidname=subgidname, user=user,
+                        group_add=group_add, setgroups=setgroups, rootless=rootless,
+                        subuid_file=subuid_file, subgid_file=subgid_file)[0]
+
+
+def _leased_plan(uidmap: str | Sequence[str] | None = (),
+                 gidmap: str | Sequence[str] | None = (), *, userns: str | None = None,
+                 map_root_user: bool = False, map_current_user: bool = False,
+                 map_auto: bool = False, subuidname: str | None = None,
+                 subgidname: str | None = None, user: str | int | None = None,
+                 group_add: Sequence[str | int] = (), setgroups: str | None = None,
+                 rootless: bool | None = None, subuid_file: str | None = None,
+                 subgid_file: str | None = None, hold: bool = False) -> tuple[Plan, Any]:
+    """The plan, and with ``hold`` the --userns=auto lease this process now owns."""
+    from .hostinfo import gather, privileged
+    from .leases import release, reserve_auto_block
     from .resolve import resolve
     request = Request(uidmap=_values(uidmap), gidmap=_values(gidmap), userns=userns,
                       map_root_user=map_root_user, map_current_user=map_current_user,
                       map_auto=map_auto, subuidname=subuidname, subgidname=subgidname,
                       user=None if user is None else str(user),
                       group_add=tuple(str(g) for g in group_add), setgroups=setgroups)
-    plan = resolve(request, gather(request, rootless=rootless, subuid_file=subuid_file,
-                                   subgid_file=subgid_file))
-    plan.require_target()
-    return plan
+    host = gather(request, rootless=rootless, subuid_file=subuid_file,
+                  subgid_file=subgid_file)
+    lease = None
+    if hold or host.rootless != privileged():
+        host, lease = reserve_auto_block(request, host, hold=hold)
+    try:
+        plan = resolve(request, host)
+        plan.require_target()
+    except BaseException:
+        release(lease)
+        raise
+    return plan, lease
 
 
 def _spawn_options() -> frozenset[str]:
@@ -280,14 +306,19 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     from . import engine
     launch_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
     mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
-    plan = plan_for(uidmap, gidmap, **options)
+    # --userns=auto: this process owns the lease until the child exists (hand_over below).
+    plan, lease = _leased_plan(uidmap, gidmap, hold=True, **options)
     if launch_kw.get("mount_proc"):
         launch_kw["mount"] = True
     if launch_kw.get("hostname") is not None:
         launch_kw["uts"] = True
     # The caller's copies of the detached trees are closed once the child has its own.
-    mounts = _prepare_mounts(plan, **mount_kw) if mount_kw else None
-    opts = LaunchOptions(**launch_kw, mounts=mounts)
+    try:
+        mounts = _prepare_mounts(plan, **mount_kw) if mount_kw else None
+        opts = LaunchOptions(**launch_kw, mounts=mounts)
+    except BaseException:
+        release_lease(lease)
+        raise
     try:
         text = bool(text or universal_newlines or encoding or errors)
         std_specs = (stdin, stdout, stderr)
@@ -323,6 +354,7 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
                 else:
                     child_fds[i] = _fileno(spec)
             child = engine.spawn(checked._replace(stdio=tuple(child_fds)), own)
+            lease = hand_over_lease(lease, child.pid)
             for fd in child_ends:
                 own.close(fd)
             files: dict[str, IO] = {}
@@ -337,6 +369,9 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
             # (even after the exec) leaves no process and no descriptor behind.
             own.abort()
             raise
+    except BaseException:
+        release_lease(lease)        # a no-op once handed over: the dead child owns it
+        raise
     finally:
         if mounts is not None:
             mounts.release()

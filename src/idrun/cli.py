@@ -25,7 +25,9 @@ def _mapping_options(f: Callable) -> Callable:
         click.option("--gidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
                      help="Map container gids (podman syntax; repeatable)."),
         click.option("--userns", metavar="MODE",
-                     help="Preset: host, keep-id[:uid=N,gid=N,size=N], nomap, auto[:size=N]."),
+                     help="Preset: host, keep-id[:uid=N,gid=N,size=N], nomap, "
+                          "auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=C:[@]H:N] "
+                          "(auto leases a block no other live idrun namespace holds)."),
         click.option("-r", "--map-root-user", is_flag=True,
                      help="Map your own uid/gid to 0 inside (util-linux -r)."),
         click.option("-c", "--map-current-user", is_flag=True,
@@ -187,7 +189,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     the newuidmap/newgidmap arguments. Exit 0 when valid, 125 with the reason
     when not.
     """
-    from .hostinfo import gather, parse_caller
+    from .hostinfo import gather, parse_caller, privileged
     from .resolve import resolve
     request = _request(kw)
     host = gather(request, rootless=True if rootless else None,
@@ -198,6 +200,10 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                          "simulate another caller or sub-id file",
                          "drop --rootless/--caller/--subuid-file/--subgid-file, or run "
                          "--verify as that user")
+    if caller is None and host.rootless != privileged():
+        # Resolving for ourselves: say which auto block a launch would get now.
+        from .leases import reserve_auto_block
+        host, _ = reserve_auto_block(request, host, hold=False)
     plan = resolve(request, host)
     _warn(plan)
     mplan = _plan_mounts(kw, plan)
@@ -261,36 +267,45 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         raise IdrunError("no mapping given",
                          "pass --uidmap/--gidmap, a --userns mode, or -r/-c/--map-auto "
                          "(e.g. idrun --uidmap 0:1000:1 -- id)")
-    plan = resolve(request, gather(request))
-    if not dry_run:
-        plan.require_target()
-        if verify:
-            raise IdrunError("--verify goes with --dry-run",
-                             "idrun --dry-run --verify … checks the mapping on the kernel")
-    _warn(plan)
-    mplan = _plan_mounts(kw, plan)
-    if dry_run:
-        _verify_mounts(plan, mplan, verify)
-        _show_plan(plan, as_json, _verified(plan, verify), mplan)
-        return
-    from . import engine
-    from .launch import LaunchOptions, default_shell
-    prepared = None
-    if mplan is not None:
-        from .mounts import prepare
-        prepared = prepare(mplan, plan.rootless)
-    opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc, mount=mount or mount_proc,
-                         uts=uts or hostname is not None, hostname=hostname, ipc=ipc,
-                         cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
-                         preserve_fds=preserve_fds, verbose=verbose,
-                         die_with_parent=die_with_parent, mounts=prepared)
+    from .leases import release, reserve_auto_block
+    # --userns=auto: this process (which becomes the command, or waits for it) owns
+    # the lease; a failed launch gives it back, a finished one leaves it to be reclaimed.
+    host, lease = reserve_auto_block(request, gather(request), hold=not dry_run)
     try:
-        spec = engine.build_spec(plan, list(command) or [default_shell()], opts,
-                                 pass_fds=range(3, 3 + preserve_fds))
-    except (ValueError, TypeError, OSError) as e:
-        raise IdrunError(f"cannot start the command: {e}",
-                         "check the command line and --preserve-fds") from None
-    engine.run_cli(spec)
+        plan = resolve(request, host)
+        if not dry_run:
+            plan.require_target()
+            if verify:
+                raise IdrunError("--verify goes with --dry-run",
+                                 "idrun --dry-run --verify … checks the mapping on the kernel")
+        _warn(plan)
+        mplan = _plan_mounts(kw, plan)
+        if dry_run:
+            _verify_mounts(plan, mplan, verify)
+            _show_plan(plan, as_json, _verified(plan, verify), mplan)
+            return
+        from . import engine
+        from .launch import LaunchOptions, default_shell
+        prepared = None
+        if mplan is not None:
+            from .mounts import prepare
+            prepared = prepare(mplan, plan.rootless)
+        opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc,
+                             mount=mount or mount_proc, uts=uts or hostname is not None,
+                             hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
+                             no_new_privs=no_new_privs, preserve_fds=preserve_fds,
+                             verbose=verbose, die_with_parent=die_with_parent,
+                             mounts=prepared)
+        try:
+            spec = engine.build_spec(plan, list(command) or [default_shell()], opts,
+                                     pass_fds=range(3, 3 + preserve_fds))
+        except (ValueError, TypeError, OSError) as e:
+            raise IdrunError(f"cannot start the command: {e}",
+                             "check the command line and --preserve-fds") from None
+        engine.run_cli(spec)
+    except BaseException:
+        release(lease)
+        raise
 
 
 SUBCOMMANDS: dict[str, str] = {"map": "map_command", "check": "check_command",

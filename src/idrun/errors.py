@@ -67,3 +67,7 @@ def quoted(text: str) -> str:
     if text.isprintable():
         return f'"{text}"'
     return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+class RegistryError(IdrunError):
+    """The lease registry of --userns=auto is unusable (ownership, mode, I/O)."""

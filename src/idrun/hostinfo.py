@@ -16,6 +16,7 @@ from .subids import nss_subid_module, parse_getsubids, parse_subid_text
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
 NSSWITCH = "/etc/nsswitch.conf"
+AUTO_USER_ENV = "IDRUN_AUTO_USER"   # root's --userns=auto pool owner (default containers)
 _CAP_SETGID = 6
 _CAP_SETUID = 7
 
@@ -151,8 +152,9 @@ def gather(request: Request, rootless: bool | None = None,
     wanted: list[tuple[dict[str, SubidSet], SubidSource, str]] = []
     if uname and gname:
         wanted += [(named_uid, subuid, uname), (named_gid, subgid, gname)]
+    auto_owner = os.environ.get(AUTO_USER_ENV) or "containers"
     if request.userns and request.userns.split(":", 1)[0] == "auto" and not rootless:
-        wanted += [(named_uid, subuid, "containers"), (named_gid, subgid, "containers")]
+        wanted += [(named_uid, subuid, auto_owner), (named_gid, subgid, auto_owner)]
     for table, source, name in wanted:
         try:
             owner_uid: int | None = pwd.getpwnam(name).pw_uid
@@ -171,4 +173,5 @@ def gather(request: Request, rootless: bool | None = None,
         except OSError:
             pass
     return Host(rootless=rootless, uid=uid, gid=gid, login=login,
-                named_subuid=named_uid, named_subgid=named_gid, **host_kwargs)
+                named_subuid=named_uid, named_subgid=named_gid, auto_owner=auto_owner,
+                **host_kwargs)

@@ -55,6 +55,18 @@ class SubidSet(NamedTuple):
     warnings: tuple[str, ...] = ()
 
 
+class AutoBlock(NamedTuple):
+    """The ids ``--userns=auto`` was given by the shell's lease registry (host ids)."""
+
+    uid: tuple[tuple[int, int], ...]     # (start, count), ascending
+    gid: tuple[tuple[int, int], ...]
+    notes: tuple[str, ...] = ()          # which block and why, for --dry-run / idrun map
+    warnings: tuple[str, ...] = ()
+
+    def ranges(self, kind: str) -> tuple[tuple[int, int], ...]:
+        return self.uid if kind == "uid" else self.gid
+
+
 class Host(NamedTuple):
     """Facts about the caller and the system, gathered by the shell."""
 
@@ -73,6 +85,11 @@ class Host(NamedTuple):
     # Extra owners' ranges (--subuidname/--subgidname, user "containers" for auto).
     named_subuid: dict[str, SubidSet] | None = None
     named_subgid: dict[str, SubidSet] | None = None
+    # --userns=auto: the block the lease registry chose; None: the pure default
+    # (lowest ids of the pool, no registry consulted).
+    auto_block: AutoBlock | None = None
+    # Whose sub-ids form root's --userns=auto pool (podman: root-auto-userns-user).
+    auto_owner: str = "containers"
 
     def named(self, kind: str) -> dict[str, SubidSet]:
         return (self.named_subuid if kind == "uid" else self.named_subgid) or {}

@@ -6,6 +6,7 @@ preconditions and to read back the maps it just had written.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from .ranges import Line
 
@@ -133,3 +134,59 @@ def userns_inode(pid: int | str = "self") -> str | None:
         return os.readlink(f"/proc/{pid}/ns/user")
     except OSError:
         return None
+
+
+def start_time(pid: int | str) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, it names one
+    process for the life of the boot, since pids are reused but never at the same tick."""
+    try:
+        text = _read(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    # comm (field 2) may hold blanks and parentheses; the fields after the last ")"
+    # start at field 3.
+    fields = text.rpartition(")")[2].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+class ProcIds(NamedTuple):
+    pid: int
+    uids: tuple[int, ...]     # real, effective, saved, filesystem (as this reader sees them)
+    gids: tuple[int, ...]
+
+
+def all_proc_ids() -> list[ProcIds]:
+    """The ids of every visible process, from the Uid:/Gid: lines of /proc/*/status.
+
+    Cheap on purpose (one short read per process): the --userns=auto block choice
+    runs it on every launch.
+    """
+    out: list[ProcIds] = []
+    for entry in os.scandir("/proc"):
+        name = entry.name
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open(f"/proc/{name}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        u = data.find(b"\nUid:")
+        g = data.find(b"\nGid:", u)
+        if u < 0 or g < 0:
+            continue
+        try:
+            uids = tuple(int(x) for x in data[u + 5:data.index(b"\n", u + 1)].split())
+            gids = tuple(int(x) for x in data[g + 5:data.index(b"\n", g + 1)].split())
+        except ValueError:
+            continue
+        out.append(ProcIds(int(name), uids, gids))
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import NamedTuple
 
+from . import autoblock
 from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
                    Plan, Request, SubidSet)
@@ -20,7 +21,6 @@ from .syntax import Triple, parse_value
 
 MAX_LINES = 340
 MAX_BYTES = 4096          # the whole map must be written in one write below a page
-DEFAULT_AUTO_SIZE = 1024
 KINDS = ("uid", "gid")
 SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
 
@@ -237,9 +237,6 @@ def _parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, 
             raise MapSyntaxError(f'--userns={mode}: option {quoted(item)} has no "=value"',
                                  f"write {mode}:{allowed[0]}=N")
         if key not in allowed:
-            if mode == "auto" and key in ("uidmapping", "gidmapping"):
-                raise MapSyntaxError(f"--userns=auto: option {key}= is not supported yet",
-                                     "use --uidmap/--gidmap instead of --userns=auto")
             raise MapSyntaxError(f'--userns={mode}: unknown option {quoted(key)}',
                                  f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
         if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
@@ -308,42 +305,52 @@ def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _
             maps[kind] = [Piece(0, 1, total, origin)]
         return _Preset(maps, user=(0, 0))
     if mode == "auto":
-        opts = _parse_options(mode, opttext, ("size",))
-        size = opts.get("size", DEFAULT_AUTO_SIZE)
-        if size < 1:
-            raise MapSyntaxError(f"{origin}: size must be at least 1", "write auto:size=N, N ≥ 1")
-        maps = {}
-        for kind in KINDS:
-            if rootless:
-                pool = [(ln.inside, ln.count) for ln in spaces[kind].parent if ln.inside > 0]
-                source = SUBID_FILE[kind] + " (your ranges)"
-            else:
-                named = host.named(kind).get(
-                    "containers")
-                if named is None or not named.ranges:
-                    raise SubidError(
-                        f"--userns=auto as root takes ids from the user \"containers\" in "
-                        f"{SUBID_FILE[kind]}, which has no range there",
-                        f"add a line such as containers:2147483647:2147483648 to "
-                        f"{SUBID_FILE[kind]}")
-                pool = sorted((r.start, r.count) for r in named.ranges)
-                source = f"{named.source} (user containers)"
-            pieces, need, nxt = [], size, 0
-            for start, count in pool:
-                if not need:
-                    break
-                n = min(count, need)
-                pieces.append(Piece(nxt, start, n, origin))
-                nxt += n
-                need -= n
-            if need:
-                raise SubidError(f"{origin}: needs {size} {kind}s but only {size - need} are "
-                                 f"available in {source}",
-                                 "ask for a smaller size= or delegate more ids")
-            maps[kind] = pieces
-        return _Preset(maps, user=(0, 0))
+        return _auto_preset(request, host, spaces)
     raise MapSyntaxError(f'unknown --userns mode {quoted(mode)}',
                          "use host, keep-id[:uid=N,gid=N,size=N], nomap or auto[:size=N]")
+
+
+def _auto_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset:
+    """podman's auto: a block of ``size`` ids at container 0…, skipping the container
+    ids of the forced uidmapping=/gidmapping= lines, which are added as given.
+
+    The block is the registry's (``host.auto_block``) or, without one, the lowest
+    ids of the pool.
+    """
+    origin = f"--userns={request.userns}"
+    opts = autoblock.parse_auto(request.userns or "auto")
+    maps: dict[str, list[Piece]] = {}
+    for kind in KINDS:
+        space = spaces[kind]
+        if host.auto_block is not None:
+            block = host.auto_block.ranges(kind)
+        else:
+            spans, source = autoblock.pool(host, kind)
+            block = autoblock.pick(kind, spans, source, opts.size,
+                                   exclude=autoblock.excluded(opts, host, kind)).ranges
+        from_seq: list[tuple[int, int]] = []
+        for start, count in block:
+            if space.rootless:
+                runs = lookup_outside(space.by_outside, space.outside_starts, start, count)
+                if isinstance(runs, int):
+                    raise SubidError(f"{origin}: host {kind} {runs} of the chosen block is not "
+                                     "delegated to you", "report this: the block must come "
+                                     "from your ranges")
+                from_seq += [(inter, inter + n) for _, inter, n in runs]
+            else:
+                from_seq.append((start, start + count))
+        extra = opts.extra(kind)
+        inside_seq = subtract(0, ID_LIMIT, [(t.container, t.container + t.amount)
+                                            for t in extra])
+        pieces = _pair(inside_seq, from_seq, origin)
+        for t in extra:
+            if t.host:
+                pieces += [Piece(t.container + off, inter, n, t.origin)
+                           for off, inter, n in _host_lookup(t, space)]
+            else:
+                pieces.append(Piece(t.container, t.from_id, t.amount, t.origin))
+        maps[kind] = pieces
+    return _Preset(maps, user=(0, 0))
 
 
 def _shorthand_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset:
@@ -716,8 +723,13 @@ def resolve(request: Request, host: Host) -> Plan:
     for kind in unswitchable:
         warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a launch "
                         f"needs --user to say which {kind} to run as")
-    if request.userns and request.userns.startswith("auto"):
-        notes.append("auto keeps no registry: concurrent --userns=auto runs get the same ids")
+    if request.userns and autoblock.is_auto(request.userns):
+        if host.auto_block is None:
+            notes.append("auto: lowest ids of the pool; no lease registry was consulted, so "
+                         "this is not reserved against other --userns=auto runs")
+        else:
+            notes += host.auto_block.notes
+            warnings += host.auto_block.warnings
     if not userns:
         notes.append("--userns=host as root: no user namespace is created")
     return Plan(rootless=rootless, userns=userns, caller_uid=host.uid, caller_gid=host.gid,

@@ -77,8 +77,15 @@ def read_process(pid: str) -> dict:
 @click.option("--translate", "ident", type=click.IntRange(0, 4294967294), metavar="ID",
               help="Translate ID through each map: inside to outside and back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def show_command(pid: str, ident: int | None, as_json: bool) -> None:
+@click.option("--leases", is_flag=True,
+              help="List the live --userns=auto leases of your scope (root: /run/idrun; "
+                   "rootless: $XDG_RUNTIME_DIR/idrun or /tmp/idrun-UID) and the processes "
+                   "using their ids.")
+def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> None:
     """Show PID's uid_map, gid_map and setgroups (default: this process)."""
+    if leases:
+        _show_leases(as_json)
+        return
     if pid != "self" and not (pid.isascii() and pid.isdigit()):
         raise IdrunError(f"idrun show: {pid!r} is not a pid", "give a decimal process id")
     info = read_process(pid)
@@ -105,3 +112,14 @@ def show_command(pid: str, ident: int | None, as_json: bool) -> None:
         out.append(_translation("uid", info["uid_map"], ident))
         out.append(_translation("gid", info["gid_map"], ident))
     click.echo("\n".join(out))
+
+
+def _show_leases(as_json: bool) -> None:
+    from .hostinfo import privileged
+    from .leases import leases_text, live_leases
+    info = live_leases(rootless=not privileged())
+    if as_json:
+        from .jsonout import dumps
+        click.echo(dumps(info))
+    else:
+        click.echo(leases_text(info))

@@ -1,0 +1,234 @@
+"""``--userns auto``: concurrent launches get distinct blocks, leases outlive nothing.
+
+Each test runs in both passes: as root the pool is the user ``containers``'s
+sub-ids (run-suite.sh delegates 2147483647:2147483648 when none are there), as
+the unprivileged user it is the caller's own sub-ids. Blocks are checked in the
+kernel's own words: ``/proc/PID/uid_map`` of the running commands.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+
+import pytest
+
+WAIT = ["sh", "-c", "read x; exit 0"]     # runs until its stdin closes, then succeeds
+
+
+def _pool(it, kind: str) -> list[tuple[int, int]]:
+    """The host ids auto may use in this pass, or env_missing()."""
+    if it.CALLER.privileged:
+        owner = it.Caller(-1, -1, "containers", (), True)
+        ranges = it.read_subids(f"/etc/sub{kind}", owner)
+        if not ranges:
+            it.env_missing(f"no range of the user containers in /etc/sub{kind} "
+                           "(run-suite.sh adds containers:2147483647:2147483648)")
+    else:
+        ranges = it.read_subids(f"/etc/sub{kind}")
+        if not ranges:
+            it.env_missing(f"{it.CALLER.name} has no range in /etc/sub{kind}")
+    return sorted(ranges)
+
+
+def _outside(it, pid: int, kind: str) -> set[tuple[int, int]]:
+    """The host-id ranges of a running process's map, as half-open intervals."""
+    with open(f"/proc/{pid}/{kind}_map") as f:
+        lines = it.parse_map(f.read())
+    return {(o, o + n) for _, o, n in lines}
+
+
+def _started(it, proc: subprocess.Popen) -> bool:
+    """True once the launcher became the command (its maps are then final)."""
+    def ready() -> bool:
+        if proc.poll() is not None:
+            return True
+        try:
+            with open(f"/proc/{proc.pid}/comm") as f:
+                return f.read().strip() == "sh"
+        except OSError:
+            return False
+    return it.wait_for(ready, timeout=it.TIMEOUT) and proc.poll() is None
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
+    """Close the command's stdin (it then exits 0) and collect its status."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+        proc.stdin = None
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def _overlap(a: set[tuple[int, int]], b: set[tuple[int, int]]) -> bool:
+    return any(lo1 < hi2 and lo2 < hi1 for lo1, hi1 in a for lo2, hi2 in b)
+
+
+def test_fifty_concurrent_launches_get_distinct_blocks(it, idrun):
+    _pool(it, "uid"), _pool(it, "gid")
+    n = 50
+    procs = [idrun.popen(["--userns", "auto"], WAIT, stdin=subprocess.PIPE) for _ in range(n)]
+    try:
+        for p in procs:
+            assert _started(it, p), f"launch {p.pid} did not start: {p.communicate()}"
+        blocks = {kind: [_outside(it, p.pid, kind) for p in procs] for kind in ("uid", "gid")}
+        for kind, seen in blocks.items():
+            for i in range(n):
+                assert sum(hi - lo for lo, hi in seen[i]) == 1024, seen[i]
+                for j in range(i):
+                    assert not _overlap(seen[i], seen[j]), \
+                        f"{kind} blocks of {procs[i].pid} and {procs[j].pid} overlap"
+        shown = json.loads(idrun.ok(["show", "--leases", "--json"], None))
+        assert {p.pid for p in procs} <= {item["pid"] for item in shown["leases"]}
+    finally:
+        for p in procs:
+            if p.stdin is not None:
+                p.stdin.close()
+                p.stdin = None
+        results = [_finish(p, it.TIMEOUT) for p in procs]
+    assert all(rc == 0 for rc, _ in results), [r for r in results if r[0] != 0][:3]
+
+
+def test_exhaustion_sigkill_and_reclaim_with_two_blocks(it, idrun):
+    """A pool of exactly two blocks: a third launch is refused with the free sizes;
+    the lease of a SIGKILLed launcher is reclaimed by the next launch."""
+    pools = {kind: _pool(it, kind) for kind in ("uid", "gid")}
+    totals = {kind: sum(c for _, c in r) for kind, r in pools.items()}
+    if len(set(totals.values())) != 1 or totals["uid"] % 2:
+        it.env_missing(f"needs equal, even sub-uid and sub-gid totals (has {totals})")
+    size = totals["uid"] // 2
+    opts = ["--userns", f"auto:size={size}"]
+    a = idrun.popen(opts, WAIT, stdin=subprocess.PIPE)
+    b = c = None
+    try:
+        assert _started(it, a), a.communicate()
+        b = idrun.popen(opts, WAIT, stdin=subprocess.PIPE)
+        assert _started(it, b), b.communicate()
+        block_a, block_b = _outside(it, a.pid, "uid"), _outside(it, b.pid, "uid")
+        assert not _overlap(block_a, block_b)
+
+        full = idrun.run(opts, ["true"])
+        it.assert_refused(full)
+        assert "no free block" in full.stderr and "nothing is free" in full.stderr, full.stderr
+
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(timeout=it.TIMEOUT)
+        c = idrun.popen(opts, WAIT, stdin=subprocess.PIPE)
+        assert _started(it, c), c.communicate()
+        assert _outside(it, c.pid, "uid") == block_a      # the killed launcher's block
+
+        assert _finish(b, it.TIMEOUT)[0] == 0               # b ends normally
+        bigger = idrun.run(["--userns", f"auto:size={size + 1}"], ["true"])
+        it.assert_refused(bigger)
+        # One block is free; ids other processes use (other jobs on the host) may
+        # split it into runs, so the total is what is certain.
+        assert "free sizes" in bigger.stderr and f"({size} in all)" in bigger.stderr, \
+            bigger.stderr
+    finally:
+        for p in (a, b, c):
+            if p is not None and p.returncode is None:
+                _finish(p, it.TIMEOUT)
+    assert c.returncode == 0
+
+
+@pytest.fixture
+def registry():
+    """A fresh registry directory, named through IDRUN_LEASE_DIR."""
+    base = tempfile.mkdtemp(prefix="idrun-reg-", dir="/tmp")
+    path = os.path.join(base, "leases")
+    env = dict(os.environ, IDRUN_LEASE_DIR=path)
+    yield path, env
+    subprocess.run(["rm", "-rf", base], check=False)
+
+
+def test_registry_with_loose_mode_is_refused(it, idrun, registry, shared_dir):
+    _pool(it, "uid")
+    path, env = registry
+    os.mkdir(path, 0o700)
+    os.chmod(path, 0o777)
+    marker = os.path.join(shared_dir, "ran")
+    p = idrun.run(["--userns", "auto"], ["touch", marker], env=env)
+    it.assert_refused(p, marker)
+    assert "has mode 0777" in p.stderr and path in p.stderr, p.stderr
+
+
+@pytest.mark.root
+def test_registry_owned_by_someone_else_is_refused(it, idrun, registry, shared_dir):
+    _pool(it, "uid")
+    path, env = registry
+    os.mkdir(path, 0o755)
+    os.chown(path, 12345, 12345)
+    marker = os.path.join(shared_dir, "ran")
+    p = idrun.run(["--userns", "auto"], ["touch", marker], env=env)
+    it.assert_refused(p, marker)
+    assert "owned by uid 12345" in p.stderr, p.stderr
+
+
+def test_registry_symlink_is_refused(it, idrun, registry, shared_dir):
+    _pool(it, "uid")
+    path, env = registry
+    os.symlink(tempfile.gettempdir(), path)
+    marker = os.path.join(shared_dir, "ran")
+    p = idrun.run(["--userns", "auto"], ["touch", marker], env=env)
+    it.assert_refused(p, marker)
+    assert "symlink" in p.stderr, p.stderr
+
+
+@pytest.mark.rootless
+def test_foreign_runtime_dir_falls_back_to_private_tmp(it, idrun):
+    """An $XDG_RUNTIME_DIR that is not the caller's private directory is not used."""
+    _pool(it, "uid")
+    env = dict(os.environ, XDG_RUNTIME_DIR="/tmp")
+    plan = idrun.plan(["--userns", "auto"], env=env)
+    assert any(f"registry /tmp/idrun-{os.geteuid()})" in n for n in plan["notes"]), plan
+
+
+def test_garbage_and_hand_written_leases(it, idrun, registry):
+    """Garbage is removed, a dead owner's lease is reclaimed, a live owner's lease
+    (even hand-written) is honoured: never a crash, never a shared block."""
+    pool = _pool(it, "uid")
+    gpool = _pool(it, "gid")
+    path, env = registry
+    os.mkdir(path, 0o700 if not it.CALLER.privileged else 0o755)
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot = f.read().strip()
+    me = it.proc_stat(os.getpid())[2]
+    first, gfirst = pool[0][0], gpool[0][0]
+    live = f"idrun-lease 1\nowner {os.getpid()} {me} {boot}\nuid {first} 1024\ngid {gfirst} 1024\n"
+    dead = f"idrun-lease 1\nowner {os.getpid()} {me + 1} {boot}\nuid {first + 1024} 1024\n" \
+           f"gid {gfirst + 1024} 1024\n"
+    files = {"uid-live.lease": live, "uid-dead.lease": dead,
+             "junk.lease": "\x00\xffnot a lease\n" * 50, "empty.lease": "",
+             "truncated.lease": live[:30], "notes.txt": "not idrun's\n"}
+    for name, text in files.items():
+        with open(os.path.join(path, name), "w", encoding="latin-1") as f:
+            f.write(text)
+    os.mkdir(os.path.join(path, "adir.lease"))
+    p = idrun.run(["--userns", "auto"], ["cat", "/proc/self/uid_map"], env=env)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, it._show(p)
+    lines = it.parse_map(p.stdout)
+    got = {(o, o + n) for _, o, n in lines}
+    assert not _overlap(got, {(first, first + 1024)}), got       # the live lease holds
+    assert got == {(first + 1024, first + 2048)} or pool[0][1] < 2048, got
+    left = set(os.listdir(path))
+    assert "uid-live.lease" in left and "notes.txt" in left      # other names untouched
+    assert not {"uid-dead.lease", "junk.lease", "empty.lease", "truncated.lease"} & left, left
+
+
+@pytest.mark.parametrize("size", [None, 2000])
+def test_auto_maps_inside(it, idrun, size):
+    """Inside: container 0…size−1, all from the pool, running as 0:0."""
+    pools = {kind: _pool(it, kind) for kind in ("uid", "gid")}
+    n = size or 1024
+    view = idrun.inside(["--userns", "auto" if size is None else f"auto:size={size}"])
+    for kind, lines in (("uid", view.uid_map), ("gid", view.gid_map)):
+        pos = 0
+        for inside, outside, count in sorted(lines):
+            assert inside == pos, lines                       # container ids 0… without gaps
+            assert any(s <= outside and outside + count <= s + c for s, c in pools[kind]), \
+                (kind, lines, pools[kind])
+            pos += count
+        assert pos == n, lines
+    assert (view.uid, view.gid) == (0, 0)

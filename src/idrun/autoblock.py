@@ -1,0 +1,196 @@
+"""``--userns=auto``: its options and the choice of a free block of ids.
+
+Pure: plain data in, plain data out. The shell (``leases``) supplies the ids
+other live idrun namespaces hold and the ids running processes use; this module
+decides which block a launch gets and why, or why none is left. ``resolve``
+turns the chosen host-id block into map lines.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .errors import MapSyntaxError, SubidError, quoted
+from .plan import Host, SubidRange
+from .ranges import subtract
+from .syntax import Triple, parse_value
+
+# podman's minimum automatic size (containers-storage.conf auto-userns-min-size);
+# without an image to size from, it is podman's default too.
+DEFAULT_SIZE = 1024
+SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
+ROOT_POOL_OWNER = "containers"   # podman's root-auto-userns-user; Host.auto_owner
+
+Span = tuple[int, int]           # half-open [start, end) of host ids
+
+
+class AutoOptions(NamedTuple):
+    size: int = DEFAULT_SIZE
+    uidmapping: tuple[Triple, ...] = ()   # podman's forced extra lines, per kind
+    gidmapping: tuple[Triple, ...] = ()
+
+    def extra(self, kind: str) -> tuple[Triple, ...]:
+        return self.uidmapping if kind == "uid" else self.gidmapping
+
+
+class Pick(NamedTuple):
+    """The block chosen for one kind, in host ids, and the reason."""
+
+    ranges: tuple[tuple[int, int], ...]   # (start, count), ascending
+    reason: str
+    warning: str | None = None
+
+
+def is_auto(userns: str | None) -> bool:
+    return bool(userns) and userns.partition(":")[0] == "auto"  # type: ignore[union-attr]
+
+
+def parse_auto(spec: str) -> AutoOptions:
+    """Options of ``auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=…]`` (podman's)."""
+    _, _, text = spec.partition(":")
+    size = DEFAULT_SIZE
+    extra: dict[str, list[Triple]] = {"uid": [], "gid": []}
+    origin = f"--userns={spec}"
+    for item in (text.split(",") if text else []):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise MapSyntaxError(f'{origin}: option {quoted(item)} has no "=value"',
+                                 "write auto:size=N")
+        if key == "size":
+            if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
+                raise MapSyntaxError(f'{origin}: size={quoted(value)} is not a decimal id',
+                                     "write size= with a number from 1 to 4294967294")
+            size = int(value)
+            if size < 1:
+                raise MapSyntaxError(f"{origin}: size must be at least 1",
+                                     "write auto:size=N, N ≥ 1")
+        elif key in ("uidmapping", "gidmapping"):
+            kind = key[:3]
+            for t in parse_value(value, f"--userns=auto {key}="):
+                if t.plus or not (t.for_uid and t.for_gid):
+                    raise MapSyntaxError(
+                        f"{t.origin}: flags are not allowed here; {key}= applies to "
+                        f"{kind}s only", f"write {key}=CONTAINER:[@]FROM:COUNT")
+                extra[kind].append(t)
+        else:
+            raise MapSyntaxError(f"{origin}: unknown option {quoted(key)}",
+                                 "auto takes size=N, uidmapping=C:[@]H:N and "
+                                 "gidmapping=C:[@]H:N")
+    return AutoOptions(size, tuple(extra["uid"]), tuple(extra["gid"]))
+
+
+def pool(host: Host, kind: str) -> tuple[list[Span], str]:
+    """The host ids auto may hand out, and where they come from.
+
+    Rootless: the caller's sub-ids (podman's intermediate ids 1…N−1); when only one
+    of the files has ranges, podman (and ``resolve``) map the caller's own id only,
+    so the pool is empty. Root: the sub-ids of ``host.auto_owner`` (``containers``).
+    """
+    if host.rootless:
+        if not (host.subuid.ranges and host.subgid.ranges):
+            return [], f"{SUBID_FILE[kind]} (your ranges)"
+        sub = host.subuid if kind == "uid" else host.subgid
+        return _spans(sub.ranges), f"{sub.source} (your ranges)"
+    owner = host.auto_owner
+    named = host.named(kind).get(owner)
+    if named is None or not named.ranges:
+        raise SubidError(
+            f"--userns=auto as root takes ids from the user \"{owner}\" in "
+            f"{SUBID_FILE[kind]}, which has no range there",
+            f"add a line such as {owner}:2147483647:2147483648 to {SUBID_FILE[kind]}"
+            + ("" if owner != ROOT_POOL_OWNER else ", or name another owner in "
+               "IDRUN_AUTO_USER"))
+    return _spans(named.ranges), f"{named.source} (user {owner})"
+
+
+def _spans(ranges: tuple[SubidRange, ...]) -> list[Span]:
+    return sorted((r.start, r.end) for r in ranges if r.count)
+
+
+def excluded(opts: AutoOptions, host: Host, kind: str) -> list[Span]:
+    """Host ids the forced ``uidmapping=``/``gidmapping=`` lines use: never in the block."""
+    out: list[Span] = []
+    inter: list[tuple[int, int]] = []     # rootless: (intermediate start, host start, count)
+    if host.rootless:
+        own = host.uid if kind == "uid" else host.gid
+        sub = host.subuid if kind == "uid" else host.subgid
+        inter = [(0, own, 1)]  # type: ignore[list-item]
+        nxt = 1
+        for lo, hi in _spans(sub.ranges):
+            inter.append((nxt, lo, hi - lo))  # type: ignore[arg-type]
+            nxt += hi - lo
+    for t in opts.extra(kind):
+        lo, hi = t.from_id, t.from_id + t.amount
+        if t.host or not host.rootless:
+            out.append((lo, hi))
+            continue
+        for i_lo, h_lo, n in inter:  # type: ignore[misc]
+            a, b = max(lo, i_lo), min(hi, i_lo + n)
+            if a < b:
+                out.append((h_lo + a - i_lo, h_lo + b - i_lo))
+    return out
+
+
+def _minus(spans: list[Span], holes: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for lo, hi in spans:
+        out += subtract(lo, hi, [h for h in holes if h[0] < hi and h[1] > lo])
+    return out
+
+
+def _lowest(spans: list[Span], size: int) -> list[tuple[int, int]]:
+    """The lowest ``size`` ids of ``spans``, preferring one contiguous run."""
+    for lo, hi in spans:
+        if hi - lo >= size:
+            return [(lo, size)]
+    out, need = [], size
+    for lo, hi in spans:
+        n = min(hi - lo, need)
+        out.append((lo, n))
+        need -= n
+        if not need:
+            break
+    return out
+
+
+def _text(ranges: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{s}-{s + c - 1}" for s, c in ranges)
+
+
+def pick(kind: str, pool_spans: list[Span], source: str, size: int,
+         held: list[Span] = (), busy: list[Span] = (),  # type: ignore[assignment]
+         exclude: list[Span] = ()) -> Pick:  # type: ignore[assignment]
+    """Choose ``size`` ids of ``pool_spans`` that no lease holds.
+
+    Preference: the lowest contiguous run no running process uses (systemd-nspawn's
+    check), then the lowest such ids spread over several runs, then — with a
+    warning — ids some process uses. Exhaustion is an error listing the free sizes.
+    """
+    if not pool_spans:
+        raise SubidError(f"--userns=auto needs {size} {kind}s, but {source} has none",
+                         f"ask for them with usermod --add-sub{kind}s")
+    free = _minus(pool_spans, list(held) + list(exclude))
+    quiet = _minus(free, list(busy))
+    n_held = sum(hi - lo for lo, hi in _minus(pool_spans, list(exclude))) - \
+        sum(hi - lo for lo, hi in free)
+    held_note = f"; {n_held} {kind}s held by live idrun namespaces" if n_held else ""
+    if sum(hi - lo for lo, hi in quiet) >= size:
+        ranges = _lowest(quiet, size)
+        how = ("lowest free block" if len(ranges) == 1 else
+               f"lowest free {kind}s, in {len(ranges)} runs (no contiguous block is free)")
+        skipped = sum(hi - lo for lo, hi in free) - sum(hi - lo for lo, hi in quiet)
+        used = f", skipping {skipped} {kind}s running processes use" if skipped else \
+            ", no running process uses them"
+        return Pick(tuple(ranges), f"{how} of {source}{used}{held_note}")
+    if sum(hi - lo for lo, hi in free) >= size:
+        ranges = _lowest(free, size)
+        return Pick(tuple(ranges), f"lowest free {kind}s of {source}{held_note}",
+                    f"--userns=auto: every free block of {size} {kind}s includes {kind}s that "
+                    f"running processes (not idrun's) use; picked {_text(ranges)} anyway")
+    runs = sorted((hi - lo for lo, hi in free), reverse=True)
+    sizes = ", ".join(str(n) for n in runs[:8]) + (", …" if len(runs) > 8 else "")
+    raise SubidError(
+        f"--userns=auto: no free block of {size} {kind}s in {source}: "
+        + (f"free sizes {sizes} ({sum(runs)} in all)" if runs else "nothing is free")
+        + held_note,
+        "wait for a namespace to end (idrun show --leases lists them), ask for a smaller "
+        "auto:size=, or delegate more ids")
