@@ -205,7 +205,7 @@ def test_fish_completion(fish_script):
 ZSH_DRIVER = r'''
 zmodload zsh/zpty
 zpty z zsh -f -i
-zpty -w z "fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -d /dev/null; print READY"
+zpty -w z "fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -D; print READY"
 zpty -r z line '*READY*'
 zpty -w z "compadd() { local -a _m; builtin compadd -O _m \"\$@\"; print -rl -- \$_m >> $2; builtin compadd \"\$@\"; }; print SET"
 zpty -r z line '*SET*'
