@@ -10,17 +10,18 @@ import pytest
 from conftest import idrun_argv, idrun_json, run
 from idrun import newidmap, procfs, syscalls
 from idrun.errors import LaunchError
-from idrun.ranges import Line
+from idrun.ranges import IdMap, Line
 
 
 # --- pure parts (no kernel state needed) -------------------------------------------
 
 def test_parse_map_padded_text():
     text = "         0       1000          1\n         1     100000      65536\n"
-    assert procfs.parse_map(text) == [Line(0, 1000, 1), Line(1, 100000, 65536)]
-    assert procfs.parse_map("") == []
-    with pytest.raises(ValueError):
-        procfs.parse_map("0 1\n")
+    assert IdMap.parse(text) == (Line(0, 1000, 1), Line(1, 100000, 65536))
+    assert IdMap.parse("") == ()
+    for bad in ("0 1\n", "0 1 " + "9" * 5000 + "\n", "0 -1 1\n"):
+        with pytest.raises(ValueError):
+            IdMap.parse(bad)
 
 
 def test_parse_file_caps_v2_and_v3():
@@ -116,7 +117,7 @@ def test_unshare_user_namespace_in_a_child():
     if pid == 0:
         try:
             syscalls.unshare(syscalls.CLONE_NEWUSER)
-            ok = procfs.read_map("uid") == [] and not procfs.is_initial_userns()
+            ok = procfs.read_map("uid") == () and not procfs.is_initial_userns()
         except BaseException:
             ok = False
         os._exit(0 if ok else 1)

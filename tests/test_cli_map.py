@@ -149,3 +149,31 @@ def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "idrun", "map", "--uidmap", "0:0:1", "--json"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and idrun_json(res.stdout)["uid_map"]
+
+
+def _rows(text: str, title: str) -> list[list[int]]:
+    """The numeric rows of the table under ``title`` in `idrun map` text."""
+    lines = text.splitlines()
+    i = lines.index(title) + 2
+    rows = []
+    while i < len(lines) and lines[i].startswith("  ") and lines[i].split()[0].isdigit():
+        rows.append([int(x) for x in lines[i].split()])
+        i += 1
+    return rows
+
+
+def test_three_step_table_splits_where_the_host_side_jumps(subid):
+    """Issue 11: a row spanning several sub-id ranges showed one host range."""
+    f = subid("1000:100000:10\n1000:300000:10\n")
+    res = run(["map", "--uidmap", "0:0:21", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    rows = _rows(res.stdout, "uid map (container → intermediate → host):")
+    assert rows == [[0, 0, 1000, 1], [1, 1, 100000, 10], [11, 11, 300000, 10]]
+    # Every row agrees with the lines written: same (container, host, count).
+    written = [[int(x) for x in ln.split()] for ln in
+               res.stdout.split("uid_map to write (helper):\n")[1].splitlines()[:3]]
+    assert [[c, h, n] for c, _, h, n in rows] == written
+    # The default rootless mapping: the caller's row stays apart from the sub-ids.
+    res = run(["map", "--userns", "host", *rootless_args(subid("1000:1001:65536\n"))])
+    assert _rows(res.stdout, "uid map (container → intermediate → host):") == [
+        [0, 0, 1000, 1], [1, 1, 1001, 65536]]

@@ -143,9 +143,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
         if mplan is not None:
             d.update(mounts_dict(mplan))
         if verified is not None:
-            from .procfs import parse_map
-            d["verified"] = {"uid_map": [list(ln) for ln in parse_map(verified.uid_map)],
-                             "gid_map": [list(ln) for ln in parse_map(verified.gid_map)],
+            from .ranges import IdMap
+            d["verified"] = {"uid_map": [list(ln) for ln in IdMap.parse(verified.uid_map)],
+                             "gid_map": [list(ln) for ln in IdMap.parse(verified.gid_map)],
                              "setgroups": verified.setgroups,
                              "kernel": os.uname().release}
             if mplan is not None:

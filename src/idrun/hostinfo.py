@@ -10,7 +10,7 @@ import os
 
 from .errors import SubidError
 from .plan import Host, Request, SubidSet
-from .ranges import Line
+from . import procfs
 from .subids import nss_subid_module, parse_getsubids, parse_subid_text
 
 SUBUID = "/etc/subuid"
@@ -19,17 +19,6 @@ NSSWITCH = "/etc/nsswitch.conf"
 AUTO_USER_ENV = "IDRUN_AUTO_USER"   # root's --userns=auto pool owner (default containers)
 _CAP_SETGID = 6
 _CAP_SETUID = 7
-
-
-def read_map(path: str) -> tuple[Line, ...]:
-    with open(path) as f:
-        text = f.read()
-    lines = []
-    for raw in text.splitlines():
-        parts = raw.split()
-        if len(parts) == 3:
-            lines.append(Line(int(parts[0]), int(parts[1]), int(parts[2])))
-    return tuple(lines)
 
 
 def privileged() -> bool:
@@ -168,8 +157,8 @@ def gather(request: Request, rootless: bool | None = None,
         pass
     if not rootless:
         try:
-            host_kwargs["parent_uid_map"] = read_map("/proc/self/uid_map")
-            host_kwargs["parent_gid_map"] = read_map("/proc/self/gid_map")
+            host_kwargs["parent_uid_map"] = procfs.read_map("uid")
+            host_kwargs["parent_gid_map"] = procfs.read_map("gid")
         except OSError:
             pass
     return Host(rootless=rootless, uid=uid, gid=gid, login=login,

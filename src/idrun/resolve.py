@@ -8,15 +8,13 @@ before anything runs.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import NamedTuple
 
 from . import autoblock
 from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
                    Plan, Request, SubidSet)
-from .ranges import ID_LIMIT, IntervalSet, Line, canonical, free_ranges, lookup_outside, \
-    split_compose, subtract
+from .ranges import ID_LIMIT, IdMap, IntervalSet, Line, canonical, free_ranges, subtract
 from .syntax import Triple, parse_value
 
 MAX_LINES = 340
@@ -51,10 +49,8 @@ class _Space:
         self.subids = subids
         self.kind = kind
         self.rootless = rootless
-        self.parent = parent
+        self.parent = IdMap(parent)
         self.own_id = own_id
-        self.by_outside = sorted(self.parent, key=lambda ln: ln.outside)
-        self.outside_starts = [ln.outside for ln in self.by_outside]
 
     def same_as(self, other: "_Space") -> bool:
         return (self.rootless == other.rootless and self.parent == other.parent
@@ -62,7 +58,7 @@ class _Space:
 
     @property
     def size(self) -> int:
-        return sum(ln.count for ln in self.parent)
+        return self.parent.size
 
     def describe(self) -> str:
         if self.rootless:
@@ -149,7 +145,7 @@ def _parse_all(request: Request, warnings: list[str]) -> dict[str, list[Triple]]
 
 def _host_lookup(t: Triple, space: _Space) -> list[tuple[int, int, int]]:
     """Resolve ``@from`` id by id (in whole runs) through the parent map."""
-    runs = lookup_outside(space.by_outside, space.outside_starts, t.from_id, t.amount)
+    runs = space.parent.inward_runs(t.from_id, t.amount)
     if isinstance(runs, int):
         if space.rootless:
             raise SubidError(
@@ -374,8 +370,7 @@ def _shorthand_preset(request: Request, host: Host, spaces: dict[str, _Space]) -
                                  f"ask for one with usermod --add-sub{kind}s")
             first = subids.ranges[0]  # util-linux takes the first line in file order
             if host.rootless:
-                runs = lookup_outside(space.by_outside, space.outside_starts, first.start,
-                                      first.count)
+                runs = space.parent.inward_runs(first.start, first.count)
                 assert not isinstance(runs, int)
                 block_from = runs[0][1]
             else:
@@ -441,8 +436,7 @@ def _subidname_pieces(request: Request, host: Host, spaces: dict[str, _Space]
         for rng in sorted(named.ranges, key=lambda r: r.start):
             origin = f"{option} {name} ({named.source} line {rng.lineno})"
             if host.rootless:
-                runs = lookup_outside(space.by_outside, space.outside_starts, rng.start,
-                                      rng.count)
+                runs = space.parent.inward_runs(rng.start, rng.count)
                 if isinstance(runs, int):
                     raise SubidError(f"{origin}: host {kind} {runs} is not delegated to you",
                                      f"only ids of your own ranges in {SUBID_FILE[kind]} "
@@ -489,7 +483,7 @@ def _validate_pieces(kind: str, pieces: list[Piece], space: _Space) -> None:
 
 
 def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) -> list[Line]:
-    out, missing = split_compose(lines, space.parent, translate=space.rootless)
+    out, missing = space.parent.split(lines, translate=space.rootless)
     if missing is not None:
         line, ident = missing
         origin = next((p.origin for p in origins
@@ -541,19 +535,6 @@ def _parse_user(text: str) -> tuple[int, int | None]:
             raise MapSyntaxError(f'--user {quoted(text)}: {name} {quoted(part)} is not a numeric id',
                                  "write --user UID[:GID] with container ids, e.g. --user 0:0")
     return int(uid_text), (int(gid_text) if sep else None)
-
-
-def _mapped(container: list[Line], ident: int) -> bool:
-    starts = [ln.inside for ln in container]
-    i = bisect_right(starts, ident) - 1
-    return i >= 0 and container[i].inside <= ident < container[i].inside_end
-
-
-def _container_of(container: list[Line], from_id: int) -> int | None:
-    for ln in container:
-        if ln.outside <= from_id < ln.outside_end:
-            return ln.inside + from_id - ln.outside
-    return None
 
 
 def resolve(request: Request, host: Host) -> Plan:
@@ -621,11 +602,11 @@ def resolve(request: Request, host: Host) -> Plan:
                                           "value given)")]
 
     userns = preset.userns if preset is not None else True
-    container: dict[str, list[Line]] = {}
+    container: dict[str, IdMap] = {}
     written: dict[str, list[Line]] = {}
     for kind in KINDS:
         _validate_pieces(kind, pieces[kind], spaces[kind])
-        container[kind] = canonical(p.line for p in pieces[kind])
+        container[kind] = IdMap(canonical(p.line for p in pieces[kind]))
         if not userns:
             written[kind] = []
             continue
@@ -657,17 +638,17 @@ def resolve(request: Request, host: Host) -> Plan:
                                 f"inside and idrun does not switch {kind}s")
             ids[kind] = None
             continue
-        if not _mapped(lines, 0) and preset is None and request.user is None:
+        if not lines.covers(0) and preset is None and request.user is None:
             warnings.append(f"container {kind} 0 is not mapped; if you meant to be root "
                                 f"inside, map it (e.g. --{kind}map 0:...)")
         if ids[kind] is None:
-            if _mapped(lines, 0):
+            if lines.covers(0):
                 ids[kind] = 0
             else:
-                ids[kind] = _container_of(lines, 0 if rootless else own[kind])
+                ids[kind] = lines.inward(0 if rootless else own[kind])
                 if ids[kind] is None:
                     unswitchable.append(kind)
-        elif not _mapped(lines, ids[kind]):  # type: ignore[arg-type]
+        elif not lines.covers(ids[kind]):  # type: ignore[arg-type]
             what = "--user" if request.user is not None else "the preset's"
             raise MapValidationError(
                 f"container {kind} {ids[kind]} ({what} {kind}) is not mapped by the {kind} map",
@@ -696,7 +677,7 @@ def resolve(request: Request, host: Host) -> Plan:
             raise MapSyntaxError(f'--group-add {quoted(text)} is not a numeric gid',
                                  "write --group-add with container gids, e.g. --group-add 10")
         gid = int(text)
-        if not _mapped(container["gid"], gid):
+        if not container["gid"].covers(gid):
             raise MapValidationError(f"--group-add {gid}: container gid {gid} is not mapped",
                                      "map it with --gidmap or drop --group-add")
         groups.append(gid)

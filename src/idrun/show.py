@@ -12,7 +12,7 @@ import click
 
 from . import procfs
 from .errors import IdrunError
-from .ranges import Line, translate
+from .ranges import IdMap, Line
 
 
 def _process(pid: str) -> tuple[int, str, str | None]:
@@ -49,9 +49,9 @@ def _table(kind: str, lines: list[Line]) -> list[str]:
     return out
 
 
-def _translation(kind: str, lines: list[Line], ident: int) -> str:
-    out_id = translate(lines, ident)
-    in_id = translate(lines, ident, inward=True)
+def _translation(kind: str, lines: IdMap, ident: int) -> str:
+    out_id = lines.outward(ident)
+    in_id = lines.inward(ident)
     a = f"inside {ident} = outside {out_id}" if out_id is not None else \
         f"inside {ident} is not mapped"
     b = f"outside {ident} = inside {in_id}" if in_id is not None else \
@@ -99,8 +99,8 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
                "gid_map": [ln.as_list() for ln in info["gid_map"]]}
         if ident is not None:
             doc["translate"] = {
-                kind: {"inside_to_outside": translate(info[f"{kind}_map"], ident),
-                       "outside_to_inside": translate(info[f"{kind}_map"], ident, inward=True)}
+                kind: {"inside_to_outside": info[f"{kind}_map"].outward(ident),
+                       "outside_to_inside": info[f"{kind}_map"].inward(ident)}
                 for kind in ("uid", "gid")}
         click.echo(dumps(doc))
         return
