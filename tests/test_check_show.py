@@ -146,9 +146,18 @@ def test_check_for_a_user(testuser):
 
 
 def test_check_for_a_user_without_sub_ids(root):
+    """Issue 11: own-id launches work without sub-ids, so that is not 'not ready'; the
+    proposed block is free in the file and the command names the real user."""
+    from idrun.subids import all_entries, free_block
     res = run(idrun_argv() + ["check", "--user", "nobody"])
-    assert res.returncode == 1
-    assert "FAIL" in res.stdout and "usermod --add-subuids" in res.stdout
+    assert res.returncode == 0, res.stdout
+    assert "FAIL" not in res.stdout
+    assert "ready: rootless launches work with your own ids only" in res.stdout
+    with open("/etc/subuid") as f:
+        lo, hi = free_block(all_entries(f.read(), "/etc/subuid"))
+    assert f"usermod --add-subuids {lo}-{hi} nobody" in res.stdout
+    doc = json.loads(run(idrun_argv() + ["check", "--user", "nobody", "--json"]).stdout)
+    assert doc["ok"] is True and doc["sub_ids"] is False
 
 
 def test_check_unknown_user(root):

@@ -177,3 +177,29 @@ def test_three_step_table_splits_where_the_host_side_jumps(subid):
     res = run(["map", "--userns", "host", *rootless_args(subid("1000:1001:65536\n"))])
     assert _rows(res.stdout, "uid map (container → intermediate → host):") == [
         [0, 0, 1000, 1], [1, 1, 1001, 65536]]
+
+
+def test_sub_id_hint_proposes_a_free_block_for_the_real_user(subid):
+    """Issue 11: the hint proposed 100000-165535 (already someone's) and a literal USER."""
+    import pwd
+    f = subid("someone:100000:65536\n")
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
+    assert res.returncode == 125
+    try:
+        who = pwd.getpwuid(1000).pw_name
+    except KeyError:
+        who = "1000"
+    assert f"usermod --add-subuids 165536-231071 {who}" in res.stderr
+    assert "USER" not in res.stderr
+
+
+def test_sub_id_file_lines_with_blanks_or_garbage(subid):
+    """Issue 11: read the file as shadow does; say which line is wrong."""
+    f = subid("junk line\n 1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
+    assert res.returncode == 125
+    assert f"{f} line 2" in res.stderr and "blanks" in res.stderr
+    f = subid("junk line\n1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    assert f'warning: {f} line 1: "junk line" is not OWNER:START:COUNT' in res.stderr

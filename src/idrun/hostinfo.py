@@ -11,7 +11,7 @@ import os
 from .errors import SubidError
 from .plan import Host, Request, SubidSet
 from . import procfs
-from .subids import nss_subid_module, parse_getsubids, parse_subid_text
+from .subids import all_entries, free_block, nss_subid_module, parse_getsubids, parse_subid_text
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
@@ -80,8 +80,14 @@ class SubidSource:
         if self._text is False:
             self._text = _read_text(self.path)
         if self._text is None:
-            return SubidSet(self.path, present=False, keys=keys)
-        return parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
+            return SubidSet(self.path, present=False, keys=keys, free=free_block([]),
+                            owner=name)
+        found = parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
+        if found.ranges:
+            return found
+        # Only then is the whole file read, to propose a block nobody has.
+        return found._replace(free=free_block(all_entries(self._text, self.path)),  # type: ignore[arg-type]
+                              owner=name)
 
     def _getsubids(self, module: str, keys: tuple[str, ...]) -> SubidSet:
         import subprocess

@@ -297,6 +297,8 @@ def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _
             if total <= 0:
                 raise SubidError(f"--userns=nomap needs sub-ids, but none are delegated to you "
                                  f"in {SUBID_FILE[kind]}",
+                                 f"ask an admin: {spaces[kind].subids.add_hint(kind)}"
+                                 if spaces[kind].subids is not None else
                                  f"ask for them with usermod --add-sub{kind}s")
             maps[kind] = [Piece(0, 1, total, origin)]
         return _Preset(maps, user=(0, 0))
@@ -367,7 +369,7 @@ def _shorthand_preset(request: Request, host: Host, spaces: dict[str, _Space]) -
             subids = host.subuid if kind == "uid" else host.subgid
             if not subids.ranges:
                 raise SubidError(f"--map-auto: no range is delegated to you in {subids.source}",
-                                 f"ask for one with usermod --add-sub{kind}s")
+                                 f"ask an admin: {subids.add_hint(kind)}")
             first = subids.ranges[0]  # util-linux takes the first line in file order
             if host.rootless:
                 runs = space.parent.inward_runs(first.start, first.count)
@@ -492,7 +494,7 @@ def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) 
             raise MapValidationError(
                 f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
                 f"have ({space.describe()})",
-                f"ask for sub-ids (usermod --add-sub{kind}s 100000-165535 USER)"
+                f"ask an admin to delegate sub-ids: {space.subids.add_hint(kind)}"
                 if space.subids is not None and not space.subids.ranges else
                 "from ids are intermediate ids when rootless; write @HOSTID to name a "
                 "delegated host id, or see idrun map --rootless for the table")
@@ -556,8 +558,7 @@ def resolve(request: Request, host: Host) -> Plan:
                 f"you have ranges in {has.source} but none in {lacks.source}; like podman, "
                 "idrun then maps only your own uid and gid (add the missing ranges with "
                 "usermod --add-subuids/--add-subgids)")
-            subuid = SubidSet(subuid.source, present=subuid.present, keys=subuid.keys)
-            subgid = SubidSet(subgid.source, present=subgid.present, keys=subgid.keys)
+            subuid, subgid = subuid._replace(ranges=()), subgid._replace(ranges=())
         for s in (subuid, subgid):
             warnings.extend(s.warnings)
         for kind, subids in (("uid", subuid), ("gid", subgid)):
