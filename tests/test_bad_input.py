@@ -42,7 +42,7 @@ LAUNCH_CASES = [
     (["--userns", "sideways"], "unknown --userns mode"),
     (["--userns", "auto:bogus=1"], 'unknown option "bogus"'),
     (["--uidmap", "0:0:10", "--user", "50"], "container uid 50"),
-    (["--uidmap", "0:0:10", "--user", "x"], "numeric"),
+    (["--uidmap", "0:0:10", "--user", "x"], "is not a decimal number"),
     (["--uidmap", "0:0:10", "--frobnicate"], "No such option"),
     (["--uidmap", "1000:501", "--uidmap", "1001:502"], "does not know which uid"),
 ]

@@ -203,3 +203,49 @@ def test_sub_id_file_lines_with_blanks_or_garbage(subid):
     res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
     assert res.returncode == 0, res.stderr
     assert f'warning: {f} line 1: "junk line" is not OWNER:START:COUNT' in res.stderr
+
+
+@pytest.mark.parametrize("caller,uid,gid", [("1003:1003", 1003, 1003), ("1003", 1003, None),
+                                            ("nobody", 65534, None)])
+def test_caller_other_than_root_means_rootless(caller, uid, gid):
+    """Issue 11: --caller 1003:1003 resolved rootful; --caller NAME was refused."""
+    import pwd
+    res = run(["map", "--json", "--caller", caller, "-r"])
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    if gid is None:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = uid
+    assert d["mode"] == "rootless" and d["caller"] == {"uid": uid, "gid": gid}
+    assert d["uid_map"] == [[0, uid, 1]]
+
+
+def test_own_id_as_rootless_from_id_gets_a_note_and_host_id_a_hint(subid):
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:1000:1", *rootless_args(f)])
+    assert res.returncode == 0
+    assert "note: --uidmap \"0:1000:1\": rootless, from uid 1000 is intermediate 1000 " \
+           "(host uid 100999)" in res.stdout and "@1000" in res.stdout
+    res = run(["map", "--uidmap", "0:100000:1", *rootless_args(f)])
+    assert res.returncode == 125 and "hint: write @100000 to mean host uid 100000" in res.stderr
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("args", [
+    ["map", "--uidmap", f"0:{HUGE}:1"], ["map", "-r", "--user", HUGE],
+    ["map", "-r", "--user", f"0:{HUGE}"], ["map", "--caller", f"{HUGE}:0", "-r"],
+    ["map", "--caller", "99999999999999999999:0", "-r"], ["map", "--userns", f"keep-id:uid={HUGE}"],
+    ["map", "-r", "--group-add", HUGE], ["show", HUGE], ["show", "--translate", HUGE],
+    ["--uidmap", f"0:{HUGE}:1", "--", "true"],
+])
+def test_huge_numbers_are_one_line_errors(args):
+    """Issue 11: 5000-digit numbers ended in tracebacks (Python's int-conversion limit)."""
+    res = run(args)
+    assert res.returncode == 125, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idrun: error: "), res.stderr
+    assert len(lines[0]) < 400

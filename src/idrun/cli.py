@@ -17,6 +17,26 @@ from .plan import Request
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class DecimalParam(click.ParamType):
+    """A decimal number from 0 to ``limit``, read by idrun's one decimal parser."""
+
+    name = "number"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        from .syntax import decimal
+        number = decimal(value)
+        if number is None or number > self.limit:
+            from .errors import quoted
+            why = "is not a decimal number" if number is None else f"is larger than {self.limit}"
+            self.fail(f"{quoted(value)} {why}", param, ctx)
+        return number
+
+
 def _mapping_options(f: Callable) -> Callable:
     options = [
         click.option("--uidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
@@ -172,7 +192,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
 @_mapping_options
 @click.option("--rootless", is_flag=True,
               help="Resolve as an unprivileged user would, even as root.")
-@click.option("--caller", metavar="UID:GID", help="Resolve for this caller instead of you.")
+@click.option("--caller", metavar="USER[:GID]",
+              help="Resolve for this caller (login name or uid; GID defaults to the user's "
+                   "primary gid) instead of you. A caller other than 0 implies --rootless.")
 @click.option("--subuid-file", metavar="FILE", help="Read FILE instead of /etc/subuid.")
 @click.option("--subgid-file", metavar="FILE", help="Read FILE instead of /etc/subgid.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -192,9 +214,10 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     from .hostinfo import gather, parse_caller, privileged
     from .resolve import resolve
     request = _request(kw)
-    host = gather(request, rootless=True if rootless else None,
-                  caller=parse_caller(caller) if caller else None,
-                  subuid_file=subuid_file, subgid_file=subgid_file)
+    who = parse_caller(caller) if caller else None
+    # Only root resolves rootful: any other caller would run idrun rootless.
+    host = gather(request, rootless=True if rootless or (who and who[0] != 0) else None,
+                  caller=who, subuid_file=subuid_file, subgid_file=subgid_file)
     if verify and (rootless or caller or subuid_file or subgid_file):
         raise IdrunError("--verify checks the mapping on this kernel as you; it cannot "
                          "simulate another caller or sub-id file",
@@ -278,6 +301,8 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
             if verify:
                 raise IdrunError("--verify goes with --dry-run",
                                  "idrun --dry-run --verify … checks the mapping on the kernel")
+            for note in plan.notes:
+                click.echo(f"idrun: note: {note}", err=True)
         _warn(plan)
         mplan = _plan_mounts(kw, plan)
         if dry_run:
@@ -340,9 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return _fail(args, "idrun: aborted", "aborted", None, EXIT_IDRUN)
     except click.ClickException as e:
-        hint = "see 'idrun --help'" if prog == "idrun" else f"see '{prog} --help'"
-        message = e.format_message()
-        return _fail(args, f"idrun: error: {message}; {hint}", message, hint, EXIT_IDRUN)
+        hint = f"see '{prog} --help'"
+        # click ends its sentences with '.'; ours continue with '; hint: …'.
+        message = e.format_message().rstrip(".")
+        return _fail(args, f"idrun: error: {message}; hint: {hint}", message, hint, EXIT_IDRUN)
 
 
 def _fail(args: list[str], line: str, message: str, hint: str | None, status: int) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 
-from .errors import SubidError
+from .errors import SubidError, quoted
 from .plan import Host, Request, SubidSet
 from . import procfs
+from .syntax import decimal, decimal_id, parse_userns
 from .subids import all_entries, free_block, nss_subid_module, parse_getsubids, parse_subid_text
 
 SUBUID = "/etc/subuid"
@@ -107,11 +108,31 @@ class SubidSource:
 
 
 def parse_caller(text: str) -> tuple[int, int]:
-    uid_text, sep, gid_text = text.partition(":")
-    if not sep or not all(p.isascii() and p.isdigit() for p in (uid_text, gid_text)):
-        from .errors import MapSyntaxError
-        raise MapSyntaxError(f'--caller "{text}" is not UID:GID', "write e.g. --caller 1000:1000")
-    return int(uid_text), int(gid_text)
+    """``--caller USER[:GID]``: USER is a login name or a uid; GID defaults to the
+    user's primary gid from passwd (or to the uid when there is no entry)."""
+    import pwd
+    from .errors import MapSyntaxError
+    user, sep, gid_text = text.partition(":")
+    hint = "write --caller NAME, --caller UID or --caller UID:GID, e.g. --caller 1000:1000"
+    what = f"--caller {quoted(text)}:"
+    uid = decimal(user)
+    entry = None
+    if uid is None:
+        try:
+            entry = pwd.getpwnam(user)
+        except (KeyError, ValueError):
+            raise MapSyntaxError(f"{what} {quoted(user)} is neither a uid nor a known login "
+                                 "name", hint) from None
+        uid = entry.pw_uid
+    else:
+        uid = decimal_id(user, f"{what} UID", hint)
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            pass
+    if sep:
+        return uid, decimal_id(gid_text, f"{what} GID", hint)
+    return uid, entry.pw_gid if entry is not None else uid
 
 
 def gather(request: Request, rootless: bool | None = None,
@@ -148,13 +169,13 @@ def gather(request: Request, rootless: bool | None = None,
     if uname and gname:
         wanted += [(named_uid, subuid, uname), (named_gid, subgid, gname)]
     auto_owner = os.environ.get(AUTO_USER_ENV) or "containers"
-    if request.userns and request.userns.split(":", 1)[0] == "auto" and not rootless:
+    if request.userns and parse_userns(request.userns).mode == "auto" and not rootless:
         wanted += [(named_uid, subuid, auto_owner), (named_gid, subgid, auto_owner)]
     for table, source, name in wanted:
         try:
             owner_uid: int | None = pwd.getpwnam(name).pw_uid
         except KeyError:
-            owner_uid = int(name) if name.isascii() and name.isdigit() else None
+            owner_uid = decimal(name)
         table[name] = source.lookup(name, owner_uid)
     try:
         with open("/proc/self/setgroups") as f:

@@ -15,7 +15,7 @@ from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
                    Plan, Request, SubidSet)
 from .ranges import ID_LIMIT, IdMap, IntervalSet, Line, canonical, free_ranges, subtract
-from .syntax import Triple, parse_value
+from .syntax import Triple, decimal_id, parse_user, parse_userns, parse_value
 
 MAX_LINES = 340
 MAX_BYTES = 4096          # the whole map must be written in one write below a page
@@ -235,10 +235,8 @@ def _parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, 
         if key not in allowed:
             raise MapSyntaxError(f'--userns={mode}: unknown option {quoted(key)}',
                                  f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
-        if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
-            raise MapSyntaxError(f'--userns={mode}: {key}={quoted(value)} is not a decimal id',
-                                 f"write {key}= with a number from 0 to 4294967294")
-        opts[key] = int(value)
+        opts[key] = decimal_id(value, f"--userns={mode}: {key}=",
+                               f"write {key}= with a number from 0 to 4294967294")
     return opts
 
 
@@ -251,7 +249,7 @@ class _Preset(NamedTuple):
 
 def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset:
     spec = request.userns or ""
-    mode, _, opttext = spec.partition(":")
+    mode, opttext, _ = parse_userns(spec)
     origin = f"--userns={spec}"
     rootless = host.rootless
     if mode == "host":
@@ -490,6 +488,12 @@ def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) 
         line, ident = missing
         origin = next((p.origin for p in origins
                        if p.container <= line.inside < p.container + p.count), "the map")
+        if space.rootless and space.parent.inward(ident) is not None:
+            raise MapValidationError(
+                f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
+                f"have; host {kind} {ident} is delegated to you, but rootless from ids are "
+                "intermediate ids", f"write @{ident} to mean host {kind} {ident}; "
+                "'idrun map --rootless' shows the intermediate table")
         if space.rootless:
             raise MapValidationError(
                 f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
@@ -502,6 +506,22 @@ def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) 
             f"{origin}: {kind} {ident} is not mapped into the namespace idrun runs in",
             f"use ids that /proc/self/{kind}_map maps")
     return out
+
+
+def _own_id_notes(triples: dict[str, list[Triple]], spaces: dict[str, _Space]) -> list[str]:
+    """A rootless from id equal to the caller's own id reads like a host id, but is not."""
+    notes = []
+    for kind in KINDS:
+        own = spaces[kind].own_id
+        host = spaces[kind].parent.outward(own)
+        means = f"host {kind} {host}" if host is not None else "beyond your ids"
+        for t in triples[kind]:
+            if not t.host and t.from_id <= own < t.from_id + t.amount:
+                notes.append(
+                    f"{t.origin}: rootless, from {kind} {own} is intermediate {own} ({means}), "
+                    f"not your own {kind}; your own {kind} is intermediate 0, and @{own} would "
+                    "name a host id; 'idrun map' shows the table")
+    return notes
 
 
 # --- the whole thing -------------------------------------------------------------
@@ -530,15 +550,6 @@ def _check_conflicts(request: Request) -> None:
                                "use -r to be root inside, or -c to keep your own ids")
 
 
-def _parse_user(text: str) -> tuple[int, int | None]:
-    uid_text, sep, gid_text = text.partition(":")
-    for part, name in ((uid_text, "UID"), (gid_text if sep else "0", "GID")):
-        if not (part.isascii() and part.isdigit()) or int(part) > 4294967294:
-            raise MapSyntaxError(f'--user {quoted(text)}: {name} {quoted(part)} is not a numeric id',
-                                 "write --user UID[:GID] with container ids, e.g. --user 0:0")
-    return int(uid_text), (int(gid_text) if sep else None)
-
-
 def resolve(request: Request, host: Host) -> Plan:
     """Resolve and validate a request into the plan the launcher executes."""
     _check_conflicts(request)
@@ -549,6 +560,7 @@ def resolve(request: Request, host: Host) -> Plan:
         raise MapSyntaxError(f'--setgroups {quoted(request.setgroups)} is not allow or deny',
                              "write --setgroups allow or --setgroups deny")
 
+    notes: list[str] = []
     spaces: dict[str, _Space] = {}
     if rootless:
         subuid, subgid = host.subuid, host.subgid
@@ -579,6 +591,8 @@ def resolve(request: Request, host: Host) -> Plan:
         pieces = preset.maps
     else:
         triples = _parse_all(request, warnings)
+        if rootless:
+            notes += _own_id_notes(triples, spaces)
         named = _subidname_pieces(request, host, spaces)
         built = build_pieces(triples["uid"], spaces["uid"])
         # Both kinds usually get the same values (copy-over) against the same
@@ -621,7 +635,7 @@ def resolve(request: Request, host: Host) -> Plan:
     user_uid: int | None
     user_gid: int | None
     if request.user is not None:
-        user_uid, user_gid = _parse_user(request.user)
+        user_uid, user_gid = parse_user(request.user)
     elif preset is not None and preset.user is not None:
         user_uid, user_gid = preset.user
     else:
@@ -674,10 +688,8 @@ def resolve(request: Request, host: Host) -> Plan:
 
     groups: list[int] = []
     for text in request.group_add:
-        if not (text.isascii() and text.isdigit()) or int(text) > 4294967294:
-            raise MapSyntaxError(f'--group-add {quoted(text)} is not a numeric gid',
-                                 "write --group-add with container gids, e.g. --group-add 10")
-        gid = int(text)
+        gid = decimal_id(text, "--group-add",
+                         "write --group-add with container gids, e.g. --group-add 10")
         if not container["gid"].covers(gid):
             raise MapValidationError(f"--group-add {gid}: container gid {gid} is not mapped",
                                      "map it with --gidmap or drop --group-add")
@@ -701,7 +713,6 @@ def resolve(request: Request, host: Host) -> Plan:
                                intermediate=spaces[kind].parent if rootless else (),
                                writer=writer)
 
-    notes: list[str] = []
     for kind in unswitchable:
         warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a launch "
                         f"needs --user to say which {kind} to run as")

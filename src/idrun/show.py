@@ -12,7 +12,9 @@ import click
 
 from . import procfs
 from .errors import IdrunError
+from .cli import DecimalParam
 from .ranges import IdMap, Line
+from .syntax import decimal_id
 
 
 def _process(pid: str) -> tuple[int, str, str | None]:
@@ -74,7 +76,7 @@ def read_process(pid: str) -> dict:
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pid", required=False, default="self")
-@click.option("--translate", "ident", type=click.IntRange(0, 4294967294), metavar="ID",
+@click.option("--translate", "ident", type=DecimalParam(4294967294), metavar="ID",
               help="Translate ID through each map: inside to outside and back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--leases", is_flag=True,
@@ -86,8 +88,10 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
     if leases:
         _show_leases(as_json)
         return
-    if pid != "self" and not (pid.isascii() and pid.isdigit()):
-        raise IdrunError(f"idrun show: {pid!r} is not a pid", "give a decimal process id")
+    if pid != "self":
+        # pid_max is at most 2**22 (PID_MAX_LIMIT); longer numbers are no pid.
+        pid = str(decimal_id(pid, "idrun show: pid", "give a decimal process id",
+                             limit=4194304))
     info = read_process(pid)
     if as_json:
         from .jsonout import dumps
