@@ -144,11 +144,11 @@ def _login_defs_flag(name: str) -> bool:
 
 def _other_owner_lines(path: str, target: Target) -> list[tuple[str, int, int, int]]:
     """(owner, start, count, lineno) of the other owners' well-formed lines in a sub-id file."""
+    from .hostinfo import read_text
     from .subids import all_entries
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError:
+        text = read_text(path) or ""
+    except IdrunError:
         return []
     return [tuple(e) for e in all_entries(text, path)  # type: ignore[misc]
             if e.owner not in (target.name, str(target.uid))]

@@ -254,8 +254,8 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--cgroup", is_flag=True, help="New cgroup namespace.")
 @click.option("--fork", is_flag=True, help="Run the command as a child and wait for it.")
 @click.option("--no-new-privs", is_flag=True, help="Set no_new_privs before the exec.")
-@click.option("--preserve-fds", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Pass file descriptors 3 … 3+N-1 on to the command.")
+@click.option("--preserve-fds", type=DecimalParam(2**31 - 1), default=0, metavar="N",
+              help="Pass file descriptors 3 … 3+N-1 on to the command; they must be open.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (as 'idrun map') and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
 @click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
@@ -282,7 +282,13 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
       idrun map --rootless --uidmap +5:@200000:3   # show what a mapping resolves to
     """
     from .hostinfo import gather
+    from .options import (check_combinations, check_hostname, check_preserve_fds,
+                          unreachable_terminals)
     from .resolve import resolve
+    check_combinations(mount_proc=mount_proc, pid=pid, as_json=as_json, dry_run=dry_run)
+    if hostname is not None:
+        check_hostname(hostname)
+    check_preserve_fds(preserve_fds)
     request = _request(kw)
     if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
             or request.map_current_user or request.map_auto or request.subuidname
@@ -303,6 +309,8 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                                  "idrun --dry-run --verify … checks the mapping on the kernel")
             for note in plan.notes:
                 click.echo(f"idrun: note: {note}", err=True)
+            for w in unreachable_terminals(plan.uid.lines, plan.userns):
+                click.echo(f"idrun: warning: {w}", err=True)
         _warn(plan)
         mplan = _plan_mounts(kw, plan)
         if dry_run:
@@ -333,8 +341,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         raise
 
 
-SUBCOMMANDS: dict[str, str] = {"map": "map_command", "check": "check_command",
-                               "show": "show_command"}
+SUBCOMMANDS = ("map", "check", "show")
 
 
 def _subcommand(name: str) -> click.Command:
@@ -349,6 +356,10 @@ def _subcommand(name: str) -> click.Command:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["help"]:
+        # 'idrun help [SUBCOMMAND]' is '--help' of that command; a command named
+        # help still runs as 'idrun -- help'.
+        args = args[1:2] + ["--help"] if args[1:2] and args[1] in SUBCOMMANDS else ["--help"]
     # A first word naming a subcommand selects it; anything else is the launcher,
     # whose command comes after its options (or after "--").
     if args and args[0] in SUBCOMMANDS:

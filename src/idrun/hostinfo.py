@@ -37,15 +37,50 @@ def privileged() -> bool:
     return True
 
 
-def _read_text(path: str) -> str | None:
+MAX_SUBID_FILE = 32 << 20   # far above any real file (100 000 users ≈ 3 MB)
+
+
+def read_text(path: str) -> str | None:
+    """A sub-id file's text; None when it does not exist.
+
+    Only a regular file of bounded size: a FIFO would block, and /dev/zero
+    would grow memory without end. O_NONBLOCK keeps the open of a FIFO from
+    waiting for a writer before fstat can tell what it is.
+    """
+    import stat
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise SubidError(f"cannot read {path}: {e.strerror}",
                          f"make {path} readable (mode 644 is usual)") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SubidError(f"{path} is not a regular file", "give the path of a sub-id "
+                             "file such as /etc/subuid")
+        if st.st_size > MAX_SUBID_FILE:
+            raise SubidError(f"{path} is {st.st_size} bytes, more than idrun reads "
+                             f"({MAX_SUBID_FILE})", "give the path of a sub-id file such as "
+                             "/etc/subuid")
+        chunks, size = [], 0
+        while size <= MAX_SUBID_FILE:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise SubidError(f"cannot read {path}: {e.strerror}",
+                         f"make {path} readable (mode 644 is usual)") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_SUBID_FILE:
+        raise SubidError(f"{path} grew past {MAX_SUBID_FILE} bytes while being read",
+                         "give the path of a sub-id file such as /etc/subuid")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _owner_keys(name: str | None, uid: int | None) -> tuple[str, ...]:
@@ -69,7 +104,7 @@ class SubidSource:
 
     def module(self) -> str | None:
         if self._module is False:
-            text = None if self.explicit else _read_text(NSSWITCH)
+            text = None if self.explicit else read_text(NSSWITCH)
             self._module = nss_subid_module(text) if text else None
         return self._module  # type: ignore[return-value]
 
@@ -79,7 +114,7 @@ class SubidSource:
         if module:
             return self._getsubids(module, keys)
         if self._text is False:
-            self._text = _read_text(self.path)
+            self._text = read_text(self.path)
         if self._text is None:
             return SubidSet(self.path, present=False, keys=keys, free=free_block([]),
                             owner=name)
