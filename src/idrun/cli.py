@@ -37,6 +37,34 @@ class DecimalParam(click.ParamType):
         return number
 
 
+# Help sections, in order; an option not listed goes to the last one.
+_SECTIONS = {
+    "Mapping": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user", "map_auto",
+                "subuidname", "subgidname", "setgroups", "rootless", "caller", "subuid_file",
+                "subgid_file"),
+    "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
+    "Process": ("user", "group_add", "fork", "no_new_privs", "preserve_fds"),
+    "Output": (),
+}
+
+
+class _SectionedCommand(click.Command):
+    """Options listed under headings (mapping, namespaces, process, output)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in _SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            title = next((t for t, names in _SECTIONS.items() if param.name in names), "Output")
+            rows[title].append(record)
+        for title, records in rows.items():
+            if records:
+                with formatter.section(f"{title} options"):
+                    formatter.write_dl(records)
+
+
 def _mapping_options(f: Callable) -> Callable:
     options = [
         click.option("--uidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
@@ -63,7 +91,11 @@ def _mapping_options(f: Callable) -> Callable:
         click.option("--group-add", multiple=True, metavar="GID",
                      help="Supplementary container gid (repeatable)."),
         click.option("--setgroups", type=click.Choice(["allow", "deny"]),
-                     help="Whether setgroups(2) is allowed inside."),
+                     help="Whether setgroups(2) is allowed inside. The default is allow when "
+                          "sub-gids are mapped (as podman and newgidmap do): the command can "
+                          "then drop your supplementary groups, so a file that denies one of "
+                          "them access (e.g. mode 0604, group G) becomes readable. Use deny "
+                          "to keep them."),
     ]
     return _stack(options, f)
 
@@ -188,7 +220,7 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                 click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
 
 
-@click.command("map", context_settings=_CONTEXT)
+@click.command("map", cls=_SectionedCommand, context_settings=_CONTEXT)
 @_mapping_options
 @click.option("--rootless", is_flag=True,
               help="Resolve as an unprivileged user would, even as root.")
@@ -234,7 +266,8 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     _show_plan(plan, as_json, _verified(plan, verify), mplan)
 
 
-@click.command("idrun", context_settings=dict(_CONTEXT, allow_interspersed_args=False),
+@click.command("idrun", cls=_SectionedCommand,
+               context_settings=dict(_CONTEXT, allow_interspersed_args=False),
                epilog="Other commands: 'idrun map --help' (resolve and validate a mapping), "
                       "'idrun check --help' (diagnose rootless use on this host), "
                       "'idrun show --help' (show a process's maps). "
@@ -275,11 +308,11 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
 
     \b
     Examples:
-      idrun --uidmap 0:1000:1 -- id          # as root: host uid 1000 is root inside
-      idrun -r -- id                         # rootless: you are root inside
-      idrun --userns keep-id -- id           # rootless: you keep your uid, sub-ids around it
-      idrun --uidmap 0:1:65536 -- bash       # rootless: container 0… = your sub-ids
-      idrun map --rootless --uidmap +5:@200000:3   # show what a mapping resolves to
+      idrun --uidmap 0:1000:1 -- id           # as root: host uid 1000 is root inside
+      idrun -r -- id                          # rootless: you are root inside
+      idrun --userns keep-id -- id            # rootless: you keep your uid, sub-ids around it
+      idrun --uidmap 0:1:65536 -- id          # rootless: container 0… = your sub-ids
+      idrun map --userns keep-id              # show what a mapping resolves to
     """
     from .hostinfo import gather
     from .options import (check_combinations, check_hostname, check_preserve_fds,
