@@ -327,7 +327,7 @@ def _auto_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Pr
         from_seq: list[tuple[int, int]] = []
         for start, count in block:
             if space.rootless:
-                runs = lookup_outside(space.by_outside, space.outside_starts, start, count)
+                runs = space.parent.inward_runs(start, count)
                 if isinstance(runs, int):
                     raise SubidError(f"{origin}: host {kind} {runs} of the chosen block is not "
                                      "delegated to you", "report this: the block must come "
@@ -550,73 +550,76 @@ def _check_conflicts(request: Request) -> None:
                                "use -r to be root inside, or -c to keep your own ids")
 
 
-def resolve(request: Request, host: Host) -> Plan:
-    """Resolve and validate a request into the plan the launcher executes."""
-    _check_conflicts(request)
-    warnings: list[str] = []
-    rootless = host.rootless
+class _Said(NamedTuple):
+    """What resolution has to tell the user besides the plan."""
+
+    warnings: list[str]
+    notes: list[str]
+
+
+def _spaces(host: Host, said: _Said) -> dict[str, _Space]:
+    """Phase 1: where each kind's from ids live (intermediate map, or this namespace's map)."""
     own = {"uid": host.uid, "gid": host.gid}
-    if request.setgroups not in (None, "allow", "deny"):
-        raise MapSyntaxError(f'--setgroups {quoted(request.setgroups)} is not allow or deny',
-                             "write --setgroups allow or --setgroups deny")
+    if not host.rootless:
+        return {kind: _Space(kind, False, tuple(parent), own[kind])
+                for kind, parent in (("uid", host.parent_uid_map), ("gid", host.parent_gid_map))}
+    subuid, subgid = host.subuid, host.subgid
+    if bool(subuid.ranges) != bool(subgid.ranges):
+        has, lacks = (subuid, subgid) if subuid.ranges else (subgid, subuid)
+        said.warnings.append(
+            f"you have ranges in {has.source} but none in {lacks.source}; like podman, "
+            "idrun then maps only your own uid and gid (add the missing ranges with "
+            "usermod --add-subuids/--add-subgids)")
+        subuid, subgid = subuid._replace(ranges=()), subgid._replace(ranges=())
+    for s in (subuid, subgid):
+        said.warnings.extend(s.warnings)
+    return {kind: _Space(kind, True, intermediate_map(kind, own[kind], subids), own[kind], subids)
+            for kind, subids in (("uid", subuid), ("gid", subgid))}
 
-    notes: list[str] = []
-    spaces: dict[str, _Space] = {}
-    if rootless:
-        subuid, subgid = host.subuid, host.subgid
-        if bool(subuid.ranges) != bool(subgid.ranges):
-            has, lacks = (subuid, subgid) if subuid.ranges else (subgid, subuid)
-            warnings.append(
-                f"you have ranges in {has.source} but none in {lacks.source}; like podman, "
-                "idrun then maps only your own uid and gid (add the missing ranges with "
-                "usermod --add-subuids/--add-subgids)")
-            subuid, subgid = subuid._replace(ranges=()), subgid._replace(ranges=())
-        for s in (subuid, subgid):
-            warnings.extend(s.warnings)
-        for kind, subids in (("uid", subuid), ("gid", subgid)):
-            spaces[kind] = _Space(kind, True, intermediate_map(kind, own[kind], subids),
-                                  own[kind], subids)
-    else:
-        for kind, parent in (("uid", host.parent_uid_map), ("gid", host.parent_gid_map)):
-            spaces[kind] = _Space(kind, False, tuple(parent), own[kind])
 
-    preset: _Preset | None = None
+def _preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset | None:
+    """Phase 2a: a --userns mode or a util-linux shorthand, if one was given."""
     if request.userns is not None:
-        preset = _userns_preset(request, host, spaces)
-    elif request.map_root_user or request.map_current_user or request.map_auto:
-        preset = _shorthand_preset(request, host, spaces)
+        return _userns_preset(request, host, spaces)
+    if request.map_root_user or request.map_current_user or request.map_auto:
+        return _shorthand_preset(request, host, spaces)
+    return None
 
-    pieces: dict[str, list[Piece]]
-    if preset is not None:
-        pieces = preset.maps
+
+def _value_pieces(request: Request, host: Host, spaces: dict[str, _Space],
+                  said: _Said) -> dict[str, list[Piece]]:
+    """Phase 2b: --subuidname/--subgidname and the --uidmap/--gidmap values, per kind."""
+    triples = _parse_all(request, said.warnings)
+    if host.rootless:
+        said.notes.extend(_own_id_notes(triples, spaces))
+    named = _subidname_pieces(request, host, spaces)
+    built = build_pieces(triples["uid"], spaces["uid"])
+    # Both kinds usually get the same values (copy-over) against the same
+    # ranges; then the gid side is the same computation.
+    if triples["gid"] == triples["uid"] and spaces["gid"].same_as(spaces["uid"]):
+        built_gid = built
     else:
-        triples = _parse_all(request, warnings)
-        if rootless:
-            notes += _own_id_notes(triples, spaces)
-        named = _subidname_pieces(request, host, spaces)
-        built = build_pieces(triples["uid"], spaces["uid"])
-        # Both kinds usually get the same values (copy-over) against the same
-        # ranges; then the gid side is the same computation.
-        if triples["gid"] == triples["uid"] and spaces["gid"].same_as(spaces["uid"]):
-            built_gid = built
-        else:
-            built_gid = build_pieces(triples["gid"], spaces["gid"])
-        pieces = {"uid": named["uid"] + built, "gid": named["gid"] + built_gid}
-        if not pieces["uid"] and not pieces["gid"]:
-            if not (request.uidmap or request.gidmap):
-                raise MapValidationError(
-                    "no mapping given", "pass --uidmap/--gidmap, a --userns mode, or "
-                    "-r/-c/--map-auto (e.g. idrun --uidmap 0:1000:1 -- id)")
-            raise MapValidationError("the values given map no id at all",
-                                     "check the u/g flags of your --uidmap/--gidmap values")
-        if rootless:
-            for kind, other in (("uid", "gid"), ("gid", "uid")):
-                if not pieces[kind] and pieces[other]:
-                    pieces[kind] = [Piece(0, 0, spaces[kind].size,
-                                          f"the full intermediate {kind} map (no {kind} "
-                                          "value given)")]
+        built_gid = build_pieces(triples["gid"], spaces["gid"])
+    pieces = {"uid": named["uid"] + built, "gid": named["gid"] + built_gid}
+    if not pieces["uid"] and not pieces["gid"]:
+        if not (request.uidmap or request.gidmap):
+            raise MapValidationError(
+                "no mapping given", "pass --uidmap/--gidmap, a --userns mode, or "
+                "-r/-c/--map-auto (e.g. idrun --uidmap 0:1000:1 -- id)")
+        raise MapValidationError("the values given map no id at all",
+                                 "check the u/g flags of your --uidmap/--gidmap values")
+    if host.rootless:
+        for kind, other in (("uid", "gid"), ("gid", "uid")):
+            if not pieces[kind] and pieces[other]:
+                pieces[kind] = [Piece(0, 0, spaces[kind].size,
+                                      f"the full intermediate {kind} map (no {kind} "
+                                      "value given)")]
+    return pieces
 
-    userns = preset.userns if preset is not None else True
+
+def _maps(pieces: dict[str, list[Piece]], spaces: dict[str, _Space],
+          userns: bool) -> tuple[dict[str, IdMap], dict[str, list[Line]]]:
+    """Phase 3: validate, canonicalize, and compose to the lines to be written."""
     container: dict[str, IdMap] = {}
     written: dict[str, list[Line]] = {}
     for kind in KINDS:
@@ -630,8 +633,14 @@ def resolve(request: Request, host: Host) -> Plan:
         check_limits(lines, f"the {kind}_map to be written",
                      "use fewer, larger ranges (rootless lines are split at every sub-id "
                      "range, so fewer ranges in /etc/sub" + kind + " help too)")
+    return container, written
 
-    # Whom to run as, inside.
+
+def _target_ids(request: Request, host: Host, preset: _Preset | None,
+                container: dict[str, IdMap], userns: bool,
+                said: _Said) -> tuple[dict[str, int | None], list[str]]:
+    """Phase 4: whom to run as inside, and which kinds have no id to switch to."""
+    own = {"uid": host.uid, "gid": host.gid}
     user_uid: int | None
     user_gid: int | None
     if request.user is not None:
@@ -648,19 +657,19 @@ def resolve(request: Request, host: Host) -> Plan:
             continue
         lines = container[kind]
         if not lines:
-            if not rootless:
-                warnings.append(f"no {kind} is mapped, so every {kind} shows as the overflow id "
-                                f"inside and idrun does not switch {kind}s")
+            if not host.rootless:
+                said.warnings.append(f"no {kind} is mapped, so every {kind} shows as the "
+                                     f"overflow id inside and idrun does not switch {kind}s")
             ids[kind] = None
             continue
         if not lines.covers(0) and preset is None and request.user is None:
-            warnings.append(f"container {kind} 0 is not mapped; if you meant to be root "
-                                f"inside, map it (e.g. --{kind}map 0:...)")
+            said.warnings.append(f"container {kind} 0 is not mapped; if you meant to be root "
+                                 f"inside, map it (e.g. --{kind}map 0:...)")
         if ids[kind] is None:
             if lines.covers(0):
                 ids[kind] = 0
             else:
-                ids[kind] = lines.inward(0 if rootless else own[kind])
+                ids[kind] = lines.inward(0 if host.rootless else own[kind])
                 if ids[kind] is None:
                     unswitchable.append(kind)
         elif not lines.covers(ids[kind]):  # type: ignore[arg-type]
@@ -668,8 +677,15 @@ def resolve(request: Request, host: Host) -> Plan:
             raise MapValidationError(
                 f"container {kind} {ids[kind]} ({what} {kind}) is not mapped by the {kind} map",
                 f"map it with --{kind}map, or pick another --user")
+    for kind in unswitchable:
+        said.warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a "
+                             f"launch needs --user to say which {kind} to run as")
+    return ids, unswitchable
 
-    # setgroups
+
+def _setgroups(request: Request, host: Host, preset: _Preset | None,
+               written: dict[str, list[Line]]) -> str:
+    """Phase 5: allow or deny, as asked, inherited, or as the kernel demands."""
     setgroups = request.setgroups or (preset.setgroups if preset else None) or "allow"
     if host.parent_setgroups == "deny" and setgroups == "allow":
         if request.setgroups == "allow":
@@ -677,7 +693,7 @@ def resolve(request: Request, host: Host) -> Plan:
                 "--setgroups allow: setgroups is denied in the namespace idrun runs in, and "
                 "a new namespace inherits that", "drop --setgroups allow")
         setgroups = "deny"
-    gid_own_only = rootless and all(
+    gid_own_only = host.rootless and all(
         ln.outside == host.gid and ln.count == 1 for ln in written["gid"]) and written["gid"]
     if gid_own_only and setgroups == "allow":
         if request.setgroups == "allow":
@@ -685,7 +701,11 @@ def resolve(request: Request, host: Host) -> Plan:
                 "--setgroups allow: with only your own gid mapped the kernel requires "
                 "setgroups to be denied", "map delegated sub-gids too, or drop --setgroups allow")
         setgroups = "deny"
+    return setgroups
 
+
+def _groups(request: Request, container: dict[str, IdMap], setgroups: str) -> list[int]:
+    """Phase 6: --group-add, each mapped and allowed."""
     groups: list[int] = []
     for text in request.group_add:
         gid = decimal_id(text, "--group-add",
@@ -697,36 +717,52 @@ def resolve(request: Request, host: Host) -> Plan:
     if groups and setgroups == "deny":
         raise MapConflictError("--group-add needs setgroups allowed, but it is denied",
                                "drop --group-add or --setgroups deny/-r/-c")
+    return groups
 
-    kinds: dict[str, KindPlan] = {}
-    for kind in KINDS:
-        lines = written[kind]
-        if not userns or not lines:
-            writer = WRITER_NONE
-        elif not rootless:
-            writer = WRITER_DIRECT
-        elif all(ln.outside == own[kind] and ln.count == 1 for ln in lines):
-            writer = WRITER_SELF
-        else:
-            writer = WRITER_HELPER
-        kinds[kind] = KindPlan(kind=kind, container=tuple(container[kind]), lines=tuple(lines),
-                               intermediate=spaces[kind].parent if rootless else (),
-                               writer=writer)
 
-    for kind in unswitchable:
-        warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a launch "
-                        f"needs --user to say which {kind} to run as")
+def _kind_plan(kind: str, host: Host, space: _Space, container: IdMap, lines: list[Line],
+               userns: bool) -> KindPlan:
+    """Phase 7: who writes the map."""
+    if not userns or not lines:
+        writer = WRITER_NONE
+    elif not host.rootless:
+        writer = WRITER_DIRECT
+    elif all(ln.outside == space.own_id and ln.count == 1 for ln in lines):
+        writer = WRITER_SELF
+    else:
+        writer = WRITER_HELPER
+    return KindPlan(kind=kind, container=tuple(container), lines=tuple(lines),
+                    intermediate=space.parent if host.rootless else (), writer=writer)
+
+
+def resolve(request: Request, host: Host) -> Plan:
+    """Resolve and validate a request into the plan the launcher executes."""
+    _check_conflicts(request)
+    if request.setgroups not in (None, "allow", "deny"):
+        raise MapSyntaxError(f'--setgroups {quoted(request.setgroups)} is not allow or deny',
+                             "write --setgroups allow or --setgroups deny")
+    said = _Said([], [])
+    spaces = _spaces(host, said)
+    preset = _preset(request, host, spaces)
+    pieces = preset.maps if preset is not None else _value_pieces(request, host, spaces, said)
+    userns = preset.userns if preset is not None else True
+    container, written = _maps(pieces, spaces, userns)
+    ids, unswitchable = _target_ids(request, host, preset, container, userns, said)
+    setgroups = _setgroups(request, host, preset, written)
+    groups = _groups(request, container, setgroups)
+    kinds = {kind: _kind_plan(kind, host, spaces[kind], container[kind], written[kind], userns)
+             for kind in KINDS}
     if request.userns and autoblock.is_auto(request.userns):
         if host.auto_block is None:
-            notes.append("auto: lowest ids of the pool; no lease registry was consulted, so "
-                         "this is not reserved against other --userns=auto runs")
+            said.notes.append("auto: lowest ids of the pool; no lease registry was consulted, "
+                              "so this is not reserved against other --userns=auto runs")
         else:
-            notes += host.auto_block.notes
-            warnings += host.auto_block.warnings
+            said.notes.extend(host.auto_block.notes)
+            said.warnings.extend(host.auto_block.warnings)
     if not userns:
-        notes.append("--userns=host as root: no user namespace is created")
-    return Plan(rootless=rootless, userns=userns, caller_uid=host.uid, caller_gid=host.gid,
+        said.notes.append("--userns=host as root: no user namespace is created")
+    return Plan(rootless=host.rootless, userns=userns, caller_uid=host.uid, caller_gid=host.gid,
                 uid=kinds["uid"], gid=kinds["gid"], setgroups=setgroups,
                 user_uid=ids["uid"], user_gid=ids["gid"], groups=tuple(groups),
                 unswitchable=tuple(unswitchable),
-                warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes))
+                warnings=tuple(dict.fromkeys(said.warnings)), notes=tuple(said.notes))
