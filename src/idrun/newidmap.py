@@ -263,7 +263,8 @@ def _cause(helper: Helper, output: str, nnp: bool, nested: bool) -> tuple[str, s
         if nested:
             return ("idrun runs inside a user namespace whose owner is not host root, so the "
                     "setuid helper has no power over these ids",
-                    "map the sub-ids into the outer namespace first (e.g. --map-subids)")
+                    "when creating the outer namespace, map your sub-ids into it as well "
+                    "(e.g. start it with idrun --userns host)")
         return (f"the kernel refused a line (not within one extent of the parent map?) or "
                 f"{helper.path} lacks privilege", "run 'idrun check'")
     if "permission denied" in low:
