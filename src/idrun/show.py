@@ -11,10 +11,10 @@ import os
 import click
 
 from . import procfs
-from .errors import IdrunError
+from .errors import IdrunError, quoted
 from .cli import DecimalParam
 from .ranges import IdMap, Line
-from .syntax import decimal_id
+from .syntax import decimal
 
 
 def _process(pid: str) -> tuple[int, str, str | None]:
@@ -89,9 +89,15 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
         _show_leases(as_json)
         return
     if pid != "self":
-        # pid_max is at most 2**22 (PID_MAX_LIMIT); longer numbers are no pid.
-        pid = str(decimal_id(pid, "idrun show: pid", "give a decimal process id",
-                             limit=4194304))
+        number = decimal(pid)
+        if number is None:
+            raise IdrunError(f"idrun show: {quoted(pid)} is not a pid",
+                             "give a decimal process id")
+        # pid_max is at most 2**22 (PID_MAX_LIMIT): a longer number is no process,
+        # and must not become a path longer than the kernel takes.
+        if number > 4194304:
+            raise IdrunError(f"no process {quoted(pid)}", "give the pid of a running process")
+        pid = str(number)
     info = read_process(pid)
     if as_json:
         from .jsonout import dumps
