@@ -43,7 +43,7 @@ _SECTIONS = {
                 "subuidname", "subgidname", "setgroups", "rootless", "caller", "subuid_file",
                 "subgid_file"),
     "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
-    "Process": ("user", "group_add", "fork", "no_new_privs", "preserve_fds"),
+    "Process": ("user", "group_add", "fork", "die_with_parent", "no_new_privs", "preserve_fds"),
     "Output": (),
 }
 
@@ -54,7 +54,7 @@ class _SectionedCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows: dict[str, list[tuple[str, str]]] = {title: [] for title in _SECTIONS}
         for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
             if record is None:
                 continue
             title = next((t for t, names in _SECTIONS.items() if param.name in names), "Output")
