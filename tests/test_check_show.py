@@ -156,7 +156,7 @@ def test_check_for_a_user_without_sub_ids(root):
     with open("/etc/subuid") as f:
         lo, hi = free_block(all_entries(f.read(), "/etc/subuid"))
     assert f"usermod --add-subuids {lo}-{hi} nobody" in res.stdout
-    doc = json.loads(run(idrun_argv() + ["check", "--user", "nobody", "--json"]).stdout)
+    doc = idrun_json(run(idrun_argv() + ["check", "--user", "nobody", "--json"]).stdout)
     assert doc["ok"] is True and doc["sub_ids"] is False
 
 

@@ -212,7 +212,7 @@ def test_caller_other_than_root_means_rootless(caller, uid, gid):
     import pwd
     res = run(["map", "--json", "--caller", caller, "-r"])
     assert res.returncode == 0, res.stderr
-    d = json.loads(res.stdout)
+    d = idrun_json(res.stdout)
     if gid is None:
         try:
             gid = pwd.getpwuid(uid).pw_gid
