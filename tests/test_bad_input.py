@@ -42,9 +42,20 @@ LAUNCH_CASES = [
     (["--userns", "sideways"], "unknown --userns mode"),
     (["--userns", "auto:bogus=1"], 'unknown option "bogus"'),
     (["--uidmap", "0:0:10", "--user", "50"], "container uid 50"),
-    (["--uidmap", "0:0:10", "--user", "x"], "numeric"),
+    (["--uidmap", "0:0:10", "--user", "x"], "is not a decimal number"),
     (["--uidmap", "0:0:10", "--frobnicate"], "No such option"),
     (["--uidmap", "1000:501", "--uidmap", "1001:502"], "does not know which uid"),
+    # issue 11: checked before anything starts, not by the kernel or never
+    (["-r", "--mount-proc"], "--mount-proc needs --pid"),
+    (["-r", "--json"], "--json only changes what --dry-run prints"),
+    (["-r", "--preserve-fds", "5"], "descriptor 3 is not open"),
+    (["-r", "--preserve-fds", "99999999999999999999"], "larger than"),
+    (["-r", "--preserve-fds", "20000000"], "open-files limit"),
+    (["-r", "--preserve-fds", "-1"], "not a decimal number"),
+    (["-r", "--hostname", "h" * 70], "at most 64"),
+    (["-r", "--hostname", ""], "--hostname is empty"),
+    (["--uidmap", "0:" + "9" * 5000 + ":1"], "5000 characters"),
+    (["-r", "--user", "9" * 5000], "larger than 4294967294"),
 ]
 
 
@@ -62,6 +73,46 @@ def test_bad_launch_input(args, match, tmp_path):
     assert len(err) == 1 and err[0].startswith("idrun: error: "), err
     assert "Traceback" not in res.stderr
     assert not marker.exists(), "the command ran despite the error"
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "fifo", "/"])
+def test_subid_file_must_be_regular(path, tmp_path):
+    """Issue 11: /dev/zero or a FIFO hung or grew memory (the API's subuid_file= too)."""
+    from idrun import IdrunError
+    from idrun.api import plan_for
+    if path == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    res = subprocess.run([IDRUN, "map", "--rootless", "-r", "--subuid-file", path],
+                         capture_output=True, text=True, timeout=20)
+    assert res.returncode == 125 and "is not a regular file" in res.stderr, res.stderr
+    with pytest.raises(IdrunError, match="is not a regular file"):
+        plan_for("0:0:1", rootless=True, subuid_file=path)
+
+
+def test_directory_as_command_and_help_word(tmp_path):
+    res = subprocess.run([IDRUN, "-r", "--", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 126
+    assert "is a directory" in res.stderr and "chmod" not in res.stderr
+    res = subprocess.run([IDRUN, "help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("Usage: idrun [OPTIONS]")
+    res = subprocess.run([IDRUN, "help", "map"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("Usage: idrun map")
+    res = subprocess.run([IDRUN, "--frobnicate"], capture_output=True, text=True, timeout=60)
+    assert res.stderr.strip().endswith("; hint: see 'idrun --help'")
+    assert ".;" not in res.stderr
+
+
+def test_version_from_a_source_tree():
+    """Issue 11: `python -m idrun --version` from a source tree raised RuntimeError."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    res = subprocess.run(["/usr/bin/python3", "-m", "idrun", "--version"], cwd=src,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    if res.returncode and "No module named 'click'" in res.stderr:
+        pytest.skip("click is not installed for /usr/bin/python3")
+    assert res.returncode == 0 and res.stdout.startswith("idrun "), res.stderr
 
 
 def _subid(tmp_path: Path, text: str) -> str:
@@ -104,3 +155,31 @@ def test_user_env_is_not_trusted_for_subids(tmp_path):
                           f, "--subgid-file", f, "--uidmap", "0:1:10"], capture_output=True,
                          text=True, timeout=60, env=env)
     assert res.returncode == 125 and "beyond" in res.stderr
+
+
+def test_warns_when_the_terminal_is_not_reachable_inside():
+    """Issue 11: with the caller's uid unmapped, the terminal shows as nobody inside."""
+    if os.geteuid() != 0:
+        pytest.skip("the launcher's rootful path needs root")
+    master, slave = os.openpty()
+    try:
+        os.chmod(os.ttyname(slave), 0o620)
+        res = subprocess.run([IDRUN, "--uidmap", "0:100000:1", "--", "true"], stdin=slave,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert "warning: stdin is /dev/pts/" in res.stderr and "not map" in res.stderr
+        res = subprocess.run([IDRUN, "--uidmap", "0:0:1", "--", "true"], stdin=slave,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+def test_e2big_hint_is_about_the_argument_limit():
+    """Issue 11: E2BIG got the hint 'the container user may lack permission'."""
+    import errno
+    from idrun.diagnose import exec_error
+    e = exec_error(OSError(errno.E2BIG, os.strerror(errno.E2BIG)), "true", "/usr/bin/true")
+    assert e.exit_status == 126
+    assert "ARG_MAX" in str(e) and "permission" not in str(e)

@@ -10,17 +10,18 @@ import pytest
 from conftest import idrun_argv, idrun_json, run
 from idrun import newidmap, procfs, syscalls
 from idrun.errors import LaunchError
-from idrun.ranges import Line
+from idrun.ranges import IdMap, Line
 
 
 # --- pure parts (no kernel state needed) -------------------------------------------
 
 def test_parse_map_padded_text():
     text = "         0       1000          1\n         1     100000      65536\n"
-    assert procfs.parse_map(text) == [Line(0, 1000, 1), Line(1, 100000, 65536)]
-    assert procfs.parse_map("") == []
-    with pytest.raises(ValueError):
-        procfs.parse_map("0 1\n")
+    assert IdMap.parse(text) == (Line(0, 1000, 1), Line(1, 100000, 65536))
+    assert IdMap.parse("") == ()
+    for bad in ("0 1\n", "0 1 " + "9" * 5000 + "\n", "0 -1 1\n"):
+        with pytest.raises(ValueError):
+            IdMap.parse(bad)
 
 
 def test_parse_file_caps_v2_and_v3():
@@ -116,7 +117,7 @@ def test_unshare_user_namespace_in_a_child():
     if pid == 0:
         try:
             syscalls.unshare(syscalls.CLONE_NEWUSER)
-            ok = procfs.read_map("uid") == [] and not procfs.is_initial_userns()
+            ok = procfs.read_map("uid") == () and not procfs.is_initial_userns()
         except BaseException:
             ok = False
         os._exit(0 if ok else 1)
@@ -145,9 +146,18 @@ def test_check_for_a_user(testuser):
 
 
 def test_check_for_a_user_without_sub_ids(root):
+    """Issue 11: own-id launches work without sub-ids, so that is not 'not ready'; the
+    proposed block is free in the file and the command names the real user."""
+    from idrun.subids import all_entries, free_block
     res = run(idrun_argv() + ["check", "--user", "nobody"])
-    assert res.returncode == 1
-    assert "FAIL" in res.stdout and "usermod --add-subuids" in res.stdout
+    assert res.returncode == 0, res.stdout
+    assert "FAIL" not in res.stdout
+    assert "ready: rootless launches work with your own ids only" in res.stdout
+    with open("/etc/subuid") as f:
+        lo, hi = free_block(all_entries(f.read(), "/etc/subuid"))
+    assert f"usermod --add-subuids {lo}-{hi} nobody" in res.stdout
+    doc = idrun_json(run(idrun_argv() + ["check", "--user", "nobody", "--json"]).stdout)
+    assert doc["ok"] is True and doc["sub_ids"] is False
 
 
 def test_check_unknown_user(root):

@@ -149,3 +149,103 @@ def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "idrun", "map", "--uidmap", "0:0:1", "--json"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and idrun_json(res.stdout)["uid_map"]
+
+
+def _rows(text: str, title: str) -> list[list[int]]:
+    """The numeric rows of the table under ``title`` in `idrun map` text."""
+    lines = text.splitlines()
+    i = lines.index(title) + 2
+    rows = []
+    while i < len(lines) and lines[i].startswith("  ") and lines[i].split()[0].isdigit():
+        rows.append([int(x) for x in lines[i].split()])
+        i += 1
+    return rows
+
+
+def test_three_step_table_splits_where_the_host_side_jumps(subid):
+    """Issue 11: a row spanning several sub-id ranges showed one host range."""
+    f = subid("1000:100000:10\n1000:300000:10\n")
+    res = run(["map", "--uidmap", "0:0:21", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    rows = _rows(res.stdout, "uid map (container → intermediate → host):")
+    assert rows == [[0, 0, 1000, 1], [1, 1, 100000, 10], [11, 11, 300000, 10]]
+    # Every row agrees with the lines written: same (container, host, count).
+    written = [[int(x) for x in ln.split()] for ln in
+               res.stdout.split("uid_map to write (helper):\n")[1].splitlines()[:3]]
+    assert [[c, h, n] for c, _, h, n in rows] == written
+    # The default rootless mapping: the caller's row stays apart from the sub-ids.
+    res = run(["map", "--userns", "host", *rootless_args(subid("1000:1001:65536\n"))])
+    assert _rows(res.stdout, "uid map (container → intermediate → host):") == [
+        [0, 0, 1000, 1], [1, 1, 1001, 65536]]
+
+
+def test_sub_id_hint_proposes_a_free_block_for_the_real_user(subid):
+    """Issue 11: the hint proposed 100000-165535 (already someone's) and a literal USER."""
+    import pwd
+    f = subid("someone:100000:65536\n")
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
+    assert res.returncode == 125
+    try:
+        who = pwd.getpwuid(1000).pw_name
+    except KeyError:
+        who = "1000"
+    assert f"usermod --add-subuids 165536-231071 {who}" in res.stderr
+    assert "USER" not in res.stderr
+
+
+def test_sub_id_file_lines_with_blanks_or_garbage(subid):
+    """Issue 11: read the file as shadow does; say which line is wrong."""
+    f = subid("junk line\n 1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
+    assert res.returncode == 125
+    assert f"{f} line 2" in res.stderr and "blanks" in res.stderr
+    f = subid("junk line\n1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:0:2", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    assert f'warning: {f} line 1: "junk line" is not OWNER:START:COUNT' in res.stderr
+
+
+@pytest.mark.parametrize("caller,uid,gid", [("1003:1003", 1003, 1003), ("1003", 1003, None),
+                                            ("nobody", 65534, None)])
+def test_caller_other_than_root_means_rootless(caller, uid, gid):
+    """Issue 11: --caller 1003:1003 resolved rootful; --caller NAME was refused."""
+    import pwd
+    res = run(["map", "--json", "--caller", caller, "-r"])
+    assert res.returncode == 0, res.stderr
+    d = idrun_json(res.stdout)
+    if gid is None:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = uid
+    assert d["mode"] == "rootless" and d["caller"] == {"uid": uid, "gid": gid}
+    assert d["uid_map"] == [[0, uid, 1]]
+
+
+def test_own_id_as_rootless_from_id_gets_a_note_and_host_id_a_hint(subid):
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:1000:1", *rootless_args(f)])
+    assert res.returncode == 0
+    assert "note: --uidmap \"0:1000:1\": rootless, from uid 1000 is intermediate 1000 " \
+           "(host uid 100999)" in res.stdout and "@1000" in res.stdout
+    res = run(["map", "--uidmap", "0:100000:1", *rootless_args(f)])
+    assert res.returncode == 125 and "hint: write @100000 to mean host uid 100000" in res.stderr
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("args", [
+    ["map", "--uidmap", f"0:{HUGE}:1"], ["map", "-r", "--user", HUGE],
+    ["map", "-r", "--user", f"0:{HUGE}"], ["map", "--caller", f"{HUGE}:0", "-r"],
+    ["map", "--caller", "99999999999999999999:0", "-r"], ["map", "--userns", f"keep-id:uid={HUGE}"],
+    ["map", "-r", "--group-add", HUGE], ["show", HUGE], ["show", "--translate", HUGE],
+    ["--uidmap", f"0:{HUGE}:1", "--", "true"],
+])
+def test_huge_numbers_are_one_line_errors(args):
+    """Issue 11: 5000-digit numbers ended in tracebacks (Python's int-conversion limit)."""
+    res = run(args)
+    assert res.returncode == 125, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idrun: error: "), res.stderr
+    assert len(lines[0]) < 400

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from idrun.errors import IdrunError
 from idrun.plan import Host, Request, SubidRange, SubidSet
-from idrun.ranges import Line, canonical, find_overlap, split_compose
+from idrun.ranges import IdMap, Line, canonical, find_overlap
 from idrun.resolve import resolve
 from idrun.syntax import parse_value
 
@@ -32,11 +32,26 @@ def test_canonical_is_idempotent_and_keeps_the_mapping(lines):
 
 
 @SETTINGS
+@given(lines_st, small)
+def test_idmap_lookups_agree_with_mapping_each_id(lines, ident):
+    if find_overlap(lines, "inside") or find_overlap(lines, "outside"):
+        return
+    m = IdMap(lines)
+    pairs = id_pairs(lines)
+    out = {i: o for i, o in pairs}
+    back = {o: i for i, o in pairs}
+    assert m.outward(ident) == out.get(ident)
+    assert m.covers(ident) == (ident in out)
+    assert m.inward(ident) == back.get(ident)
+    assert IdMap.parse("".join(f"{a:>10} {b:>10} {c:>10}\n" for a, b, c in lines)) == m
+
+
+@SETTINGS
 @given(lines_st, lines_st)
 def test_composition_agrees_with_mapping_each_id(lines, parent):
     if find_overlap(parent, "inside") or not parent:
         return
-    out, missing = split_compose(lines, parent, translate=True)
+    out, missing = IdMap(parent).split(lines, translate=True)
     par = {i: o for i, o in id_pairs(parent)}
     expected = []
     for ln in lines:

@@ -341,7 +341,7 @@ ERROR_CASES = [
     (dict(userns="host:x=1"), MapSyntaxError, "no options"),
     (dict(), MapValidationError, "no mapping given"),
     (dict(uidmap=("g0:0:1",), gidmap=("u0:0:1",)), MapValidationError, "map no id"),
-    (dict(uidmap=("0:0:1",), user="abc"), MapSyntaxError, "numeric"),
+    (dict(uidmap=("0:0:1",), user="abc"), MapSyntaxError, "not a decimal number"),
     (dict(uidmap=("0:0:1",), group_add=("5",)), MapValidationError, "not mapped"),
     (dict(uidmap=("0:0:1",), setgroups="maybe"), MapSyntaxError, "allow or deny"),
     (dict(uidmap=("0:4294967295",)), MapValidationError, "4294967295"),

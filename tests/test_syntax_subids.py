@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from idrun.errors import MapSyntaxError, SubidError
-from idrun.subids import nss_subid_module, parse_getsubids, parse_subid_text
+from idrun.subids import (all_entries, free_block, nss_subid_module, parse_getsubids,
+                          parse_subid_text)
 from idrun.syntax import parse_value
 
 GOOD = [
@@ -60,7 +61,7 @@ SUBUID = """\
 alice:100000:65536
 
 bob:200000:10
-  alice:300000:10  
+alice:300000:10
 1001:400000:5
 carol:oops
 alice:500000:0
@@ -72,6 +73,34 @@ def test_subid_owner_by_name_and_uid_in_file_order():
     assert [(r.start, r.count, r.lineno) for r in s.ranges] == [
         (100000, 65536, 2), (300000, 10, 5), (400000, 5, 6)]
     assert any("COUNT 0" in w for w in s.warnings)
+    # carol's line is not OWNER:START:COUNT at all: a warning with file and line
+    assert any(w.startswith('/etc/subuid line 7: "carol:oops" is not OWNER:START:COUNT')
+               for w in s.warnings)
+
+
+@pytest.mark.parametrize("line", [" alice:100000:65536", "alice :100000:65536",
+                                  "alice:100000:65536 ", "alice: 100000:65536",
+                                  "alice:100000:65536\r", "\talice:100000:65536"])
+def test_subid_line_with_blanks_is_refused_as_shadow_would_skip_it(line):
+    """Issue 11: shadow's newuidmap does not read such a line as alice's."""
+    with pytest.raises(SubidError, match=r"/etc/subuid line 2: .*blanks"):
+        parse_subid_text("bob:1:1\n" + line + "\n", "/etc/subuid", ("alice", "1000"))
+
+
+def test_malformed_lines_of_anyone_are_warned_with_file_and_line():
+    text = "# comment\n\nbob\nalice:100000:10\nx:1:2:3\n   \n" + "junk\n" * 7
+    s = parse_subid_text(text, "/f", ("alice",))
+    assert [(r.start, r.count) for r in s.ranges] == [(100000, 10)]
+    assert s.warnings[0].startswith('/f line 3: "bob" is not OWNER:START:COUNT')
+    assert s.warnings[1].startswith('/f line 5: "x:1:2:3"')
+    assert s.warnings[-1] == "/f: 4 more such lines"
+
+
+def test_free_block_as_useradd_picks_it():
+    entries = all_entries("a:100000:65536\nb:165536:10\nbad\nc:300000:65536\n", "/f")
+    assert free_block(entries) == (165546, 231081)
+    assert free_block([]) == (100000, 165535)
+    assert free_block(all_entries("a:100000:600000001\n", "/f")) is None
 
 
 def test_other_owners_malformed_lines_do_not_matter():
@@ -85,6 +114,7 @@ SUBID_BAD = [
     ("alice:4294967295:1\n", "reaches past"), ("alice:4294967290:10\n", "reaches past"),
     ("x:1:1\nalice:100:10\nalice:105:10\n", "line 3 .*overlaps line 2 .*ids 105-109"),
     ("alice:100:10\nalice:100:10\n", "overlaps"), ("carol:oops\nalice::5\n", "line 2"),
+    ("alice:1" + "0" * 5000 + ":5\n", "reaches past"),
 ]
 
 

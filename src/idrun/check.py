@@ -2,7 +2,8 @@
 
 Creates nothing: reads sysctls, /proc, the helpers' files, the passwd and
 sub-id databases, and resolves podman's default rootless map on paper. Exit 0
-only when a rootless launch with the user's sub-ids will work.
+when rootless launches work; whether sub-id ranges are available is a separate
+statement, since own-id launches (-r, -c, keep-id) need none.
 """
 from __future__ import annotations
 
@@ -84,11 +85,12 @@ def _helpers() -> tuple[list[Check], bool]:
         version = _shadow_version()
         what = f"shadow {version}" if version else "shadow (version unknown)"
         if fd_support:
-            out.append(Check("shadow", OK, f"{what}: takes fd: targets (>= 4.14), idrun pins "
-                             "/proc/PID with it"))
+            out.append(Check("shadow", OK, f"{what}: newuidmap can be pointed at an open "
+                             "/proc entry (4.14 or later), so a recycled pid cannot fool it"))
         else:
-            out.append(Check("shadow", OK, f"{what}: no fd: targets (before 4.14), idrun passes "
-                             "the pid (its own, held alive)"))
+            out.append(Check("shadow", OK, f"{what}: newuidmap takes a pid (before 4.14); "
+                             "idrun gives it the pid of a process that stays alive until the "
+                             "maps are written, so the pid cannot be recycled meanwhile"))
     return out, ok
 
 
@@ -140,28 +142,16 @@ def _login_defs_flag(name: str) -> bool:
     return False
 
 
-def _other_owner_lines(path: str, target: Target) -> tuple[list[str], list[tuple[str, int, int, int]]]:
-    """Malformed lines and (owner, start, count, lineno) of other owners in a sub-id file."""
-    malformed: list[str] = []
-    others: list[tuple[str, int, int, int]] = []
+def _other_owner_lines(path: str, target: Target) -> list[tuple[str, int, int, int]]:
+    """(owner, start, count, lineno) of the other owners' well-formed lines in a sub-id file."""
+    from .hostinfo import read_text
+    from .subids import all_entries
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for lineno, raw in enumerate(f, 1):
-                line = raw.strip()
-                if not line or line.startswith("#"):
-                    continue
-                fields = line.split(":")
-                ok = (len(fields) == 3 and all(x.isascii() and x.isdigit() for x in fields[1:]))
-                if not ok:
-                    malformed.append(f"line {lineno} {line!r}")
-                    continue
-                owner = fields[0]
-                if owner in (target.name, str(target.uid)):
-                    continue
-                others.append((owner, int(fields[1]), int(fields[2]), lineno))
-    except OSError:
-        pass
-    return malformed, others
+        text = read_text(path) or ""
+    except IdrunError:
+        return []
+    return [tuple(e) for e in all_entries(text, path)  # type: ignore[misc]
+            if e.owner not in (target.name, str(target.uid))]
 
 
 def _subids(target: Target) -> tuple[list[Check], bool]:
@@ -183,16 +173,18 @@ def _subids(target: Target) -> tuple[list[Check], bool]:
             ok = False
             continue
         keys = " or ".join(repr(k) for k in subset.keys) or repr(str(target.uid))
+        for w in subset.warnings:
+            out.append(Check(name, WARN, w, f"fix or remove the line in {path}"))
         if not subset.present:
-            out.append(Check(name, FAIL, f"{path} does not exist (newuidmap needs it even for "
-                             "your own id)", f"usermod --add-sub{kind}s 100000-165535 "
-                             f"{target.name or target.uid}"))
+            out.append(Check(name, WARN, f"{path} does not exist: only your own {kind} can be "
+                             "mapped (-r, -c, --userns keep-id work)", subset.add_hint(kind)))
             ok = False
             continue
         if not subset.ranges:
-            out.append(Check(name, FAIL, f"no ranges for {keys} in {subset.source}",
-                             f"usermod --add-sub{kind}s 100000-165535 "
-                             f"{target.name or target.uid} (pick a free block)"))
+            # Not a fault: own-id launches work. Only mappings of more ids need ranges.
+            out.append(Check(name, WARN, f"no ranges for {keys} in {subset.source}: only your "
+                             f"own {kind} can be mapped (-r, -c, --userns keep-id work)",
+                             subset.add_hint(kind) + f" (ids no line of {path} delegates yet)"))
             ok = False
             continue
         own = target.uid if kind == "uid" else target.gid
@@ -207,14 +199,8 @@ def _subids(target: Target) -> tuple[list[Check], bool]:
             ok = False
             continue
         out.append(Check(name, OK, f"{total} ids for {keys} in {subset.source} ({shown})"))
-        for w in subset.warnings:
-            out.append(Check(name, WARN, w))
         if not module:
-            malformed, others = _other_owner_lines(path, target)
-            for m in malformed[:5]:
-                out.append(Check(name, WARN, f"{path} {m} is malformed (shadow skips it)",
-                                 f"fix or remove it in {path}"))
-            for owner, start, count, lineno in others:
+            for owner, start, count, lineno in _other_owner_lines(path, target):
                 for r in subset.ranges:
                     lo, hi = max(start, r.start), min(start + count, r.end)
                     if lo < hi:
@@ -286,6 +272,11 @@ def run_checks(user: str | None = None) -> tuple[list[Check], Target]:
     return checks, target
 
 
+def sub_ids_usable(checks: list[Check]) -> bool:
+    """Whether mappings beyond the caller's own id resolved on paper (see run_checks)."""
+    return any(c.name == "rootless map" and c.status == OK for c in checks)
+
+
 def _render_text(checks: list[Check], target: Target) -> str:
     width = max(len(c.name) for c in checks)
     lines = [f"idrun check for {target.name or target.uid} (uid {target.uid})"]
@@ -302,8 +293,12 @@ def _render_text(checks: list[Check], target: Target) -> str:
         verdict = f"not ready: {fails} problem(s) to fix"
     elif target.uid == 0 and target.is_self:
         verdict = "ready: idrun works as root here (maps written directly)"
+    elif sub_ids_usable(checks):
+        verdict = "ready: rootless launches work, with your own ids and your sub-id ranges"
     else:
-        verdict = "ready: a rootless launch will work"
+        verdict = ("ready: rootless launches work with your own ids only (-r, -c, "
+                   "--userns keep-id); no sub-id ranges are available, so mapping more ids "
+                   "is refused")
     lines.append(f"{verdict}" + (f" ({warns} warning(s))" if warns else ""))
     return "\n".join(lines)
 
@@ -320,13 +315,19 @@ def check_id(name: str) -> str:
 @click.option("--user", "user", metavar="NAME", help="Check this user instead of yourself.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check_command(user: str | None, as_json: bool) -> int:
-    """Diagnose this host for rootless idrun; exit 0 only when it will work."""
+    """Diagnose this host for rootless idrun; exit 0 when rootless launches work.
+
+    Separately says whether sub-id ranges are available: without them only
+    your own ids can be mapped (-r, -c, --userns keep-id), which still works.
+    Exit 1 when something is broken.
+    """
     checks, target = run_checks(user)
     ok = not any(c.status == FAIL for c in checks)
     if as_json:
         from .jsonout import dumps
         click.echo(dumps({
-            "ok": ok, "user": {"name": target.name, "uid": target.uid, "gid": target.gid},
+            "ok": ok, "sub_ids": sub_ids_usable(checks),
+            "user": {"name": target.name, "uid": target.uid, "gid": target.gid},
             "checks": [{"id": check_id(c.name), **c._asdict()} for c in checks]}))
     else:
         click.echo(_render_text(checks, target))

@@ -17,6 +17,54 @@ from .plan import Request
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class DecimalParam(click.ParamType):
+    """A decimal number from 0 to ``limit``, read by idrun's one decimal parser."""
+
+    name = "number"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        from .syntax import decimal
+        number = decimal(value)
+        if number is None or number > self.limit:
+            from .errors import quoted
+            why = "is not a decimal number" if number is None else f"is larger than {self.limit}"
+            self.fail(f"{quoted(value)} {why}", param, ctx)
+        return number
+
+
+# Help sections, in order; an option not listed goes to the last one.
+_SECTIONS = {
+    "Mapping": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user", "map_auto",
+                "subuidname", "subgidname", "setgroups", "rootless", "caller", "subuid_file",
+                "subgid_file"),
+    "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
+    "Process": ("user", "group_add", "fork", "die_with_parent", "no_new_privs", "preserve_fds"),
+    "Output": (),
+}
+
+
+class _SectionedCommand(click.Command):
+    """Options listed under headings (mapping, namespaces, process, output)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in _SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is None:
+                continue
+            title = next((t for t, names in _SECTIONS.items() if param.name in names), "Output")
+            rows[title].append(record)
+        for title, records in rows.items():
+            if records:
+                with formatter.section(f"{title} options"):
+                    formatter.write_dl(records)
+
+
 def _mapping_options(f: Callable) -> Callable:
     options = [
         click.option("--uidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
@@ -43,7 +91,11 @@ def _mapping_options(f: Callable) -> Callable:
         click.option("--group-add", multiple=True, metavar="GID",
                      help="Supplementary container gid (repeatable)."),
         click.option("--setgroups", type=click.Choice(["allow", "deny"]),
-                     help="Whether setgroups(2) is allowed inside."),
+                     help="Whether setgroups(2) is allowed inside. The default is allow when "
+                          "sub-gids are mapped (as podman and newgidmap do): the command can "
+                          "then drop your supplementary groups, so a file that denies one of "
+                          "them access (e.g. mode 0604, group G) becomes readable. Use deny "
+                          "to keep them."),
     ]
     return _stack(options, f)
 
@@ -143,9 +195,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
         if mplan is not None:
             d.update(mounts_dict(mplan))
         if verified is not None:
-            from .procfs import parse_map
-            d["verified"] = {"uid_map": [list(ln) for ln in parse_map(verified.uid_map)],
-                             "gid_map": [list(ln) for ln in parse_map(verified.gid_map)],
+            from .ranges import IdMap
+            d["verified"] = {"uid_map": [list(ln) for ln in IdMap.parse(verified.uid_map)],
+                             "gid_map": [list(ln) for ln in IdMap.parse(verified.gid_map)],
                              "setgroups": verified.setgroups,
                              "kernel": os.uname().release}
             if mplan is not None:
@@ -168,11 +220,13 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                 click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
 
 
-@click.command("map", context_settings=_CONTEXT)
+@click.command("map", cls=_SectionedCommand, context_settings=_CONTEXT)
 @_mapping_options
 @click.option("--rootless", is_flag=True,
               help="Resolve as an unprivileged user would, even as root.")
-@click.option("--caller", metavar="UID:GID", help="Resolve for this caller instead of you.")
+@click.option("--caller", metavar="USER[:GID]",
+              help="Resolve for this caller (login name or uid; GID defaults to the user's "
+                   "primary gid) instead of you. A caller other than 0 implies --rootless.")
 @click.option("--subuid-file", metavar="FILE", help="Read FILE instead of /etc/subuid.")
 @click.option("--subgid-file", metavar="FILE", help="Read FILE instead of /etc/subgid.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -192,9 +246,10 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     from .hostinfo import gather, parse_caller, privileged
     from .resolve import resolve
     request = _request(kw)
-    host = gather(request, rootless=True if rootless else None,
-                  caller=parse_caller(caller) if caller else None,
-                  subuid_file=subuid_file, subgid_file=subgid_file)
+    who = parse_caller(caller) if caller else None
+    # Only root resolves rootful: any other caller would run idrun rootless.
+    host = gather(request, rootless=True if rootless or (who and who[0] != 0) else None,
+                  caller=who, subuid_file=subuid_file, subgid_file=subgid_file)
     if verify and (rootless or caller or subuid_file or subgid_file):
         raise IdrunError("--verify checks the mapping on this kernel as you; it cannot "
                          "simulate another caller or sub-id file",
@@ -211,7 +266,8 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     _show_plan(plan, as_json, _verified(plan, verify), mplan)
 
 
-@click.command("idrun", context_settings=dict(_CONTEXT, allow_interspersed_args=False),
+@click.command("idrun", cls=_SectionedCommand,
+               context_settings=dict(_CONTEXT, allow_interspersed_args=False),
                epilog="Other commands: 'idrun map --help' (resolve and validate a mapping), "
                       "'idrun check --help' (diagnose rootless use on this host), "
                       "'idrun show --help' (show a process's maps). "
@@ -231,8 +287,8 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--cgroup", is_flag=True, help="New cgroup namespace.")
 @click.option("--fork", is_flag=True, help="Run the command as a child and wait for it.")
 @click.option("--no-new-privs", is_flag=True, help="Set no_new_privs before the exec.")
-@click.option("--preserve-fds", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Pass file descriptors 3 … 3+N-1 on to the command.")
+@click.option("--preserve-fds", type=DecimalParam(2**31 - 1), default=0, metavar="N",
+              help="Pass file descriptors 3 … 3+N-1 on to the command; they must be open.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (as 'idrun map') and start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
 @click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
@@ -252,14 +308,20 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
 
     \b
     Examples:
-      idrun --uidmap 0:1000:1 -- id          # as root: host uid 1000 is root inside
-      idrun -r -- id                         # rootless: you are root inside
-      idrun --userns keep-id -- id           # rootless: you keep your uid, sub-ids around it
-      idrun --uidmap 0:1:65536 -- bash       # rootless: container 0… = your sub-ids
-      idrun map --rootless --uidmap +5:@200000:3   # show what a mapping resolves to
+      idrun --uidmap 0:1000:1 -- id           # as root: host uid 1000 is root inside
+      idrun -r -- id                          # rootless: you are root inside
+      idrun --userns keep-id -- id            # rootless: you keep your uid, sub-ids around it
+      idrun --uidmap 0:1:65536 -- id          # rootless: container 0… = your sub-ids
+      idrun map --userns keep-id              # show what a mapping resolves to
     """
     from .hostinfo import gather
+    from .options import (check_combinations, check_hostname, check_preserve_fds,
+                          unreachable_terminals)
     from .resolve import resolve
+    check_combinations(mount_proc=mount_proc, pid=pid, as_json=as_json, dry_run=dry_run)
+    if hostname is not None:
+        check_hostname(hostname)
+    check_preserve_fds(preserve_fds)
     request = _request(kw)
     if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
             or request.map_current_user or request.map_auto or request.subuidname
@@ -278,6 +340,10 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
             if verify:
                 raise IdrunError("--verify goes with --dry-run",
                                  "idrun --dry-run --verify … checks the mapping on the kernel")
+            for note in plan.notes:
+                click.echo(f"idrun: note: {note}", err=True)
+            for w in unreachable_terminals(plan.uid.lines, plan.userns):
+                click.echo(f"idrun: warning: {w}", err=True)
         _warn(plan)
         mplan = _plan_mounts(kw, plan)
         if dry_run:
@@ -308,8 +374,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         raise
 
 
-SUBCOMMANDS: dict[str, str] = {"map": "map_command", "check": "check_command",
-                               "show": "show_command"}
+SUBCOMMANDS = ("map", "check", "show")
 
 
 def _subcommand(name: str) -> click.Command:
@@ -324,6 +389,10 @@ def _subcommand(name: str) -> click.Command:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["help"]:
+        # 'idrun help [SUBCOMMAND]' is '--help' of that command; a command named
+        # help still runs as 'idrun -- help'.
+        args = args[1:2] + ["--help"] if args[1:2] and args[1] in SUBCOMMANDS else ["--help"]
     # A first word naming a subcommand selects it; anything else is the launcher,
     # whose command comes after its options (or after "--").
     if args and args[0] in SUBCOMMANDS:
@@ -340,9 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return _fail(args, "idrun: aborted", "aborted", None, EXIT_IDRUN)
     except click.ClickException as e:
-        hint = "see 'idrun --help'" if prog == "idrun" else f"see '{prog} --help'"
-        message = e.format_message()
-        return _fail(args, f"idrun: error: {message}; {hint}", message, hint, EXIT_IDRUN)
+        hint = f"see '{prog} --help'"
+        # click ends its sentences with '.'; ours continue with '; hint: …'.
+        message = e.format_message().rstrip(".")
+        return _fail(args, f"idrun: error: {message}; hint: {hint}", message, hint, EXIT_IDRUN)
 
 
 def _fail(args: list[str], line: str, message: str, hint: str | None, status: int) -> int:

@@ -89,6 +89,11 @@ def exec_error(err: OSError, name: str, path: str) -> IdrunError:
                                    "is missing", hint="check the #! line")
         return CommandNotFound(f"{name}: not found inside the namespace",
                                hint="check the path")
+    if err.errno == errno.E2BIG:
+        return CommandNotExecutable(f"{name}: cannot execute {path}: {err.strerror}",
+                                    hint="the arguments and environment together exceed the "
+                                         "kernel's limit (see getconf ARG_MAX); pass fewer or "
+                                         "shorter arguments, e.g. through a file or xargs")
     return CommandNotExecutable(f"{name}: cannot execute {path}: {err.strerror}",
                                 hint="the container user may lack permission; check modes "
                                      "and --user")

@@ -59,11 +59,17 @@ class CommandNotExecutable(IdrunError):
     exit_status = EXIT_NOT_EXECUTABLE
 
 
+MAX_QUOTED = 60
+
+
 def quoted(text: str) -> str:
     """``text`` in double quotes, with control characters escaped.
 
-    Error messages must stay one line whatever the user typed.
+    Error messages must stay one line whatever the user typed, and readable:
+    a value of thousands of characters is cut, saying how long it was.
     """
+    if len(text) > MAX_QUOTED:
+        return quoted(text[:MAX_QUOTED - 20]) + f"… ({len(text)} characters)"
     if text.isprintable():
         return f'"{text}"'
     return '"' + text.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
-from .errors import SubidError
+from .errors import SubidError, quoted
 from .plan import Host, Request, SubidSet
-from .ranges import Line
-from .subids import nss_subid_module, parse_getsubids, parse_subid_text
+from . import procfs
+from .syntax import decimal, decimal_id, parse_userns
+from .subids import all_entries, free_block, nss_subid_module, parse_getsubids, parse_subid_text
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
@@ -19,17 +20,6 @@ NSSWITCH = "/etc/nsswitch.conf"
 AUTO_USER_ENV = "IDRUN_AUTO_USER"   # root's --userns=auto pool owner (default containers)
 _CAP_SETGID = 6
 _CAP_SETUID = 7
-
-
-def read_map(path: str) -> tuple[Line, ...]:
-    with open(path) as f:
-        text = f.read()
-    lines = []
-    for raw in text.splitlines():
-        parts = raw.split()
-        if len(parts) == 3:
-            lines.append(Line(int(parts[0]), int(parts[1]), int(parts[2])))
-    return tuple(lines)
 
 
 def privileged() -> bool:
@@ -47,15 +37,50 @@ def privileged() -> bool:
     return True
 
 
-def _read_text(path: str) -> str | None:
+MAX_SUBID_FILE = 32 << 20   # far above any real file (100 000 users ≈ 3 MB)
+
+
+def read_text(path: str) -> str | None:
+    """A sub-id file's text; None when it does not exist.
+
+    Only a regular file of bounded size: a FIFO would block, and /dev/zero
+    would grow memory without end. O_NONBLOCK keeps the open of a FIFO from
+    waiting for a writer before fstat can tell what it is.
+    """
+    import stat
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise SubidError(f"cannot read {path}: {e.strerror}",
                          f"make {path} readable (mode 644 is usual)") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SubidError(f"{path} is not a regular file", "give the path of a sub-id "
+                             "file such as /etc/subuid")
+        if st.st_size > MAX_SUBID_FILE:
+            raise SubidError(f"{path} is {st.st_size} bytes, more than idrun reads "
+                             f"({MAX_SUBID_FILE})", "give the path of a sub-id file such as "
+                             "/etc/subuid")
+        chunks, size = [], 0
+        while size <= MAX_SUBID_FILE:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise SubidError(f"cannot read {path}: {e.strerror}",
+                         f"make {path} readable (mode 644 is usual)") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_SUBID_FILE:
+        raise SubidError(f"{path} grew past {MAX_SUBID_FILE} bytes while being read",
+                         "give the path of a sub-id file such as /etc/subuid")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _owner_keys(name: str | None, uid: int | None) -> tuple[str, ...]:
@@ -79,7 +104,7 @@ class SubidSource:
 
     def module(self) -> str | None:
         if self._module is False:
-            text = None if self.explicit else _read_text(NSSWITCH)
+            text = None if self.explicit else read_text(NSSWITCH)
             self._module = nss_subid_module(text) if text else None
         return self._module  # type: ignore[return-value]
 
@@ -89,10 +114,16 @@ class SubidSource:
         if module:
             return self._getsubids(module, keys)
         if self._text is False:
-            self._text = _read_text(self.path)
+            self._text = read_text(self.path)
         if self._text is None:
-            return SubidSet(self.path, present=False, keys=keys)
-        return parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
+            return SubidSet(self.path, present=False, keys=keys, free=free_block([]),
+                            owner=name)
+        found = parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
+        if found.ranges:
+            return found
+        # Only then is the whole file read, to propose a block nobody has.
+        return found._replace(free=free_block(all_entries(self._text, self.path)),  # type: ignore[arg-type]
+                              owner=name)
 
     def _getsubids(self, module: str, keys: tuple[str, ...]) -> SubidSet:
         import subprocess
@@ -112,11 +143,31 @@ class SubidSource:
 
 
 def parse_caller(text: str) -> tuple[int, int]:
-    uid_text, sep, gid_text = text.partition(":")
-    if not sep or not all(p.isascii() and p.isdigit() for p in (uid_text, gid_text)):
-        from .errors import MapSyntaxError
-        raise MapSyntaxError(f'--caller "{text}" is not UID:GID', "write e.g. --caller 1000:1000")
-    return int(uid_text), int(gid_text)
+    """``--caller USER[:GID]``: USER is a login name or a uid; GID defaults to the
+    user's primary gid from passwd (or to the uid when there is no entry)."""
+    import pwd
+    from .errors import MapSyntaxError
+    user, sep, gid_text = text.partition(":")
+    hint = "write --caller NAME, --caller UID or --caller UID:GID, e.g. --caller 1000:1000"
+    what = f"--caller {quoted(text)}:"
+    uid = decimal(user)
+    entry = None
+    if uid is None:
+        try:
+            entry = pwd.getpwnam(user)
+        except (KeyError, ValueError):
+            raise MapSyntaxError(f"{what} {quoted(user)} is neither a uid nor a known login "
+                                 "name", hint) from None
+        uid = entry.pw_uid
+    else:
+        uid = decimal_id(user, f"{what} UID", hint)
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            pass
+    if sep:
+        return uid, decimal_id(gid_text, f"{what} GID", hint)
+    return uid, entry.pw_gid if entry is not None else uid
 
 
 def gather(request: Request, rootless: bool | None = None,
@@ -153,13 +204,13 @@ def gather(request: Request, rootless: bool | None = None,
     if uname and gname:
         wanted += [(named_uid, subuid, uname), (named_gid, subgid, gname)]
     auto_owner = os.environ.get(AUTO_USER_ENV) or "containers"
-    if request.userns and request.userns.split(":", 1)[0] == "auto" and not rootless:
+    if request.userns and parse_userns(request.userns).mode == "auto" and not rootless:
         wanted += [(named_uid, subuid, auto_owner), (named_gid, subgid, auto_owner)]
     for table, source, name in wanted:
         try:
             owner_uid: int | None = pwd.getpwnam(name).pw_uid
         except KeyError:
-            owner_uid = int(name) if name.isascii() and name.isdigit() else None
+            owner_uid = decimal(name)
         table[name] = source.lookup(name, owner_uid)
     try:
         with open("/proc/self/setgroups") as f:
@@ -168,8 +219,8 @@ def gather(request: Request, rootless: bool | None = None,
         pass
     if not rootless:
         try:
-            host_kwargs["parent_uid_map"] = read_map("/proc/self/uid_map")
-            host_kwargs["parent_gid_map"] = read_map("/proc/self/gid_map")
+            host_kwargs["parent_uid_map"] = procfs.read_map("uid")
+            host_kwargs["parent_gid_map"] = procfs.read_map("gid")
         except OSError:
             pass
     return Host(rootless=rootless, uid=uid, gid=gid, login=login,

@@ -24,7 +24,7 @@ import _signal
 from . import procfs, syscalls
 from .errors import CommandNotExecutable, CommandNotFound, LaunchError
 from .plan import WRITER_DIRECT, WRITER_HELPER, WRITER_SELF, KindPlan, Plan
-from .ranges import render
+from .ranges import IdMap, render
 
 SIGKILL = 9
 # podman --sig-proxy forwards everything catchable; the brief fixes this set.
@@ -261,7 +261,7 @@ def verify_maps(plan: Plan, dir_fd: int | None = None) -> tuple[str, str, str | 
         # Byte-exact against the kernel's own rendering; parse only to explain.
         if raw == procfs.kernel_text(want):
             continue
-        got = sorted(procfs.parse_map(raw), key=lambda ln: (ln.inside, ln.outside))
+        got = sorted(IdMap.parse(raw), key=lambda ln: (ln.inside, ln.outside))
         if got != want:
             raise LaunchError(f"{where}/{k.kind}_map reads back as "
                               f"{render(got).strip()!r}, not the planned "

@@ -149,6 +149,15 @@ def find(kind: str, override: str | None = None) -> Helper:
         cap = _CAP_NAMES[NEEDED_CAP[kind]]
         why = ("it is on a nosuid mount, so its setuid bit and file caps are ignored"
                if helper.nosuid_mount else f"it is neither setuid root nor has {cap}")
+        env = OVERRIDE_ENV[kind]
+        if override or os.environ.get(env):
+            # The override is the first suspect: name it as the source.
+            source = "the option" if override else env
+            raise LaunchError(f"{helper.path} (chosen by {source}) cannot map sub-ids: {why} "
+                              f"({helper.describe()})",
+                              hint=f"unset {source} to use the system {TOOLS[kind]}, or fix "
+                                   f"{helper.path}" if not override else
+                                   f"give a setuid-root {TOOLS[kind]}")
         raise LaunchError(f"{helper.path} cannot map sub-ids: {why} ({helper.describe()})",
                           hint=f"reinstall uidmap, or 'chmod u+s {helper.path}' / "
                                f"'setcap {cap}+ep {helper.path}' as root")
@@ -254,7 +263,8 @@ def _cause(helper: Helper, output: str, nnp: bool, nested: bool) -> tuple[str, s
         if nested:
             return ("idrun runs inside a user namespace whose owner is not host root, so the "
                     "setuid helper has no power over these ids",
-                    "map the sub-ids into the outer namespace first (e.g. --map-subids)")
+                    "when creating the outer namespace, map your sub-ids into it as well "
+                    "(e.g. start it with idrun --userns host)")
         return (f"the kernel refused a line (not within one extent of the parent map?) or "
                 f"{helper.path} lacks privilege", "run 'idrun check'")
     if "permission denied" in low:

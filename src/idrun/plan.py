@@ -53,6 +53,16 @@ class SubidSet(NamedTuple):
     present: bool = True                 # False: the file does not exist
     keys: tuple[str, ...] = ()           # owner keys that were tried (login name, uid)
     warnings: tuple[str, ...] = ()
+    # Without ranges: the lowest free block of 65536 ids in the file (as useradd
+    # would pick it) and the login name, so hints can give a command that works.
+    free: tuple[int, int] | None = None
+    owner: str | None = None
+
+    def add_hint(self, kind: str) -> str:
+        """The usermod command that delegates a free block to the owner."""
+        block = f"{self.free[0]}-{self.free[1]}" if self.free else "FIRST-LAST"
+        who = self.owner or (self.keys[0] if self.keys else "USER")
+        return f"usermod --add-sub{kind}s {block} {who}"
 
 
 class AutoBlock(NamedTuple):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .ranges import Line
+from .ranges import IdMap, Line
 
 ID_MAP_KINDS = ("uid", "gid")
 
@@ -29,24 +29,6 @@ def _read(path: str, dir_fd: int | None = None) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def proc_path(pid: int | str = "self") -> str:
-    return f"/proc/{pid}"
-
-
-def parse_map(text: str) -> list[Line]:
-    """Parse a uid_map/gid_map as the kernel prints it (padded, blank-separated)."""
-    lines: list[Line] = []
-    for raw in text.splitlines():
-        fields = raw.split()
-        if not fields:
-            continue
-        if len(fields) != 3:
-            raise ValueError(f"unexpected id map line {raw!r}")
-        inside, outside, count = (int(f) for f in fields)
-        lines.append(Line(inside, outside, count))
-    return lines
-
-
 def kernel_text(lines: list[Line] | tuple[Line, ...]) -> str:
     """A map exactly as the kernel prints it (``%10u %10u %10u``), for byte comparison."""
     return "".join(f"{ln.inside:>10} {ln.outside:>10} {ln.count:>10}\n" for ln in lines)
@@ -59,14 +41,14 @@ def read_map_text(kind: str, pid: int | str = "self", dir_fd: int | None = None)
     return _read(f"/proc/{pid}/{kind}_map")
 
 
-def read_map(kind: str, pid: int | str = "self", dir_fd: int | None = None) -> list[Line]:
+def read_map(kind: str, pid: int | str = "self", dir_fd: int | None = None) -> IdMap:
     """The ``kind`` ("uid"/"gid") map of a process, outside ids as the reader sees them.
 
     With ``dir_fd`` (an open /proc/PID directory), ``pid`` is ignored.
     """
     if dir_fd is not None:
-        return parse_map(_read(f"{kind}_map", dir_fd=dir_fd))
-    return parse_map(_read(f"/proc/{pid}/{kind}_map"))
+        return IdMap.parse(_read(f"{kind}_map", dir_fd=dir_fd))
+    return IdMap.parse(_read(f"/proc/{pid}/{kind}_map"))
 
 
 def read_setgroups(pid: int | str = "self", dir_fd: int | None = None) -> str | None:
@@ -87,11 +69,6 @@ def status(pid: int | str = "self") -> dict[str, str]:
         if sep:
             out[key] = value.strip()
     return out
-
-
-def status_fields(*names: str, pid: int | str = "self") -> dict[str, str]:
-    st = status(pid)
-    return {n: st[n] for n in names if n in st}
 
 
 def thread_count(pid: int | str = "self") -> int:
@@ -124,7 +101,7 @@ def sysctl_int(name: str) -> int | None:
 def is_initial_userns(pid: int | str = "self") -> bool:
     """True when the process's uid map is the initial namespace's identity map."""
     try:
-        return read_map("uid", pid) == [Line(0, 0, 4294967295)]
+        return read_map("uid", pid) == (Line(0, 0, 4294967295),)
     except OSError:
         return True
 

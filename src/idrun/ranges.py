@@ -75,91 +75,113 @@ def find_overlap(lines: Sequence[Line], side: str) -> tuple[Line, Line] | None:
     return None
 
 
-def sorted_by_outside(parent: Sequence[Line]) -> list[Line]:
-    return sorted(parent, key=lambda ln: ln.outside)
+class IdMap(tuple):
+    """An id map (uid_map/gid_map): lines inside ↔ outside, as the kernel holds them.
 
-
-def lookup_outside(parent_by_outside: Sequence[Line], starts: Sequence[int], first: int,
-                   count: int) -> list[tuple[int, int, int]] | int:
-    """Translate outside ids ``first … first+count-1`` to inside ids of ``parent``.
-
-    ``parent_by_outside`` must be sorted by outside start and ``starts`` be the
-    list of those starts. Returns ``(offset, inside, n)`` runs: ids
-    ``first+offset …`` map to ``inside …`` for ``n`` ids. If an id is not
-    covered, returns that id (an int) instead.
+    The one place that looks ids up, in both directions, splits ranges at the
+    map's extents and parses the kernel's text. It is a tuple of ``Line``, so it
+    compares equal to a plain tuple of the same lines. Lookups assume
+    the map is one-to-one (the kernel guarantees it for maps it accepted).
     """
-    runs: list[tuple[int, int, int]] = []
-    pos = first
-    end = first + count
-    i = bisect_right(starts, pos) - 1
-    while pos < end:
-        if i < 0 or i >= len(parent_by_outside):
-            return pos
-        ln = parent_by_outside[i]
-        if not (ln.outside <= pos < ln.outside_end):
-            return pos
-        n = min(end, ln.outside_end) - pos
-        runs.append((pos - first, ln.inside + (pos - ln.outside), n))
-        pos += n
-        i += 1
-    return runs
 
+    def __new__(cls, lines: Iterable[Sequence[int]] = ()) -> "IdMap":
+        return super().__new__(cls, (ln if isinstance(ln, Line) else Line(*ln) for ln in lines))
 
-def split_compose(lines: Sequence[Line], parent: Sequence[Line],
-                  translate: bool) -> tuple[list[Line], tuple[Line, int] | None]:
-    """Split each line where its outside range crosses a line of ``parent``.
+    @classmethod
+    def parse(cls, text: str) -> "IdMap":
+        """A map as /proc/PID/uid_map prints it (padded, blank-separated)."""
+        lines: list[Line] = []
+        for raw in text.splitlines():
+            fields = raw.split()
+            if not fields:
+                continue
+            if len(fields) != 3 or not all(f.isascii() and f.isdigit() and len(f) <= 10
+                                           for f in fields):
+                raise ValueError(f"unexpected id map line {raw!r}")
+            lines.append(Line(*(int(f) for f in fields)))
+        return cls(lines)
 
-    ``parent`` maps the outside ids of ``lines`` (its *inside* ids) further out.
-    With ``translate`` the pieces get the parent's outside ids (composition);
-    without, they keep their ids and are only split at the parent's extents.
-    Pieces are never merged back across parent lines. Returns the pieces and,
-    if some id is not covered by ``parent``, the first such (line, id).
-    """
-    par = sorted(parent, key=lambda ln: ln.inside)
-    starts = [ln.inside for ln in par]
-    out: list[Line] = []
-    for line in lines:
-        pos = line.outside
-        end = line.outside_end
+    def _order(self, side: str) -> tuple[list[Line], list[int]]:
+        cache = self.__dict__.setdefault("_orders", {})
+        if side not in cache:
+            ordered = sorted(self, key=lambda ln: ln.inside if side == "inside" else ln.outside)
+            cache[side] = (ordered, [getattr(ln, side) for ln in ordered])
+        return cache[side]
+
+    def _line_at(self, side: str, ident: int) -> Line | None:
+        ordered, starts = self._order(side)
+        i = bisect_right(starts, ident) - 1
+        if i >= 0 and ident < starts[i] + ordered[i].count:
+            return ordered[i]
+        return None
+
+    @property
+    def size(self) -> int:
+        return sum(ln.count for ln in self)
+
+    def covers(self, inside: int) -> bool:
+        return self._line_at("inside", inside) is not None
+
+    def outward(self, inside: int) -> int | None:
+        """The outside id of ``inside``, or None when it is not mapped."""
+        ln = self._line_at("inside", inside)
+        return None if ln is None else ln.outside + inside - ln.inside
+
+    def inward(self, outside: int) -> int | None:
+        """The inside id that ``outside`` appears as, or None (the overflow id)."""
+        ln = self._line_at("outside", outside)
+        return None if ln is None else ln.inside + outside - ln.outside
+
+    def inward_runs(self, first: int, count: int) -> list[tuple[int, int, int]] | int:
+        """Translate outside ids ``first … first+count-1`` to inside ids.
+
+        Returns ``(offset, inside, n)`` runs: ids ``first+offset …`` map to
+        ``inside …`` for ``n`` ids. If an id is not covered, returns that id.
+        """
+        ordered, starts = self._order("outside")
+        runs: list[tuple[int, int, int]] = []
+        pos, end = first, first + count
         i = bisect_right(starts, pos) - 1
         while pos < end:
-            if i < 0 or i >= len(par) or not (par[i].inside <= pos < par[i].inside_end):
-                return out, (line, pos)
-            p = par[i]
-            n = min(end, p.inside_end) - pos
-            inside = line.inside + (pos - line.outside)
-            out.append(Line(inside, p.outside + (pos - p.inside) if translate else pos, n))
+            if i < 0 or i >= len(ordered) or not (ordered[i].outside <= pos
+                                                   < ordered[i].outside_end):
+                return pos
+            ln = ordered[i]
+            n = min(end, ln.outside_end) - pos
+            runs.append((pos - first, ln.inside + (pos - ln.outside), n))
             pos += n
             i += 1
-    return out, None
+        return runs
 
+    def split(self, lines: Iterable[Line],
+              translate: bool) -> tuple[list[Line], tuple[Line, int] | None]:
+        """Split each of ``lines`` where its outside range crosses a line of this map.
 
-def compose(lines: Sequence[Line], parent: Sequence[Line]) -> list[Line]:
-    """Map ``lines`` (inside → parent inside) through ``parent`` (→ parent outside).
+        This map takes the outside ids of ``lines`` (its *inside* ids) further
+        out. With ``translate`` the pieces get this map's outside ids
+        (composition); without, they keep their ids and are only cut at this
+        map's extents. Pieces are never merged back across lines. Returns the
+        pieces and, if some id is not covered, the first such (line, id).
+        """
+        par, starts = self._order("inside")
+        out: list[Line] = []
+        for line in lines:
+            pos, end = line.outside, line.outside_end
+            i = bisect_right(starts, pos) - 1
+            while pos < end:
+                if i < 0 or i >= len(par) or not (par[i].inside <= pos < par[i].inside_end):
+                    return out, (line, pos)
+                p = par[i]
+                n = min(end, p.inside_end) - pos
+                inside = line.inside + (pos - line.outside)
+                out.append(Line(inside, p.outside + (pos - p.inside) if translate else pos, n))
+                pos += n
+                i += 1
+        return out, None
 
-    Ids of ``lines`` that ``parent`` does not cover are dropped.
-    """
-    par = sorted(parent, key=lambda ln: ln.inside)
-    out: list[Line] = []
-    for line in lines:
-        for p in par:
-            lo = max(line.outside, p.inside)
-            hi = min(line.outside_end, p.inside_end)
-            if lo < hi:
-                out.append(Line(line.inside + (lo - line.outside), p.outside + (lo - p.inside),
-                                hi - lo))
-    return canonical(out)
-
-
-def translate(lines: Sequence[Line], ident: int, inward: bool = False) -> int | None:
-    """Map one id outward (inside → outside) or, with ``inward``, back."""
-    for ln in lines:
-        if inward:
-            if ln.outside <= ident < ln.outside_end:
-                return ln.inside + ident - ln.outside
-        elif ln.inside <= ident < ln.inside_end:
-            return ln.outside + ident - ln.inside
-    return None
+    def overlap(self, side: str) -> tuple[Line, Line] | None:
+        """First pair of lines whose ``side`` ranges overlap (the kernel would refuse)."""
+        return find_overlap(self, side)
 
 
 # --- interval sets -------------------------------------------------------------

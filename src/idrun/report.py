@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .plan import WRITER_HELPER, KindPlan, Plan
-from .ranges import Line
+from .ranges import IdMap, Line
 
 HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}
 
@@ -43,11 +43,16 @@ def plan_dict(plan: Plan, helpers: dict[str, str] | None = None) -> dict:
     return out
 
 
-def _host_of(kp: KindPlan, inter: int) -> int:
-    for ln in kp.intermediate:
-        if ln.inside <= inter < ln.inside_end:
-            return ln.outside + inter - ln.inside
-    return -1
+def _three_step_rows(kp: KindPlan) -> list[tuple[int, int, int, int]]:
+    """(container, intermediate, host, count) rows, one per run of consecutive host ids.
+
+    A container line is cut wherever its intermediate ids cross from one
+    intermediate line (sub-id range) to the next, because the host ids jump
+    there: one row per line would show host ids the mapping does not use.
+    """
+    inter = IdMap(kp.intermediate)
+    pieces, _ = inter.split(kp.container, translate=False)
+    return [(p.inside, p.outside, inter.outward(p.outside), p.count) for p in pieces]
 
 
 def _table(rows: list[tuple], header: tuple) -> list[str]:
@@ -68,10 +73,7 @@ def plan_text(plan: Plan, helpers: dict[str, str] | None = None) -> str:
             out += _table([(ln.inside, ln.outside, ln.count) for ln in kp.intermediate],
                           ("intermediate", "host", "count"))
             out.append(f"{k} map (container → intermediate → host):")
-            rows = []
-            for ln in kp.container:
-                rows.append((ln.inside, ln.outside, _host_of(kp, ln.outside), ln.count))
-            out += _table(rows, ("container", "intermediate", "host", "count"))
+            out += _table(_three_step_rows(kp), ("container", "intermediate", "host", "count"))
         else:
             out.append(f"{k} map (container → host):")
             out += _table([(ln.inside, ln.outside, ln.count) for ln in kp.container],

@@ -8,16 +8,14 @@ before anything runs.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import NamedTuple
 
 from . import autoblock
 from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
                    Plan, Request, SubidSet)
-from .ranges import ID_LIMIT, IntervalSet, Line, canonical, free_ranges, lookup_outside, \
-    split_compose, subtract
-from .syntax import Triple, parse_value
+from .ranges import ID_LIMIT, IdMap, IntervalSet, Line, canonical, free_ranges, subtract
+from .syntax import Triple, decimal_id, parse_user, parse_userns, parse_value
 
 MAX_LINES = 340
 MAX_BYTES = 4096          # the whole map must be written in one write below a page
@@ -51,10 +49,8 @@ class _Space:
         self.subids = subids
         self.kind = kind
         self.rootless = rootless
-        self.parent = parent
+        self.parent = IdMap(parent)
         self.own_id = own_id
-        self.by_outside = sorted(self.parent, key=lambda ln: ln.outside)
-        self.outside_starts = [ln.outside for ln in self.by_outside]
 
     def same_as(self, other: "_Space") -> bool:
         return (self.rootless == other.rootless and self.parent == other.parent
@@ -62,7 +58,7 @@ class _Space:
 
     @property
     def size(self) -> int:
-        return sum(ln.count for ln in self.parent)
+        return self.parent.size
 
     def describe(self) -> str:
         if self.rootless:
@@ -149,7 +145,7 @@ def _parse_all(request: Request, warnings: list[str]) -> dict[str, list[Triple]]
 
 def _host_lookup(t: Triple, space: _Space) -> list[tuple[int, int, int]]:
     """Resolve ``@from`` id by id (in whole runs) through the parent map."""
-    runs = lookup_outside(space.by_outside, space.outside_starts, t.from_id, t.amount)
+    runs = space.parent.inward_runs(t.from_id, t.amount)
     if isinstance(runs, int):
         if space.rootless:
             raise SubidError(
@@ -239,10 +235,8 @@ def _parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, 
         if key not in allowed:
             raise MapSyntaxError(f'--userns={mode}: unknown option {quoted(key)}',
                                  f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
-        if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
-            raise MapSyntaxError(f'--userns={mode}: {key}={quoted(value)} is not a decimal id',
-                                 f"write {key}= with a number from 0 to 4294967294")
-        opts[key] = int(value)
+        opts[key] = decimal_id(value, f"--userns={mode}: {key}=",
+                               f"write {key}= with a number from 0 to 4294967294")
     return opts
 
 
@@ -255,7 +249,7 @@ class _Preset(NamedTuple):
 
 def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset:
     spec = request.userns or ""
-    mode, _, opttext = spec.partition(":")
+    mode, opttext, _ = parse_userns(spec)
     origin = f"--userns={spec}"
     rootless = host.rootless
     if mode == "host":
@@ -301,6 +295,8 @@ def _userns_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _
             if total <= 0:
                 raise SubidError(f"--userns=nomap needs sub-ids, but none are delegated to you "
                                  f"in {SUBID_FILE[kind]}",
+                                 f"ask an admin: {spaces[kind].subids.add_hint(kind)}"
+                                 if spaces[kind].subids is not None else
                                  f"ask for them with usermod --add-sub{kind}s")
             maps[kind] = [Piece(0, 1, total, origin)]
         return _Preset(maps, user=(0, 0))
@@ -331,7 +327,7 @@ def _auto_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Pr
         from_seq: list[tuple[int, int]] = []
         for start, count in block:
             if space.rootless:
-                runs = lookup_outside(space.by_outside, space.outside_starts, start, count)
+                runs = space.parent.inward_runs(start, count)
                 if isinstance(runs, int):
                     raise SubidError(f"{origin}: host {kind} {runs} of the chosen block is not "
                                      "delegated to you", "report this: the block must come "
@@ -371,11 +367,10 @@ def _shorthand_preset(request: Request, host: Host, spaces: dict[str, _Space]) -
             subids = host.subuid if kind == "uid" else host.subgid
             if not subids.ranges:
                 raise SubidError(f"--map-auto: no range is delegated to you in {subids.source}",
-                                 f"ask for one with usermod --add-sub{kind}s")
+                                 f"ask an admin: {subids.add_hint(kind)}")
             first = subids.ranges[0]  # util-linux takes the first line in file order
             if host.rootless:
-                runs = lookup_outside(space.by_outside, space.outside_starts, first.start,
-                                      first.count)
+                runs = space.parent.inward_runs(first.start, first.count)
                 assert not isinstance(runs, int)
                 block_from = runs[0][1]
             else:
@@ -441,8 +436,7 @@ def _subidname_pieces(request: Request, host: Host, spaces: dict[str, _Space]
         for rng in sorted(named.ranges, key=lambda r: r.start):
             origin = f"{option} {name} ({named.source} line {rng.lineno})"
             if host.rootless:
-                runs = lookup_outside(space.by_outside, space.outside_starts, rng.start,
-                                      rng.count)
+                runs = space.parent.inward_runs(rng.start, rng.count)
                 if isinstance(runs, int):
                     raise SubidError(f"{origin}: host {kind} {runs} is not delegated to you",
                                      f"only ids of your own ranges in {SUBID_FILE[kind]} "
@@ -489,16 +483,22 @@ def _validate_pieces(kind: str, pieces: list[Piece], space: _Space) -> None:
 
 
 def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) -> list[Line]:
-    out, missing = split_compose(lines, space.parent, translate=space.rootless)
+    out, missing = space.parent.split(lines, translate=space.rootless)
     if missing is not None:
         line, ident = missing
         origin = next((p.origin for p in origins
                        if p.container <= line.inside < p.container + p.count), "the map")
+        if space.rootless and space.parent.inward(ident) is not None:
+            raise MapValidationError(
+                f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
+                f"have; host {kind} {ident} is delegated to you, but rootless from ids are "
+                "intermediate ids", f"write @{ident} to mean host {kind} {ident}; "
+                "'idrun map --rootless' shows the intermediate table")
         if space.rootless:
             raise MapValidationError(
                 f"{origin}: intermediate {kind} {ident} is beyond the {space.size} ids you "
                 f"have ({space.describe()})",
-                f"ask for sub-ids (usermod --add-sub{kind}s 100000-165535 USER)"
+                f"ask an admin to delegate sub-ids: {space.subids.add_hint(kind)}"
                 if space.subids is not None and not space.subids.ranges else
                 "from ids are intermediate ids when rootless; write @HOSTID to name a "
                 "delegated host id, or see idrun map --rootless for the table")
@@ -506,6 +506,22 @@ def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) 
             f"{origin}: {kind} {ident} is not mapped into the namespace idrun runs in",
             f"use ids that /proc/self/{kind}_map maps")
     return out
+
+
+def _own_id_notes(triples: dict[str, list[Triple]], spaces: dict[str, _Space]) -> list[str]:
+    """A rootless from id equal to the caller's own id reads like a host id, but is not."""
+    notes = []
+    for kind in KINDS:
+        own = spaces[kind].own_id
+        host = spaces[kind].parent.outward(own)
+        means = f"host {kind} {host}" if host is not None else "beyond your ids"
+        for t in triples[kind]:
+            if not t.host and t.from_id <= own < t.from_id + t.amount:
+                notes.append(
+                    f"{t.origin}: rootless, from {kind} {own} is intermediate {own} ({means}), "
+                    f"not your own {kind}; your own {kind} is intermediate 0, and @{own} would "
+                    "name a host id; 'idrun map' shows the table")
+    return notes
 
 
 # --- the whole thing -------------------------------------------------------------
@@ -534,98 +550,81 @@ def _check_conflicts(request: Request) -> None:
                                "use -r to be root inside, or -c to keep your own ids")
 
 
-def _parse_user(text: str) -> tuple[int, int | None]:
-    uid_text, sep, gid_text = text.partition(":")
-    for part, name in ((uid_text, "UID"), (gid_text if sep else "0", "GID")):
-        if not (part.isascii() and part.isdigit()) or int(part) > 4294967294:
-            raise MapSyntaxError(f'--user {quoted(text)}: {name} {quoted(part)} is not a numeric id',
-                                 "write --user UID[:GID] with container ids, e.g. --user 0:0")
-    return int(uid_text), (int(gid_text) if sep else None)
+class _Said(NamedTuple):
+    """What resolution has to tell the user besides the plan."""
+
+    warnings: list[str]
+    notes: list[str]
 
 
-def _mapped(container: list[Line], ident: int) -> bool:
-    starts = [ln.inside for ln in container]
-    i = bisect_right(starts, ident) - 1
-    return i >= 0 and container[i].inside <= ident < container[i].inside_end
+def _spaces(host: Host, said: _Said) -> dict[str, _Space]:
+    """Phase 1: where each kind's from ids live (intermediate map, or this namespace's map)."""
+    own = {"uid": host.uid, "gid": host.gid}
+    if not host.rootless:
+        return {kind: _Space(kind, False, tuple(parent), own[kind])
+                for kind, parent in (("uid", host.parent_uid_map), ("gid", host.parent_gid_map))}
+    subuid, subgid = host.subuid, host.subgid
+    if bool(subuid.ranges) != bool(subgid.ranges):
+        has, lacks = (subuid, subgid) if subuid.ranges else (subgid, subuid)
+        said.warnings.append(
+            f"you have ranges in {has.source} but none in {lacks.source}; like podman, "
+            "idrun then maps only your own uid and gid (add the missing ranges with "
+            "usermod --add-subuids/--add-subgids)")
+        subuid, subgid = subuid._replace(ranges=()), subgid._replace(ranges=())
+    for s in (subuid, subgid):
+        said.warnings.extend(s.warnings)
+    return {kind: _Space(kind, True, intermediate_map(kind, own[kind], subids), own[kind], subids)
+            for kind, subids in (("uid", subuid), ("gid", subgid))}
 
 
-def _container_of(container: list[Line], from_id: int) -> int | None:
-    for ln in container:
-        if ln.outside <= from_id < ln.outside_end:
-            return ln.inside + from_id - ln.outside
+def _preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset | None:
+    """Phase 2a: a --userns mode or a util-linux shorthand, if one was given."""
+    if request.userns is not None:
+        return _userns_preset(request, host, spaces)
+    if request.map_root_user or request.map_current_user or request.map_auto:
+        return _shorthand_preset(request, host, spaces)
     return None
 
 
-def resolve(request: Request, host: Host) -> Plan:
-    """Resolve and validate a request into the plan the launcher executes."""
-    _check_conflicts(request)
-    warnings: list[str] = []
-    rootless = host.rootless
-    own = {"uid": host.uid, "gid": host.gid}
-    if request.setgroups not in (None, "allow", "deny"):
-        raise MapSyntaxError(f'--setgroups {quoted(request.setgroups)} is not allow or deny',
-                             "write --setgroups allow or --setgroups deny")
-
-    spaces: dict[str, _Space] = {}
-    if rootless:
-        subuid, subgid = host.subuid, host.subgid
-        if bool(subuid.ranges) != bool(subgid.ranges):
-            has, lacks = (subuid, subgid) if subuid.ranges else (subgid, subuid)
-            warnings.append(
-                f"you have ranges in {has.source} but none in {lacks.source}; like podman, "
-                "idrun then maps only your own uid and gid (add the missing ranges with "
-                "usermod --add-subuids/--add-subgids)")
-            subuid = SubidSet(subuid.source, present=subuid.present, keys=subuid.keys)
-            subgid = SubidSet(subgid.source, present=subgid.present, keys=subgid.keys)
-        for s in (subuid, subgid):
-            warnings.extend(s.warnings)
-        for kind, subids in (("uid", subuid), ("gid", subgid)):
-            spaces[kind] = _Space(kind, True, intermediate_map(kind, own[kind], subids),
-                                  own[kind], subids)
+def _value_pieces(request: Request, host: Host, spaces: dict[str, _Space],
+                  said: _Said) -> dict[str, list[Piece]]:
+    """Phase 2b: --subuidname/--subgidname and the --uidmap/--gidmap values, per kind."""
+    triples = _parse_all(request, said.warnings)
+    if host.rootless:
+        said.notes.extend(_own_id_notes(triples, spaces))
+    named = _subidname_pieces(request, host, spaces)
+    built = build_pieces(triples["uid"], spaces["uid"])
+    # Both kinds usually get the same values (copy-over) against the same
+    # ranges; then the gid side is the same computation.
+    if triples["gid"] == triples["uid"] and spaces["gid"].same_as(spaces["uid"]):
+        built_gid = built
     else:
-        for kind, parent in (("uid", host.parent_uid_map), ("gid", host.parent_gid_map)):
-            spaces[kind] = _Space(kind, False, tuple(parent), own[kind])
+        built_gid = build_pieces(triples["gid"], spaces["gid"])
+    pieces = {"uid": named["uid"] + built, "gid": named["gid"] + built_gid}
+    if not pieces["uid"] and not pieces["gid"]:
+        if not (request.uidmap or request.gidmap):
+            raise MapValidationError(
+                "no mapping given", "pass --uidmap/--gidmap, a --userns mode, or "
+                "-r/-c/--map-auto (e.g. idrun --uidmap 0:1000:1 -- id)")
+        raise MapValidationError("the values given map no id at all",
+                                 "check the u/g flags of your --uidmap/--gidmap values")
+    if host.rootless:
+        for kind, other in (("uid", "gid"), ("gid", "uid")):
+            if not pieces[kind] and pieces[other]:
+                pieces[kind] = [Piece(0, 0, spaces[kind].size,
+                                      f"the full intermediate {kind} map (no {kind} "
+                                      "value given)")]
+    return pieces
 
-    preset: _Preset | None = None
-    if request.userns is not None:
-        preset = _userns_preset(request, host, spaces)
-    elif request.map_root_user or request.map_current_user or request.map_auto:
-        preset = _shorthand_preset(request, host, spaces)
 
-    pieces: dict[str, list[Piece]]
-    if preset is not None:
-        pieces = preset.maps
-    else:
-        triples = _parse_all(request, warnings)
-        named = _subidname_pieces(request, host, spaces)
-        built = build_pieces(triples["uid"], spaces["uid"])
-        # Both kinds usually get the same values (copy-over) against the same
-        # ranges; then the gid side is the same computation.
-        if triples["gid"] == triples["uid"] and spaces["gid"].same_as(spaces["uid"]):
-            built_gid = built
-        else:
-            built_gid = build_pieces(triples["gid"], spaces["gid"])
-        pieces = {"uid": named["uid"] + built, "gid": named["gid"] + built_gid}
-        if not pieces["uid"] and not pieces["gid"]:
-            if not (request.uidmap or request.gidmap):
-                raise MapValidationError(
-                    "no mapping given", "pass --uidmap/--gidmap, a --userns mode, or "
-                    "-r/-c/--map-auto (e.g. idrun --uidmap 0:1000:1 -- id)")
-            raise MapValidationError("the values given map no id at all",
-                                     "check the u/g flags of your --uidmap/--gidmap values")
-        if rootless:
-            for kind, other in (("uid", "gid"), ("gid", "uid")):
-                if not pieces[kind] and pieces[other]:
-                    pieces[kind] = [Piece(0, 0, spaces[kind].size,
-                                          f"the full intermediate {kind} map (no {kind} "
-                                          "value given)")]
-
-    userns = preset.userns if preset is not None else True
-    container: dict[str, list[Line]] = {}
+def _maps(pieces: dict[str, list[Piece]], spaces: dict[str, _Space],
+          userns: bool) -> tuple[dict[str, IdMap], dict[str, list[Line]]]:
+    """Phase 3: validate, canonicalize, and compose to the lines to be written."""
+    container: dict[str, IdMap] = {}
     written: dict[str, list[Line]] = {}
     for kind in KINDS:
         _validate_pieces(kind, pieces[kind], spaces[kind])
-        container[kind] = canonical(p.line for p in pieces[kind])
+        container[kind] = IdMap(canonical(p.line for p in pieces[kind]))
         if not userns:
             written[kind] = []
             continue
@@ -634,12 +633,18 @@ def resolve(request: Request, host: Host) -> Plan:
         check_limits(lines, f"the {kind}_map to be written",
                      "use fewer, larger ranges (rootless lines are split at every sub-id "
                      "range, so fewer ranges in /etc/sub" + kind + " help too)")
+    return container, written
 
-    # Whom to run as, inside.
+
+def _target_ids(request: Request, host: Host, preset: _Preset | None,
+                container: dict[str, IdMap], userns: bool,
+                said: _Said) -> tuple[dict[str, int | None], list[str]]:
+    """Phase 4: whom to run as inside, and which kinds have no id to switch to."""
+    own = {"uid": host.uid, "gid": host.gid}
     user_uid: int | None
     user_gid: int | None
     if request.user is not None:
-        user_uid, user_gid = _parse_user(request.user)
+        user_uid, user_gid = parse_user(request.user)
     elif preset is not None and preset.user is not None:
         user_uid, user_gid = preset.user
     else:
@@ -652,28 +657,35 @@ def resolve(request: Request, host: Host) -> Plan:
             continue
         lines = container[kind]
         if not lines:
-            if not rootless:
-                warnings.append(f"no {kind} is mapped, so every {kind} shows as the overflow id "
-                                f"inside and idrun does not switch {kind}s")
+            if not host.rootless:
+                said.warnings.append(f"no {kind} is mapped, so every {kind} shows as the "
+                                     f"overflow id inside and idrun does not switch {kind}s")
             ids[kind] = None
             continue
-        if not _mapped(lines, 0) and preset is None and request.user is None:
-            warnings.append(f"container {kind} 0 is not mapped; if you meant to be root "
-                                f"inside, map it (e.g. --{kind}map 0:...)")
+        if not lines.covers(0) and preset is None and request.user is None:
+            said.warnings.append(f"container {kind} 0 is not mapped; if you meant to be root "
+                                 f"inside, map it (e.g. --{kind}map 0:...)")
         if ids[kind] is None:
-            if _mapped(lines, 0):
+            if lines.covers(0):
                 ids[kind] = 0
             else:
-                ids[kind] = _container_of(lines, 0 if rootless else own[kind])
+                ids[kind] = lines.inward(0 if host.rootless else own[kind])
                 if ids[kind] is None:
                     unswitchable.append(kind)
-        elif not _mapped(lines, ids[kind]):  # type: ignore[arg-type]
+        elif not lines.covers(ids[kind]):  # type: ignore[arg-type]
             what = "--user" if request.user is not None else "the preset's"
             raise MapValidationError(
                 f"container {kind} {ids[kind]} ({what} {kind}) is not mapped by the {kind} map",
                 f"map it with --{kind}map, or pick another --user")
+    for kind in unswitchable:
+        said.warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a "
+                             f"launch needs --user to say which {kind} to run as")
+    return ids, unswitchable
 
-    # setgroups
+
+def _setgroups(request: Request, host: Host, preset: _Preset | None,
+               written: dict[str, list[Line]]) -> str:
+    """Phase 5: allow or deny, as asked, inherited, or as the kernel demands."""
     setgroups = request.setgroups or (preset.setgroups if preset else None) or "allow"
     if host.parent_setgroups == "deny" and setgroups == "allow":
         if request.setgroups == "allow":
@@ -681,7 +693,7 @@ def resolve(request: Request, host: Host) -> Plan:
                 "--setgroups allow: setgroups is denied in the namespace idrun runs in, and "
                 "a new namespace inherits that", "drop --setgroups allow")
         setgroups = "deny"
-    gid_own_only = rootless and all(
+    gid_own_only = host.rootless and all(
         ln.outside == host.gid and ln.count == 1 for ln in written["gid"]) and written["gid"]
     if gid_own_only and setgroups == "allow":
         if request.setgroups == "allow":
@@ -689,51 +701,68 @@ def resolve(request: Request, host: Host) -> Plan:
                 "--setgroups allow: with only your own gid mapped the kernel requires "
                 "setgroups to be denied", "map delegated sub-gids too, or drop --setgroups allow")
         setgroups = "deny"
+    return setgroups
 
+
+def _groups(request: Request, container: dict[str, IdMap], setgroups: str) -> list[int]:
+    """Phase 6: --group-add, each mapped and allowed."""
     groups: list[int] = []
     for text in request.group_add:
-        if not (text.isascii() and text.isdigit()) or int(text) > 4294967294:
-            raise MapSyntaxError(f'--group-add {quoted(text)} is not a numeric gid',
-                                 "write --group-add with container gids, e.g. --group-add 10")
-        gid = int(text)
-        if not _mapped(container["gid"], gid):
+        gid = decimal_id(text, "--group-add",
+                         "write --group-add with container gids, e.g. --group-add 10")
+        if not container["gid"].covers(gid):
             raise MapValidationError(f"--group-add {gid}: container gid {gid} is not mapped",
                                      "map it with --gidmap or drop --group-add")
         groups.append(gid)
     if groups and setgroups == "deny":
         raise MapConflictError("--group-add needs setgroups allowed, but it is denied",
                                "drop --group-add or --setgroups deny/-r/-c")
+    return groups
 
-    kinds: dict[str, KindPlan] = {}
-    for kind in KINDS:
-        lines = written[kind]
-        if not userns or not lines:
-            writer = WRITER_NONE
-        elif not rootless:
-            writer = WRITER_DIRECT
-        elif all(ln.outside == own[kind] and ln.count == 1 for ln in lines):
-            writer = WRITER_SELF
-        else:
-            writer = WRITER_HELPER
-        kinds[kind] = KindPlan(kind=kind, container=tuple(container[kind]), lines=tuple(lines),
-                               intermediate=spaces[kind].parent if rootless else (),
-                               writer=writer)
 
-    notes: list[str] = []
-    for kind in unswitchable:
-        warnings.append(f"neither container {kind} 0 nor your own {kind} is mapped, so a launch "
-                        f"needs --user to say which {kind} to run as")
+def _kind_plan(kind: str, host: Host, space: _Space, container: IdMap, lines: list[Line],
+               userns: bool) -> KindPlan:
+    """Phase 7: who writes the map."""
+    if not userns or not lines:
+        writer = WRITER_NONE
+    elif not host.rootless:
+        writer = WRITER_DIRECT
+    elif all(ln.outside == space.own_id and ln.count == 1 for ln in lines):
+        writer = WRITER_SELF
+    else:
+        writer = WRITER_HELPER
+    return KindPlan(kind=kind, container=tuple(container), lines=tuple(lines),
+                    intermediate=space.parent if host.rootless else (), writer=writer)
+
+
+def resolve(request: Request, host: Host) -> Plan:
+    """Resolve and validate a request into the plan the launcher executes."""
+    _check_conflicts(request)
+    if request.setgroups not in (None, "allow", "deny"):
+        raise MapSyntaxError(f'--setgroups {quoted(request.setgroups)} is not allow or deny',
+                             "write --setgroups allow or --setgroups deny")
+    said = _Said([], [])
+    spaces = _spaces(host, said)
+    preset = _preset(request, host, spaces)
+    pieces = preset.maps if preset is not None else _value_pieces(request, host, spaces, said)
+    userns = preset.userns if preset is not None else True
+    container, written = _maps(pieces, spaces, userns)
+    ids, unswitchable = _target_ids(request, host, preset, container, userns, said)
+    setgroups = _setgroups(request, host, preset, written)
+    groups = _groups(request, container, setgroups)
+    kinds = {kind: _kind_plan(kind, host, spaces[kind], container[kind], written[kind], userns)
+             for kind in KINDS}
     if request.userns and autoblock.is_auto(request.userns):
         if host.auto_block is None:
-            notes.append("auto: lowest ids of the pool; no lease registry was consulted, so "
-                         "this is not reserved against other --userns=auto runs")
+            said.notes.append("auto: lowest ids of the pool; no lease registry was consulted, "
+                              "so this is not reserved against other --userns=auto runs")
         else:
-            notes += host.auto_block.notes
-            warnings += host.auto_block.warnings
+            said.notes.extend(host.auto_block.notes)
+            said.warnings.extend(host.auto_block.warnings)
     if not userns:
-        notes.append("--userns=host as root: no user namespace is created")
-    return Plan(rootless=rootless, userns=userns, caller_uid=host.uid, caller_gid=host.gid,
+        said.notes.append("--userns=host as root: no user namespace is created")
+    return Plan(rootless=host.rootless, userns=userns, caller_uid=host.uid, caller_gid=host.gid,
                 uid=kinds["uid"], gid=kinds["gid"], setgroups=setgroups,
                 user_uid=ids["uid"], user_gid=ids["gid"], groups=tuple(groups),
                 unswitchable=tuple(unswitchable),
-                warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes))
+                warnings=tuple(dict.fromkeys(said.warnings)), notes=tuple(said.notes))

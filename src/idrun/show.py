@@ -11,8 +11,10 @@ import os
 import click
 
 from . import procfs
-from .errors import IdrunError
-from .ranges import Line, translate
+from .errors import IdrunError, quoted
+from .cli import DecimalParam
+from .ranges import IdMap, Line
+from .syntax import decimal
 
 
 def _process(pid: str) -> tuple[int, str, str | None]:
@@ -49,9 +51,9 @@ def _table(kind: str, lines: list[Line]) -> list[str]:
     return out
 
 
-def _translation(kind: str, lines: list[Line], ident: int) -> str:
-    out_id = translate(lines, ident)
-    in_id = translate(lines, ident, inward=True)
+def _translation(kind: str, lines: IdMap, ident: int) -> str:
+    out_id = lines.outward(ident)
+    in_id = lines.inward(ident)
     a = f"inside {ident} = outside {out_id}" if out_id is not None else \
         f"inside {ident} is not mapped"
     b = f"outside {ident} = inside {in_id}" if in_id is not None else \
@@ -74,7 +76,7 @@ def read_process(pid: str) -> dict:
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pid", required=False, default="self")
-@click.option("--translate", "ident", type=click.IntRange(0, 4294967294), metavar="ID",
+@click.option("--translate", "ident", type=DecimalParam(4294967294), metavar="ID",
               help="Translate ID through each map: inside to outside and back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--leases", is_flag=True,
@@ -86,8 +88,16 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
     if leases:
         _show_leases(as_json)
         return
-    if pid != "self" and not (pid.isascii() and pid.isdigit()):
-        raise IdrunError(f"idrun show: {pid!r} is not a pid", "give a decimal process id")
+    if pid != "self":
+        number = decimal(pid)
+        if number is None:
+            raise IdrunError(f"idrun show: {quoted(pid)} is not a pid",
+                             "give a decimal process id")
+        # pid_max is at most 2**22 (PID_MAX_LIMIT): a longer number is no process,
+        # and must not become a path longer than the kernel takes.
+        if number > 4194304:
+            raise IdrunError(f"no process {quoted(pid)}", "give the pid of a running process")
+        pid = str(number)
     info = read_process(pid)
     if as_json:
         from .jsonout import dumps
@@ -99,8 +109,8 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
                "gid_map": [ln.as_list() for ln in info["gid_map"]]}
         if ident is not None:
             doc["translate"] = {
-                kind: {"inside_to_outside": translate(info[f"{kind}_map"], ident),
-                       "outside_to_inside": translate(info[f"{kind}_map"], ident, inward=True)}
+                kind: {"inside_to_outside": info[f"{kind}_map"].outward(ident),
+                       "outside_to_inside": info[f"{kind}_map"].inward(ident)}
                 for kind in ("uid", "gid")}
         click.echo(dumps(doc))
         return

@@ -7,9 +7,11 @@ skipped unread, so one pass over a large file stays cheap.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from .errors import SubidError, quoted
 from .plan import SubidRange, SubidSet
+from .ranges import free_ranges
 
 _HINT_NUMBER = ("write START and COUNT in plain decimal: shadow reads a leading 0 as octal "
                 "and 0x as hex while podman reads decimal, so such a line means different ids "
@@ -20,29 +22,68 @@ def _decimal(text: str) -> bool:
     return text.isascii() and text.isdigit() and (text == "0" or text[0] != "0")
 
 
+# A line that is neither blank, nor a comment, nor three ':'-separated fields.
+_NOT_A_TRIPLE = re.compile(r"^(?![ \t]*(?:#|$))(?![^:\n]*:[^:\n]*:[^:\n]*$).*$", re.MULTILINE)
+_BLANKS = (" ", "\t", "\r", "\v", "\f")
+MAX_WARNED_LINES = 5
+
+
+def _lineno(text: str, offset: int, memo: list[int]) -> int:
+    """1-based line number of ``offset``; ``memo`` = [offset, lineno] of the last call."""
+    memo[1] += text.count("\n", memo[0], offset)
+    memo[0] = offset
+    return memo[1]
+
+
+def malformed_lines(text: str, source: str) -> list[str]:
+    """Warnings for lines that are not ``OWNER:START:COUNT`` at all (any owner).
+
+    shadow skips such a line and podman refuses the whole file, so it is worth
+    a word even when it belongs to somebody else.
+    """
+    out: list[str] = []
+    memo = [0, 1]
+    matches = list(_NOT_A_TRIPLE.finditer(text))
+    for match in matches[:MAX_WARNED_LINES]:
+        out.append(f"{source} line {_lineno(text, match.start(), memo)}: "
+                   f"{quoted(match.group())} is not OWNER:START:COUNT; newuidmap skips it and "
+                   "podman refuses the whole file")
+    if len(matches) > MAX_WARNED_LINES:
+        out.append(f"{source}: {len(matches) - MAX_WARNED_LINES} more such lines")
+    return out
+
+
 def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
     """The ranges of the owner known by any of ``keys`` (login name, uid string).
 
-    Raises ``SubidError`` naming the file and line for a malformed line of that
-    owner, or for two of its ranges that overlap.
+    Read as shadow's newuidmap reads it: a line is the owner's only when its
+    first field is exactly a key, so a line with blanks around a field is
+    refused here (shadow would silently not use it and the launch would fail
+    later). Raises ``SubidError`` naming the file and line for a malformed line
+    of that owner, or for two of its ranges that overlap. Lines that are not
+    ``OWNER:START:COUNT`` at all (any owner) come back as warnings.
     """
     wanted = [k for k in keys if k]
     ranges: list[SubidRange] = []
-    warnings: list[str] = []
+    warnings: list[str] = malformed_lines(text, source)
     if not wanted:
-        return SubidSet(source=source, present=True)
+        return SubidSet(source=source, present=True, warnings=tuple(warnings))
     # One pass of the C regex engine over the whole file finds the owner's
     # lines; other owners' lines are never split or converted in Python.
-    pattern = re.compile(r"^[ \t]*(?:%s)[ \t]*:.*$" % "|".join(map(re.escape, wanted)),
+    pattern = re.compile(r"^[ \t\r\v\f]*(?:%s)[ \t\r\v\f]*:.*$" % "|".join(map(re.escape, wanted)),
                          re.MULTILINE)
-    lineno, pos = 1, 0
+    memo = [0, 1]
     for match in pattern.finditer(text):
-        lineno += text.count("\n", pos, match.start())
-        pos = match.start()
-        raw = match.group()
-        line = raw.strip()
+        lineno = _lineno(text, match.start(), memo)
+        line = match.group()
         fields = line.split(":")
         where = f"{source} line {lineno}"
+        if any(c in line for c in _BLANKS):
+            owner = fields[0].strip()
+            raise SubidError(
+                f"{where}: {quoted(line)} has blanks around a field, so newuidmap and "
+                f"newgidmap do not read it as {owner}'s range",
+                f"remove the blanks from the line in {source}")
         if len(fields) != 3:
             raise SubidError(
                 f'{where}: {quoted(line)} has {len(fields)} field(s), expected OWNER:START:COUNT',
@@ -52,8 +93,10 @@ def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
             if not _decimal(value):
                 raise SubidError(f'{where}: {name} {quoted(value)} of {quoted(line)} is not a plain decimal '
                                  "number", _HINT_NUMBER)
-        start, count = int(start_text), int(count_text)
-        if start > 4294967294 or start + count > 4294967295:
+        # Length first: int() of thousands of digits is slow or refused.
+        long = len(start_text) > 10 or len(count_text) > 10
+        start, count = (0, 0) if long else (int(start_text), int(count_text))
+        if long or start > 4294967294 or start + count > 4294967295:
             raise SubidError(f'{where}: range {quoted(line)} reaches past id 4294967294',
                              "sub-id ranges must end below 4294967295")
         if count == 0:
@@ -63,6 +106,48 @@ def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
     check_overlaps(ranges, source)
     return SubidSet(source=source, ranges=tuple(ranges), present=True,
                     keys=tuple(k for k in keys if k), warnings=tuple(warnings))
+
+
+class SubidEntry(NamedTuple):
+    """One well-formed line of a sub-id file, whoever owns it."""
+
+    owner: str
+    start: int
+    count: int
+    lineno: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.count
+
+
+def all_entries(text: str, source: str) -> list[SubidEntry]:
+    """Every owner's well-formed lines, as shadow would use them (for the diagnosis)."""
+    out: list[SubidEntry] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split(":")
+        if len(fields) == 3 and fields[0] and not line.startswith("#") \
+                and all(_decimal(f) and len(f) <= 10 for f in fields[1:]):
+            out.append(SubidEntry(fields[0], int(fields[1]), int(fields[2]), lineno))
+    return out
+
+
+# useradd's defaults (login.defs SUB_UID_MIN, SUB_UID_MAX, SUB_UID_COUNT).
+SUB_ID_MIN = 100000
+SUB_ID_MAX = 600100000
+SUB_ID_COUNT = 65536
+
+
+def free_block(entries: list[SubidEntry], count: int = SUB_ID_COUNT,
+               low: int = SUB_ID_MIN, high: int = SUB_ID_MAX) -> tuple[int, int] | None:
+    """The lowest block of ``count`` ids no line delegates, as useradd picks one.
+
+    Returns (first, last) or None when the window is full.
+    """
+    for lo, hi in free_ranges(((e.start, e.end) for e in entries), low, high + 1):
+        if hi - lo >= count:
+            return lo, lo + count - 1
+    return None
 
 
 def check_overlaps(ranges: list[SubidRange], source: str) -> None:

@@ -28,23 +28,71 @@ class Triple(NamedTuple):
         return self.for_uid if kind == "uid" else self.for_gid
 
 
+MAX_ID = U32_MAX - 1      # the largest id a map can hold
+_TOO_LARGE = U32_MAX + 1  # stands for any value of more digits than an id has
+
+
+def decimal(text: str) -> int | None:
+    """The value of plain ASCII decimal ``text`` (leading zeros allowed), else None.
+
+    The one decimal parser of idrun's inputs. ``int()`` alone would accept
+    blanks, '_', signs and non-ASCII digits, and refuses (or takes long over)
+    thousands of digits; so digits are checked first and a value longer than
+    any id is returned as 2**32, which every caller's limit rejects.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    return _TOO_LARGE if len(digits) > 10 else min(int(digits), _TOO_LARGE)
+
+
+def decimal_id(text: str, what: str, hint: str, limit: int = MAX_ID) -> int:
+    """``text`` as an id from 0 to ``limit``, or a MapSyntaxError naming ``what``."""
+    number = decimal(text)
+    if number is None:
+        raise MapSyntaxError(f"{what} {quoted(text)} is not a decimal number", hint)
+    if number > limit:
+        raise MapSyntaxError(f"{what} {quoted(text)} is larger than {limit}", hint)
+    return number
+
+
 def _number(text: str, value: str, option: str, field: str) -> int:
     shown = quoted(value)
-    # int() would accept blanks, '_', signs and non-ASCII digits: check first.
     if not text:
         raise MapSyntaxError(
             f'invalid {option} value {shown}: {field} is empty',
             "each field is a decimal number, e.g. 0:100000:65536")
-    if not (text.isascii() and text.isdigit()):
+    number = decimal(text)
+    if number is None:
         raise MapSyntaxError(
             f'invalid {option} value {shown}: {field} {quoted(text)} is not a decimal number',
             "use plain decimal digits 0-9 (no sign, blanks, hex or other characters)")
-    number = int(text)
     if number > U32_MAX:
         raise MapSyntaxError(
-            f'invalid {option} value {shown}: {field} {text} is larger than 4294967295',
+            f'invalid {option} value {shown}: {field} {quoted(text)} is larger than 4294967295',
             "ids are unsigned 32-bit numbers and must stay below 4294967295")
     return number
+
+
+def parse_user(text: str) -> tuple[int, int | None]:
+    """``--user UID[:GID]`` (container ids) into (uid, gid or None)."""
+    uid_text, sep, gid_text = text.partition(":")
+    hint = "write --user UID[:GID] with container ids, e.g. --user 0:0"
+    uid = decimal_id(uid_text, f"--user {quoted(text)}: UID", hint)
+    return uid, (decimal_id(gid_text, f"--user {quoted(text)}: GID", hint) if sep else None)
+
+
+class UsernsSpec(NamedTuple):
+    """``--userns MODE[:OPTIONS]`` split once; the options are the mode's business."""
+
+    mode: str
+    options: str
+    text: str
+
+
+def parse_userns(text: str) -> UsernsSpec:
+    mode, _, options = text.partition(":")
+    return UsernsSpec(mode, options, text)
 
 
 def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:

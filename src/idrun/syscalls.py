@@ -27,9 +27,7 @@ NS_NAMES = {
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_GET_DUMPABLE = 3
-PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
-PR_GET_NO_NEW_PRIVS = 39
 
 # mount(2) flags used by the mount-namespace options.
 MS_NOSUID = 0x2
@@ -108,15 +106,6 @@ def preload() -> None:
         import _ctypes  # noqa: F401
 
 
-def setns(fd: int, nstype: int = 0) -> None:
-    """setns(2) on an open namespace file descriptor."""
-    native = getattr(os, "setns", None)
-    if native is not None:
-        native(fd, nstype)
-    else:
-        _call_int("setns", fd, nstype)
-
-
 def mount(source: str | None, target: str, fstype: str | None, flags: int,
           data: str | None = None) -> None:
     """mount(2). Only the mount-namespace options use it, so full ctypes is fine here:
@@ -175,14 +164,6 @@ def set_name(name: str) -> None:
 
 def get_dumpable() -> int:
     return int(_prctl(PR_GET_DUMPABLE))
-
-
-def set_dumpable(value: int) -> None:
-    _prctl(PR_SET_DUMPABLE, value)
-
-
-def get_no_new_privs() -> bool:
-    return bool(_prctl(PR_GET_NO_NEW_PRIVS))
 
 
 def set_no_new_privs() -> None:

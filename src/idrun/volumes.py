@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 from .errors import MapConflictError, MapSyntaxError, MapValidationError, quoted
 from .plan import Plan
-from .ranges import ID_LIMIT, Line, split_compose, translate
+from . import ranges
+from .ranges import ID_LIMIT, Line
 from .syntax import _number
 
 IDMAP_NONE = ""        # a plain bind
@@ -310,7 +311,7 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
                 raise MapValidationError(
                     f"{origin}: {e.origin} names an inside {kind}, but there is no user "
                     "namespace (--userns host)", "give host ids, or map a user namespace")
-            got, missing = split_compose([line], ns, translate=True)
+            got, missing = ranges.IdMap(ns).split([line], translate=True)
             if missing is not None:
                 inside = missing[1]
                 raise MapValidationError(
@@ -324,7 +325,7 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
     clash = _first_overlap(pieces)
     if clash:
         a, b, ident = clash
-        inside = translate(ns, ident, inward=True) if userns else None
+        inside = ranges.IdMap(ns).inward(ident) if userns else None
         shown = f"inside {kind} {inside}" if inside is not None else f"host {kind} {ident}"
         raise MapValidationError(
             f"{origin}: {a.origin} and {b.origin} both show files as {shown}; "

@@ -1,0 +1,85 @@
+"""The launcher's process and namespace options, checked before anything starts.
+
+What the kernel would only refuse after namespaces exist (a hostname too long
+for sethostname, --mount-proc without its PID namespace), or never check at all
+(descriptors to pass on that are not open), is refused here with one line.
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import IdrunError, quoted
+
+HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
+
+
+def check_combinations(*, mount_proc: bool, pid: bool, as_json: bool, dry_run: bool) -> None:
+    if mount_proc and not pid:
+        raise IdrunError("--mount-proc needs --pid: a fresh /proc shows the PID namespace "
+                         "it is mounted from", "add --pid")
+    if as_json and not dry_run:
+        raise IdrunError("--json only changes what --dry-run prints",
+                         "add --dry-run, or drop --json")
+
+
+def check_hostname(name: str) -> None:
+    if not name:
+        raise IdrunError("--hostname is empty", "give a name, e.g. --hostname box")
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > HOST_NAME_MAX:
+        raise IdrunError(f"--hostname {quoted(name)} is {size} bytes; the kernel takes at most "
+                         f"{HOST_NAME_MAX}", "give a shorter name")
+
+
+def check_preserve_fds(count: int) -> None:
+    """Descriptors 3 … 3+count-1 must exist, as podman demands, below the open-files limit."""
+    if not count:
+        return
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and 3 + count > soft:
+        raise IdrunError(f"--preserve-fds {count}: descriptors 3-{2 + count} cannot all be "
+                         f"open under the open-files limit of {soft}",
+                         "pass the number of descriptors you actually opened")
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise IdrunError(f"--preserve-fds {count}: descriptor {fd} is not open",
+                             f"open descriptors 3-{2 + count} before running idrun, or pass "
+                             "a smaller number") from None
+
+
+def unreachable_terminals(uid_lines, mapped: bool) -> list[str]:
+    """Warnings for a terminal on stdin/stdout the namespace cannot access.
+
+    Inside, a file whose owner is not mapped shows as the overflow uid
+    (nobody), so only its 'other' permission bits apply: a terminal of mode
+    0620 then cannot be reopened or read by the command.
+    """
+    from .ranges import IdMap
+    if not mapped:
+        return []
+    idmap = IdMap(uid_lines)
+    out: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for fd, name in ((0, "stdin"), (1, "stdout")):
+        try:
+            if not os.isatty(fd):
+                continue
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        if idmap.inward(st.st_uid) is None and st.st_mode & 0o006 != 0o006:
+            try:
+                path = os.ttyname(fd)
+            except OSError:
+                path = "the terminal"
+            out.append(f"{name} is {path}, owned by uid {st.st_uid}, which the uid map does "
+                       f"not map: inside it shows as nobody with mode "
+                       f"{st.st_mode & 0o777:o}, and the command may fail to use it "
+                       "(map your own uid, e.g. with -r, or redirect stdin/stdout)")
+    return out
