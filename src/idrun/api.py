@@ -19,7 +19,6 @@ from typing import IO, Any, Mapping, Sequence
 
 from .errors import IdrunError
 from .keywords import check_keywords, keywords_of
-from .launch import LaunchOptions
 from .leases import hand_over as hand_over_lease, release as release_lease
 from .plan import Plan, Request
 
@@ -35,19 +34,6 @@ _NS_OPTIONS = ("net", "pid", "mount", "mount_proc", "uts", "hostname", "ipc", "c
 
 
 _MOUNT_OPTIONS = ("volumes", "tmpfs", "rootfs", "workdir")
-
-
-def _prepare_mounts(plan: Plan, volumes: str | Sequence[str] | None = (),
-                    tmpfs: str | Sequence[str] | None = (), rootfs: str | None = None,
-                    workdir: str | None = None):
-    """``volumes=["SRC:DST[:OPTS]", …]``, ``tmpfs=["DST[:OPTS]"]``, ``rootfs="DIR[:idmap]"``,
-    ``workdir="/dir"``: checked, and the id-mapped trees built, before the fork."""
-    from .mounts import plan_mounts, prepare
-    from .volumes import MountRequest
-    mplan = plan_mounts(MountRequest(_values(volumes), _values(tmpfs),
-                                     None if rootfs is None else os.fspath(rootfs), workdir),
-                        plan)
-    return None if mplan is None else prepare(mplan, plan.rootless)
 
 
 def _values(v: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -66,42 +52,30 @@ def plan_for(uidmap: str | Sequence[str] | None = (), gidmap: str | Sequence[str
              setgroups: str | None = None, rootless: bool | None = None,
              subuid_file: str | None = None, subgid_file: str | None = None) -> Plan:
     """Resolve a mapping exactly as ``idrun map`` / the launcher would."""
-    return _leased_plan(uidmap, gidmap, userns=userns, map_root_user=map_root_user,
-                        map_current_user=map_current_user, map_auto=map_auto,
-                        subuidname=subuidname, subgidname=subgidname, user=user,
-                        group_add=group_add, setgroups=setgroups, rootless=rootless,
-                        subuid_file=subuid_file, subgid_file=subgid_file)[0]
+    from .launch import LaunchOptions
+    from .prelaunch import prelaunch
+    request = _request_of(uidmap, gidmap, userns=userns, map_root_user=map_root_user,
+                          map_current_user=map_current_user, map_auto=map_auto,
+                          subuidname=subuidname, subgidname=subgidname, user=user,
+                          group_add=group_add, setgroups=setgroups)
+    plan = prelaunch(request, LaunchOptions(), hold=False, rootless=rootless,
+                     subuid_file=subuid_file, subgid_file=subgid_file).plan
+    plan.require_target()
+    return plan
 
 
-def _leased_plan(uidmap: str | Sequence[str] | None = (),
-                 gidmap: str | Sequence[str] | None = (), *, userns: str | None = None,
-                 map_root_user: bool = False, map_current_user: bool = False,
-                 map_auto: bool = False, subuidname: str | None = None,
-                 subgidname: str | None = None, user: str | int | None = None,
-                 group_add: Sequence[str | int] = (), setgroups: str | None = None,
-                 rootless: bool | None = None, subuid_file: str | None = None,
-                 subgid_file: str | None = None, hold: bool = False) -> tuple[Plan, Any]:
-    """The plan, and with ``hold`` the --userns=auto lease this process now owns."""
-    from .hostinfo import gather, privileged
-    from .leases import release, reserve_auto_block
-    from .resolve import resolve
-    request = Request(uidmap=_values(uidmap), gidmap=_values(gidmap), userns=userns,
-                      map_root_user=map_root_user, map_current_user=map_current_user,
-                      map_auto=map_auto, subuidname=subuidname, subgidname=subgidname,
-                      user=None if user is None else str(user),
-                      group_add=tuple(str(g) for g in group_add), setgroups=setgroups)
-    host = gather(request, rootless=rootless, subuid_file=subuid_file,
-                  subgid_file=subgid_file)
-    lease = None
-    if hold or host.rootless != privileged():
-        host, lease = reserve_auto_block(request, host, hold=hold)
-    try:
-        plan = resolve(request, host)
-        plan.require_target()
-    except BaseException:
-        release(lease)
-        raise
-    return plan, lease
+def _request_of(uidmap: str | Sequence[str] | None = (),
+                gidmap: str | Sequence[str] | None = (), *, userns: str | None = None,
+                map_root_user: bool = False, map_current_user: bool = False,
+                map_auto: bool = False, subuidname: str | None = None,
+                subgidname: str | None = None, user: str | int | None = None,
+                group_add: Sequence[str | int] = (), setgroups: str | None = None) -> Request:
+    """The API's mapping keywords as the Request the CLI's options make."""
+    return Request(uidmap=_values(uidmap), gidmap=_values(gidmap), userns=userns,
+                   map_root_user=map_root_user, map_current_user=map_current_user,
+                   map_auto=map_auto, subuidname=subuidname, subgidname=subgidname,
+                   user=None if user is None else str(user),
+                   group_add=tuple(str(g) for g in group_add), setgroups=setgroups)
 
 
 def _spawn_options() -> frozenset[str]:
@@ -304,21 +278,19 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     """
     check_keywords("spawn", options, _spawn_options())
     from . import engine
-    launch_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
+    from .options import launch_options
+    from .prelaunch import prelaunch
+    from .volumes import MountRequest
+    opts = launch_options(**{k: options.pop(k) for k in list(options) if k in _NS_OPTIONS})
     mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
+    mounts = MountRequest(_values(mount_kw.get("volumes")), _values(mount_kw.get("tmpfs")),
+                          None if mount_kw.get("rootfs") is None
+                          else os.fspath(mount_kw["rootfs"]), mount_kw.get("workdir"))
+    host_kw = {k: options.pop(k) for k in ("rootless", "subuid_file", "subgid_file")
+               if k in options}
     # --userns=auto: this process owns the lease until the child exists (hand_over below).
-    plan, lease = _leased_plan(uidmap, gidmap, hold=True, **options)
-    if launch_kw.get("mount_proc"):
-        launch_kw["mount"] = True
-    if launch_kw.get("hostname") is not None:
-        launch_kw["uts"] = True
-    # The caller's copies of the detached trees are closed once the child has its own.
-    try:
-        mounts = _prepare_mounts(plan, **mount_kw) if mount_kw else None
-        opts = LaunchOptions(**launch_kw, mounts=mounts)
-    except BaseException:
-        release_lease(lease)
-        raise
+    pre = prelaunch(_request_of(uidmap, gidmap, **options), opts, mounts, hold=True, **host_kw)
+    plan, lease, opts = pre.plan, pre.lease, pre.opts
     try:
         text = bool(text or universal_newlines or encoding or errors)
         std_specs = (stdin, stdout, stderr)
@@ -373,8 +345,8 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
         release_lease(lease)        # a no-op once handed over: the dead child owns it
         raise
     finally:
-        if mounts is not None:
-            mounts.release()
+        if opts.mounts is not None:
+            opts.mounts.release()   # the caller's copies of the trees; the child has its own
     return proc
 
 

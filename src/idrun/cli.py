@@ -122,19 +122,11 @@ def _mount_options(f: Callable) -> Callable:
     return _stack(options, f)
 
 
-def _plan_mounts(kw: dict, plan):
-    """The checked MountPlan of --volume/--tmpfs/--rootfs/--workdir (removed from
-    ``kw``), or None; its warnings are printed."""
+def _mount_request(kw: dict):
+    """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest."""
     from .volumes import MountRequest
-    request = MountRequest(volumes=kw.pop("volumes"), tmpfs=kw.pop("tmpfs"),
-                           rootfs=kw.pop("rootfs"), workdir=kw.pop("workdir"))
-    if request == MountRequest():
-        return None
-    from .mounts import plan_mounts
-    mplan = plan_mounts(request, plan)
-    for w in mplan.warnings:
-        click.echo(f"idrun: warning: {w}", err=True)
-    return mplan
+    return MountRequest(volumes=kw.pop("volumes"), tmpfs=kw.pop("tmpfs"),
+                        rootfs=kw.pop("rootfs"), workdir=kw.pop("workdir"))
 
 
 def _request(kw: dict) -> Request:
@@ -165,8 +157,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
-def _warn(plan) -> None:
-    for w in plan.warnings:
+def _say(pre) -> None:
+    """A prelaunch's notes and warnings, on stderr, before anything starts."""
+    for note in pre.notes:
+        click.echo(f"idrun: note: {note}", err=True)
+    for w in pre.warnings:
         click.echo(f"idrun: warning: {w}", err=True)
 
 
@@ -243,25 +238,21 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     the newuidmap/newgidmap arguments. Exit 0 when valid, 125 with the reason
     when not.
     """
-    from .hostinfo import gather, parse_caller, privileged
-    from .resolve import resolve
-    request = _request(kw)
-    who = parse_caller(caller) if caller else None
-    # Only root resolves rootful: any other caller would run idrun rootless.
-    host = gather(request, rootless=True if rootless or (who and who[0] != 0) else None,
-                  caller=who, subuid_file=subuid_file, subgid_file=subgid_file)
+    from .hostinfo import parse_caller
+    from .launch import LaunchOptions
+    from .prelaunch import prelaunch
     if verify and (rootless or caller or subuid_file or subgid_file):
         raise IdrunError("--verify checks the mapping on this kernel as you; it cannot "
                          "simulate another caller or sub-id file",
                          "drop --rootless/--caller/--subuid-file/--subgid-file, or run "
                          "--verify as that user")
-    if caller is None and host.rootless != privileged():
-        # Resolving for ourselves: say which auto block a launch would get now.
-        from .leases import reserve_auto_block
-        host, _ = reserve_auto_block(request, host, hold=False)
-    plan = resolve(request, host)
-    _warn(plan)
-    mplan = _plan_mounts(kw, plan)
+    who = parse_caller(caller) if caller else None
+    # Only root resolves rootful: any other caller would run idrun rootless.
+    pre = prelaunch(_request(kw), LaunchOptions(), _mount_request(kw), hold=False,
+                    rootless=True if rootless or (who and who[0] != 0) else None,
+                    caller=who, subuid_file=subuid_file, subgid_file=subgid_file)
+    _say(pre)
+    plan, mplan = pre.plan, pre.mounts
     _verify_mounts(plan, mplan, verify)
     _show_plan(plan, as_json, _verified(plan, verify), mplan)
 
@@ -314,14 +305,13 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
       idrun --uidmap 0:1:65536 -- id          # rootless: container 0… = your sub-ids
       idrun map --userns keep-id              # show what a mapping resolves to
     """
-    from .hostinfo import gather
-    from .options import (check_combinations, check_hostname, check_preserve_fds,
-                          unreachable_terminals)
-    from .resolve import resolve
-    check_combinations(mount_proc=mount_proc, pid=pid, as_json=as_json, dry_run=dry_run)
-    if hostname is not None:
-        check_hostname(hostname)
-    check_preserve_fds(preserve_fds)
+    from .options import check_output_flags, launch_options
+    from .prelaunch import prelaunch
+    check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run)
+    opts = launch_options(net=net, pid=pid, mount_proc=mount_proc, mount=mount, uts=uts,
+                          hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
+                          no_new_privs=no_new_privs, preserve_fds=preserve_fds,
+                          verbose=verbose, die_with_parent=die_with_parent)
     request = _request(kw)
     if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
             or request.map_current_user or request.map_auto or request.subuidname
@@ -329,50 +319,27 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         raise IdrunError("no mapping given",
                          "pass --uidmap/--gidmap, a --userns mode, or -r/-c/--map-auto "
                          "(e.g. idrun --uidmap 0:1000:1 -- id)")
-    from .leases import release, reserve_auto_block
     # --userns=auto: this process (which becomes the command, or waits for it) owns
     # the lease; a failed launch gives it back, a finished one leaves it to be reclaimed.
-    host, lease = reserve_auto_block(request, gather(request), hold=not dry_run)
+    pre = prelaunch(request, opts, _mount_request(kw), hold=not dry_run)
     try:
-        plan = resolve(request, host)
-        if not dry_run:
-            plan.require_target()
-            if verify:
-                raise IdrunError("--verify goes with --dry-run",
-                                 "idrun --dry-run --verify … checks the mapping on the kernel")
-            for note in plan.notes:
-                click.echo(f"idrun: note: {note}", err=True)
-            for w in unreachable_terminals(plan.uid.lines, plan.userns):
-                click.echo(f"idrun: warning: {w}", err=True)
-        _warn(plan)
-        mplan = _plan_mounts(kw, plan)
+        _say(pre)
         if dry_run:
-            _verify_mounts(plan, mplan, verify)
-            _show_plan(plan, as_json, _verified(plan, verify), mplan)
+            _verify_mounts(pre.plan, pre.mounts, verify)
+            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts)
             return
         from . import engine
-        from .launch import LaunchOptions, default_shell
-        prepared = None
-        if mplan is not None:
-            from .mounts import prepare
-            prepared = prepare(mplan, plan.rootless)
-        opts = LaunchOptions(net=net, pid=pid, mount_proc=mount_proc,
-                             mount=mount or mount_proc, uts=uts or hostname is not None,
-                             hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
-                             no_new_privs=no_new_privs, preserve_fds=preserve_fds,
-                             verbose=verbose, die_with_parent=die_with_parent,
-                             mounts=prepared)
+        from .launch import default_shell
         try:
-            spec = engine.build_spec(plan, list(command) or [default_shell()], opts,
+            spec = engine.build_spec(pre.plan, list(command) or [default_shell()], pre.opts,
                                      pass_fds=range(3, 3 + preserve_fds))
         except (ValueError, TypeError, OSError) as e:
             raise IdrunError(f"cannot start the command: {e}",
                              "check the command line and --preserve-fds") from None
         engine.run_cli(spec)
     except BaseException:
-        release(lease)
+        pre.release()
         raise
-
 
 SUBCOMMANDS = ("map", "check", "show")
 

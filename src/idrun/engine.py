@@ -251,15 +251,6 @@ def _child(main: Callable[[object], NoReturn], mask: object, report_fd: int | No
         os._exit(status)
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 # --- the two sides ---------------------------------------------------------------
 
 def _namespace_side(spec: Spec, ready_w: int | None, go_r: int | None) -> None:
@@ -275,7 +266,7 @@ def _namespace_side(spec: Spec, ready_w: int | None, go_r: int | None) -> None:
     first = os.read(go_r, 1)
     if first == GO:
         return
-    raise _Abandoned(first + _read_all(go_r) if first else b"")
+    raise _Abandoned(first + syscalls.read_all(go_r) if first else b"")
 
 
 class _Abandoned(Exception):
@@ -417,7 +408,7 @@ def spawn(spec: Spec, own: Owned) -> Child:
         own.close(procfd)
     os.write(go_w, GO)
     own.close(go_w)
-    report = _read_all(report_r)
+    report = syscalls.read_all(report_r)
     own.close(report_r)
     if report:
         child.wait()
@@ -437,7 +428,7 @@ def _start_namespace_process(spec: Spec, own: Owned, what: str, main, keep: set[
     own.close(go_r)
     first = os.read(report_r, 1)
     if first != READY:
-        report = first + _read_all(report_r)
+        report = first + syscalls.read_all(report_r)
         child.wait()
         raise decode(report, spec) if report else LaunchError(
             f"{what} died before unshare")
@@ -516,7 +507,7 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
         own.close(fd)
     hold = {alive_w, rep_r, st_r} | ({report_fd} if report_fd is not None else set())
     syscalls.close_fds_except(set(spec.keep_fds) | hold)
-    report = _read_all(rep_r)
+    report = syscalls.read_all(rep_r)
     if report:
         status = child.wait()
         if report_fd is None:

@@ -199,17 +199,13 @@ def spawn_capture(path: str, argv: list[str], keep_fd: int | None = None,
         os.close(w)
         raise
     os.close(w)
-    chunks = []
+    from .syscalls import read_all
     try:
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        output = read_all(r)
     finally:
         os.close(r)
         _, status = os.waitpid(pid, 0)
-    return status, b"".join(chunks).decode("utf-8", "replace")
+    return status, output.decode("utf-8", "replace")
 
 
 _fd_support: dict[tuple, bool] = {}

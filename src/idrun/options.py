@@ -7,19 +7,46 @@ for sethostname, --mount-proc without its PID namespace), or never check at all
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .errors import IdrunError, quoted
+
+if TYPE_CHECKING:
+    from .launch import LaunchOptions
 
 HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
 
 
-def check_combinations(*, mount_proc: bool, pid: bool, as_json: bool, dry_run: bool) -> None:
-    if mount_proc and not pid:
-        raise IdrunError("--mount-proc needs --pid: a fresh /proc shows the PID namespace "
-                         "it is mounted from", "add --pid")
+def check_output_flags(*, as_json: bool, verify: bool, dry_run: bool) -> None:
+    """--json and --verify only change what --dry-run does."""
     if as_json and not dry_run:
         raise IdrunError("--json only changes what --dry-run prints",
                          "add --dry-run, or drop --json")
+    if verify and not dry_run:
+        raise IdrunError("--verify goes with --dry-run",
+                         "idrun --dry-run --verify … checks the mapping on the kernel")
+
+
+def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
+                   mount_proc: bool = False, uts: bool = False, hostname: str | None = None,
+                   ipc: bool = False, cgroup: bool = False, fork: bool = False,
+                   no_new_privs: bool = False, preserve_fds: int = 0, verbose: bool = False,
+                   newuidmap: str | None = None, newgidmap: str | None = None,
+                   die_with_parent: bool = False) -> LaunchOptions:
+    """The launcher's options with their implications, refused here rather than by the
+    kernel after namespaces exist."""
+    from .launch import LaunchOptions
+    if mount_proc and not pid:
+        raise IdrunError("--mount-proc needs --pid: a fresh /proc shows the PID namespace "
+                         "it is mounted from", "add --pid")
+    if hostname is not None:
+        check_hostname(hostname)
+    check_preserve_fds(preserve_fds)
+    return LaunchOptions(net=net, pid=pid, mount=mount or mount_proc, mount_proc=mount_proc,
+                         uts=uts or hostname is not None, hostname=hostname, ipc=ipc,
+                         cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
+                         preserve_fds=preserve_fds, verbose=verbose, newuidmap=newuidmap,
+                         newgidmap=newgidmap, die_with_parent=die_with_parent)
 
 
 def check_hostname(name: str) -> None:

@@ -14,19 +14,14 @@ ID_MAP_KINDS = ("uid", "gid")
 
 
 def _read(path: str, dir_fd: int | None = None) -> str:
-    from .syscalls import SignalsBlocked
+    from .syscalls import SignalsBlocked, read_all
     with SignalsBlocked():          # no descriptor lost to a raising signal handler
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = read_all(fd)
         finally:
             os.close(fd)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 
 
 def kernel_text(lines: list[Line] | tuple[Line, ...]) -> str:

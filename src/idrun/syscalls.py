@@ -176,6 +176,16 @@ def sethostname(name: str) -> None:
     socket.sethostname(name)
 
 
+def read_all(fd: int) -> bytes:
+    """Everything until EOF (a pipe's writers all closed, or a file's end)."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def close_fds_except(keep: tuple[int, ...] | set[int] | frozenset[int], low: int = 3) -> None:
     """Close every descriptor >= ``low`` except those in ``keep``.
 

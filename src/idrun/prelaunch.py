@@ -1,0 +1,76 @@
+"""Everything a launch decides and builds before its first process, for the CLI and the API.
+
+Both callers describe what they want (a ``Request``, the launch options, a
+``MountRequest``) and get a ``Prelaunch`` back: options checked with their
+implications, the mapping resolved (with the --userns=auto block leased to this
+process), the mounts checked and, for a real launch, their id-mapped trees built.
+``engine`` then runs it; ``release`` gives back what a launch that did not start
+holds. So the CLI and the API cannot differ in what they accept or refuse (the
+options themselves are checked by ``options.launch_options``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .launch import LaunchOptions
+from .plan import Plan, Request
+
+
+class Prelaunch(NamedTuple):
+    plan: Plan
+    opts: LaunchOptions               # with the prepared mounts when ``hold``
+    mounts: object | None             # the checked volumes.MountPlan, or None
+    lease: object | None              # the --userns=auto lease this process owns
+    warnings: tuple[str, ...]         # for the user, before anything starts
+    notes: tuple[str, ...]            # said only when something is launched
+
+    def release(self) -> None:
+        """Give back the lease and close the id-mapped trees; safe to call again."""
+        if self.opts.mounts is not None:
+            self.opts.mounts.release()  # type: ignore[attr-defined]
+        if self.lease is not None:
+            from .leases import release
+            release(self.lease)  # type: ignore[arg-type]
+
+
+def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
+              rootless: bool | None = None, caller: tuple[int, int] | None = None,
+              subuid_file: str | None = None, subgid_file: str | None = None) -> Prelaunch:
+    """Resolve and check everything; with ``hold`` (a real launch, not a dry run) lease the
+    auto block and build the id-mapped trees. Nothing is left held on an error.
+
+    ``rootless``, ``caller`` and the sub-id files simulate another caller (``idrun
+    map``); the auto block is then not looked up, since the registry is not theirs."""
+    from .hostinfo import gather, privileged
+    from .resolve import resolve
+    host = gather(request, rootless=rootless, caller=caller, subuid_file=subuid_file,
+                  subgid_file=subgid_file)
+    lease = None
+    if (request.userns is not None and request.userns.startswith("auto")
+            and caller is None and host.rootless != privileged()):
+        from .leases import reserve_auto_block
+        host, lease = reserve_auto_block(request, host, hold=hold)
+    done = Prelaunch(None, opts, None, lease, (), ())  # type: ignore[arg-type]
+    try:
+        plan = resolve(request, host)
+        warnings = list(plan.warnings)
+        notes: list[str] = []
+        if hold:
+            plan.require_target()
+            from .options import unreachable_terminals
+            notes += plan.notes
+            warnings += unreachable_terminals(plan.uid.lines, plan.userns)
+        mplan = None
+        if mounts is not None and any(mounts):
+            from .mounts import plan_mounts, prepare
+            mplan = plan_mounts(mounts, plan)
+            if mplan is not None:
+                warnings += mplan.warnings
+                if hold:
+                    done = done._replace(opts=opts._replace(mounts=prepare(mplan,
+                                                                          plan.rootless)))
+        return done._replace(plan=plan, mounts=mplan, warnings=tuple(warnings),
+                             notes=tuple(notes))
+    except BaseException:
+        done.release()
+        raise
