@@ -20,8 +20,9 @@
 #               3600: the whole suite takes ~25 min per guest under TCG)
 #   VM_SMOKE_TIMEOUT  the same for vm-smoke (default 300)
 #   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
-#   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
-#               arguments may follow "--": VM_ARGS='--keep -- -k maps'
+#   VM_JOBS     guests booting at the same time (default 1; see integration/vm/README.md)
+#   VM_ARGS     more run.py options; pytest arguments may follow "--":
+#               VM_ARGS='-- -k maps'
 #   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'kernel and not
 #               permutation': the kernel-dependent tests without the redundant
 #               parametrized cases; set it empty to run every test)
@@ -40,6 +41,7 @@ VM_TIMEOUT ?= 3600
 VM_SMOKE_TIMEOUT ?= 300
 VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
+VM_JOBS ?= 1
 VM_PYTEST_ARGS ?= -m 'kernel and not permutation'
 VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
 
@@ -53,17 +55,17 @@ VM_SEP = $(if $(filter --,$(VM_ARGS)),,--)
 
 vm-test: vm-deps
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) $(VM_ARGS) \
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
 vm-test-%: vm-deps
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    --suite $* --timeout $(VM_TIMEOUT) $(VM_ARGS) \
+	    --suite $* --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
 vm-smoke: vm-deps
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) $(VM_ARGS) \
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(VM_SEP) $(VM_SMOKE_TESTS)
 
 vm-clean-cache:

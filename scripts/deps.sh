@@ -49,9 +49,9 @@ if [ -z "$missing" ]; then
     echo "deps.sh ($phases): all $(echo $packages | wc -w) packages present"
     exit 0
 fi
-cmd="apt-get install -y -q --no-install-recommends$missing"
+cmd="apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends$missing"
 if [ "$dry" = 1 ]; then
-    echo "deps.sh ($phases): would run: apt-get update -q && $cmd"
+    echo "deps.sh ($phases): would run: apt-get -o DPkg::Lock::Timeout=900 update -q && $cmd"
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -67,6 +67,6 @@ if [ ! -e "$policy" ]; then
 fi
 rc=0
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q && $cmd || rc=$?
+apt-get -o DPkg::Lock::Timeout=900 update -q && $cmd || rc=$?
 [ "$made_policy" = 0 ] || rm -f "$policy"
 exit "$rc"
