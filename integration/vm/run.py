@@ -283,6 +283,9 @@ def image_complete(d: Path) -> bool:
 # subprocess helpers
 
 
+LIVE_CHILDREN: set[Child] = set()  # what an interrupt must stop: the workers cannot see it
+
+
 class Child:
     """A child process in its own process group whose output is relayed line by line."""
 
@@ -294,6 +297,7 @@ class Child:
         self.log = log_path.open("w", encoding="utf-8", errors="replace")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+        LIVE_CHILDREN.add(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -338,6 +342,7 @@ class Child:
     def close(self) -> None:
         self.kill()
         self.log.close()
+        LIVE_CHILDREN.discard(self)
 
 
 def print_tail(lines: list[str], what: str, n: int = 40) -> None:
@@ -632,8 +637,13 @@ def main(argv: list[str]) -> int:
             snapshot_tree(runner.share)
             log(f"cache {cache}; {len(args.environments)} environments, "
                 f"at most {args.jobs} booting at a time")
-            with concurrent.futures.ThreadPoolExecutor(len(args.environments)) as pool:
+            pool = concurrent.futures.ThreadPoolExecutor(len(args.environments))
+            try:
                 results = list(pool.map(runner.run_env, args.environments))
+            finally:
+                for child in list(LIVE_CHILDREN):  # only after an interrupt
+                    child.kill()
+                pool.shutdown()
     except KeyboardInterrupt:
         log("interrupted")
         return 130
