@@ -15,7 +15,7 @@ PKG_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 # Build tools of the .deb (pure Python, arch all: no compiler among them), the
 # runtime packages it depends on (its tests run the built command), and
 # python3-build for the wheel and sdist: the "package" phase of mk/tools.txt.
-DEB_BUILD_PACKAGES := $(shell '$(dir $(lastword $(MAKEFILE_LIST)))../scripts/deps.sh' --list package)
+DEB_BUILD_PACKAGES := $(shell scripts/deps.sh --list package)
 WHEEL_VENV ?= build/wheel-venv
 # Debian's interpreter and tools, whatever else (pyenv, a venv) is first in PATH.
 DEB_PATH := /usr/sbin:/usr/bin:/sbin:/bin

@@ -285,7 +285,8 @@ def make_shell(text: str) -> str:
     text = text.replace("\\\n", " ")
     out = []
     for line in text.splitlines():
-        shells = re.findall(r"\$\(shell ([^)]*)\)", line)
+        shells = [line[m.end():_matching_paren(line, m.start() + 1)]
+                  for m in re.finditer(r"\$\(shell ", line)]
         if line.startswith("\t"):
             shells.append(line.lstrip("\t").lstrip("@-+"))
         for s in shells:
