@@ -7,20 +7,23 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 PY312 ?= $(shell scripts/find-python.sh 3.12)
+PY313 ?= $(shell scripts/find-python.sh 3.13)
 VENV ?= .venv
-VENV312 ?= .venv312
 ARGS ?= --uidmap 0:1000:1 -- id
 PYTEST_ARGS ?=
-APT_PACKAGES := gcc libcap-dev python3-dev python3-venv uidmap util-linux procps iproute2 \
-                python3-pytest python3-click python3-prctl python3-pyroute2 \
-                python3-jsonschema bash-completion zsh fish busybox-static
+# Debian packages of the host phase (unit tests, `make integration`): from mk/tools.txt,
+# which lists every program the runners call with its package. Add new packages there
+# (tests/test_tools_list.py checks the list), not here.
+APT_PACKAGES := $(shell scripts/deps.sh --list host)
 STAMP := $(VENV)/.installed
 
-.PHONY: help deps run-deps venv run unit unit311 unit312 integration test bench clean
+.PHONY: help deps run-deps venv run unit unit311 unit312 unit313 integration test bench clean
 
 help:
 	@echo "make run ARGS='--uidmap 0:1000:1 -- id'  run this checkout with Debian's python3"
-	@echo "make test         unit tests (3.11 + 3.12), host integration (root + rootless), VM kernels"
+	@echo "make test         unit tests (3.11, 3.12, 3.13), host integration (root + rootless), VM kernels"
+	@echo "make deps         install the Debian packages of the host phase (run-deps, deb-deps,"
+	@echo "                  vm-deps, vagrant-deps: those of theirs; all from mk/tools.txt)"
 	@echo "make unit         unit and real-kernel tests under tests/"
 	@echo "make integration  the integration suite on this host's kernel, root and rootless"
 	@echo "make vm-test      the integration suite on Debian 6.1 / 6.12 / sid kernels under QEMU"
@@ -29,12 +32,13 @@ help:
 	@echo "make deb         dist/idrun_VERSION_all.deb (dpkg-buildpackage); make deb-check tests it"
 	@echo "make dist / wheel-check   wheel and sdist; a fresh venv installs the wheel and launches"
 
-# Debian packages: build deps of python-prctl, the venv module, shadow's helpers,
-# the Debian Python packages the unprivileged integration pass uses (root's
-# pyenv interpreters are unreadable to other users), jsonschema for the --json
-# schema checks, bash-completion, zsh and fish for the completion tests.
+# Installs (as root; otherwise names) the missing packages of $(APT_PACKAGES): build deps of
+# python-prctl, the venv module, shadow's helpers, the Debian Python packages the
+# unprivileged integration pass uses (root's pyenv interpreters are unreadable to other
+# users), jsonschema for the --json schema checks, bash-completion, zsh and fish for the
+# completion tests.
 deps:
-	scripts/apt-need.sh $(APT_PACKAGES)
+	@scripts/deps.sh host
 
 $(STAMP): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
@@ -43,17 +47,18 @@ $(STAMP): pyproject.toml | deps
 
 venv: deps $(STAMP)
 
-$(VENV312)/.installed: pyproject.toml | deps
-	@if [ -z "$(PY312)" ]; then echo "no Python 3.12 found (set PY312=...)"; exit 1; fi
-	$(PY312) -m venv $(VENV312)
-	$(VENV312)/bin/pip install -q -e '.[test]'
+# .venv312 from $(PY312), .venv313 from $(PY313) (pyenv's, see scripts/find-python.sh)
+.venv3%/.installed: pyproject.toml | deps
+	@if [ -z "$(PY3$*)" ]; then echo "no Python 3.$* found (set PY3$*=...)"; exit 1; fi
+	$(PY3$*) -m venv .venv3$*
+	.venv3$*/bin/pip install -q -e '.[test]'
 	touch $@
 
 # Only what idrun needs at run time, from Debian (no compiler, no test tools),
 # running this checkout's code with Debian's python3.
-RUN_PACKAGES := uidmap python3-click python3-prctl python3-pyroute2
+RUN_PACKAGES := $(shell scripts/deps.sh --list run)
 run-deps:
-	scripts/apt-need.sh $(RUN_PACKAGES)
+	@scripts/deps.sh run
 
 run: run-deps
 	PYTHONPATH=$(CURDIR)/src /usr/bin/python3 -m idrun $(ARGS)
@@ -61,10 +66,13 @@ run: run-deps
 unit311: venv
 	$(VENV)/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
 
-unit312: $(VENV312)/.installed
-	$(VENV312)/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
+unit312: .venv312/.installed
+	.venv312/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
 
-unit: unit311 unit312
+unit313: .venv313/.installed
+	.venv313/bin/python -m pytest -n 2 tests $(PYTEST_ARGS)
+
+unit: unit311 unit312 unit313
 
 # Debian's interpreter with Debian's click/prctl/pyroute2/pytest: the one both
 # passes (root and the unprivileged user) can run, as in the guests.
@@ -87,4 +95,4 @@ bench: deps
 	$(BENCH_VENV)/bin/python bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV312) build src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv312 .venv313 build src/*.egg-info .pytest_cache .hypothesis

@@ -463,37 +463,16 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "whose kernel path another case already covers; "
                                        "deselect with -m 'not permutation' where every "
                                        "launch is slow (QEMU TCG guests)")
+    # Written on the tests whose outcome depends on the kernel (map writes, limits,
+    # setgroups, ownership, nesting, namespaces, signals). Under QEMU's TCG every launch
+    # costs seconds, so the guests skip what only exercises idrun's own user-space logic
+    # (argument errors, exit-status permutations), which the host pass covers.
     config.addinivalue_line("markers", "kernel: depends on the kernel's behaviour; the set "
                                        "the VM guests run (-m 'kernel and not permutation')")
 
 
-# The tests whose outcome depends on the kernel (map writes, limits, setgroups,
-# ownership, nesting, namespaces, signals): what the VM and Vagrant guests run
-# with -m "kernel and not permutation". Under QEMU's TCG every launch costs
-# seconds, so the guests skip what only exercises idrun's own user-space logic
-# (argument errors, exit-status permutations), which the host pass covers.
-KERNEL_TESTS = frozenset({
-    "test_proc_self_uid_map_readable", "test_unshare_map_root_user",
-    "test_unprivileged_subordinate_range_maps",
-    "test_root_maps_inside", "test_root_uidmap_0_1000_1_is_root_inside",
-    "test_rootless_maps_inside", "test_rootless_self_map_needs_no_subids",
-    "test_rootless_many_lines_through_newuidmap",
-    "test_root_340_lines_work", "test_root_4095_bytes_work", "test_rootless_300_lines_work",
-    "test_root_file_owner", "test_rootless_file_owner",
-    "test_rootless_chown_inside_lands_on_subids",
-    "test_root_setgroups_policy", "test_rootless_setgroups_policy",
-    "test_root_nested_line_split_at_outer_extents", "test_rootless_nested",
-    "test_namespace_option_creates_exactly_that", "test_pid_command_is_pid_2_under_an_init",
-    "test_net_only_lo_and_up", "test_max_user_namespaces_exhausted",
-    "test_killed_by_signal", "test_pdeathsig_kills_command_when_wrapper_is_killed",
-    "test_rootless_no_new_privs_refused_with_reason",
-})
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if getattr(item, "originalname", item.name) in KERNEL_TESTS:
-            item.add_marker(pytest.mark.kernel)
         if item.get_closest_marker("root") and not CALLER.privileged:
             item.add_marker(pytest.mark.skip(
                 reason=f"needs root with CAP_SETUID/CAP_SETGID (running as {CALLER.name}); "

@@ -64,6 +64,7 @@ def test_bad_input_125(it, idrun, shared_dir):
     it.assert_refused(idrun.run(["--uidmap", "0:x:1"], ["touch", marker]), marker)
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("mode,sig", [
     pytest.param(m, s, id=f"{m}-{s.name}",
                  marks=() if (m, s) in {("exec", signal.SIGTERM), ("fork", signal.SIGTERM),

@@ -23,6 +23,7 @@ def _setpriv() -> str:
 
 # ----------------------------------------------------------------------------- no_new_privs
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 def test_rootless_no_new_privs_refused_with_reason(it, idrun, subids, shared_dir):
     """With no_new_privs set, setuid newuidmap cannot work: refused and explained."""
@@ -46,6 +47,7 @@ def test_root_no_new_privs_direct_writes_work(it, idrun):
 
 # ----------------------------------------------------------------------------- max_user_namespaces
 
+@pytest.mark.kernel
 def test_max_user_namespaces_exhausted(it, idrun, shared_dir):
     """Inside a namespace whose user.max_user_namespaces is 0, a new one fails with
     ENOSPC: idrun says so (exit 125), and the command does not run. (The outer

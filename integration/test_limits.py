@@ -58,6 +58,7 @@ def check_refused(it, idrun, opts, shared_dir, why):
     assert why in p.stderr, p.stderr
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 def test_root_340_lines_work(it, idrun):
     lines = root_lines(340)
@@ -72,6 +73,7 @@ def test_root_341_lines_refused(it, idrun, shared_dir):
     check_refused(it, idrun, uidmap_opts(lines), shared_dir, "340")
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 def test_root_4095_bytes_work(it, idrun):
     lines = bytes_lines(4095)
@@ -113,6 +115,7 @@ def test_rootless_4096_bytes_refused(it, idrun, subids, shared_dir):
                   shared_dir, "4096")
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 def test_rootless_300_lines_work(it, idrun, subids):
     container = [(2 * i, 2 * i + 1, 1) for i in range(300)]

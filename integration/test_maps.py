@@ -80,6 +80,7 @@ ROOT_CORE = {"single-id", "range", "break-insert", "at-host-id", "user-option",
              "map-root-user", "keep-id"}
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 @pytest.mark.parametrize("case", core_first(ROOT_CASES, ROOT_CORE))
 def test_root_maps_inside(it, idrun, case):
@@ -87,6 +88,7 @@ def test_root_maps_inside(it, idrun, case):
     check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 def test_root_uidmap_0_1000_1_is_root_inside(idrun):
     """The launcher issue's own acceptance line: `idrun --uidmap 0:1000:1 -- id`."""
@@ -187,6 +189,7 @@ ROOTLESS_CORE = {"map-root-user", "map-auto", "userns-host", "userns-keep-id",
                  "userns-nomap", "subids-only", "break-insert-gap-fill"}
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", core_first(ROOTLESS_CASE_NAMES, ROOTLESS_CORE))
 def test_rootless_maps_inside(it, idrun, subids, caller, case):
@@ -213,6 +216,7 @@ def test_rootless_gap_fill_keeps_inserted_piece(idrun, subids):
     assert sum(c for _, _, c in view.gid_map) == 1 + subids.total("gid")
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 def test_rootless_self_map_needs_no_subids(idrun, caller):
     """-r and -c work for any user, with or without sub-ids or newuidmap."""
@@ -223,6 +227,7 @@ def test_rootless_self_map_needs_no_subids(idrun, caller):
     assert (view.uid, view.gid) == (0, 0)
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 def test_rootless_many_lines_through_newuidmap(idrun, subids):
     """200 separate lines go through the real newuidmap in one write."""

@@ -42,6 +42,7 @@ def inside_ns(idrun, opts) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines())
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("case", list(OPTION_NS))
 def test_namespace_option_creates_exactly_that(idrun, basic_opts, case):
     extra, new = OPTION_NS[case]
@@ -70,6 +71,7 @@ print(" ".join(names), "lo_up=%d" % (flags.get("lo", 0) & 1), "connect=ok")
 """
 
 
+@pytest.mark.kernel
 def test_net_only_lo_and_up(idrun, basic_opts, inside_python):
     out = idrun.ok(basic_opts + ["--net"], [inside_python, "-c", NET_PROBE])
     assert out.split() == ["lo", "lo_up=1", "connect=ok"], out
@@ -91,6 +93,7 @@ def test_net_ip_link(idrun, basic_opts):
     assert "UP" in lines[0].split("<", 1)[1].split(">", 1)[0].split(","), out
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("wrapper", [[], ["--fork"]], ids=["exec", "fork"])
 def test_pid_command_is_pid_2_under_an_init(idrun, basic_opts, wrapper):
     out = idrun.ok(basic_opts + ["--pid"] + wrapper, ["sh", "-c", "echo $$ $PPID"])

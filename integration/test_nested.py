@@ -60,6 +60,7 @@ def test_root_nested_identity_outer(it, idrun, shared_dir):
     assert (st.st_uid, st.st_gid) == (1003, 1004)
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 def test_root_nested_line_split_at_outer_extents(it, idrun, shared_dir):
     """Inner 0:0:2 spans the outer extents 0->0 and 1->100000: written as two lines."""
@@ -89,6 +90,7 @@ def test_root_three_levels(it, idrun, shared_dir):
     assert os.stat(path).st_uid == 101003
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 def test_rootless_nested(it, idrun, subids, shared_dir):
     plan, st = check_nested(it, idrun, ["--userns", "host"], ["--uidmap", "0:1000:10"],

@@ -81,6 +81,7 @@ def check_outside_file(it, idrun, opts, shared_dir, caller):
     assert [int(x) for x in out.split()] == exp, plan
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 @pytest.mark.parametrize("case", core_first(ROOT_OPTS, {"range-user", "split-gidmap"}))
 def test_root_file_owner(it, idrun, shared_dir, case):
@@ -98,6 +99,7 @@ def test_root_chown_inside(it, idrun, shared_dir):
     check_chown_inside(it, idrun, ["--uidmap", "0:100000:65536"], shared_dir, 1234, 4321)
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", core_first(ROOTLESS_OPTS, {"map-root-user", "user-option",
                                                             "userns-keep-id", "userns-nomap"}))
@@ -111,6 +113,7 @@ def test_rootless_outside_file_seen_inside(it, idrun, subids, shared_dir, caller
     check_outside_file(it, idrun, ROOTLESS_OPTS[case], shared_dir, caller)
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 def test_rootless_chown_inside_lands_on_subids(it, idrun, subids, shared_dir):
     check_chown_inside(it, idrun, ["--userns", "host"], shared_dir, 1234, 1500)

@@ -122,6 +122,7 @@ def _await_child(it, proc, pidfile):
     return pid
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("mode", [
     pytest.param(["--fork"], id="fork"), pytest.param(["--pid"], id="pid"),
     pytest.param(["--pid", "--fork"], id="pid-fork", marks=pytest.mark.permutation)])

@@ -49,6 +49,7 @@ def _check_policy(it, idrun, opts, policy, python):
         assert probe == ["refused"], probe
 
 
+@pytest.mark.kernel
 @pytest.mark.root
 @pytest.mark.parametrize("case", list(ROOT_POLICY))
 def test_root_setgroups_policy(it, idrun, inside_python, case):
@@ -56,6 +57,7 @@ def test_root_setgroups_policy(it, idrun, inside_python, case):
     _check_policy(it, idrun, opts, policy, inside_python)
 
 
+@pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", list(ROOTLESS_POLICY))
 def test_rootless_setgroups_policy(it, idrun, subids, inside_python, case):

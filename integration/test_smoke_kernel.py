@@ -27,6 +27,7 @@ def _parse_map(text: str) -> list[tuple[int, int, int]]:
     return rows
 
 
+@pytest.mark.kernel
 def test_proc_self_uid_map_readable():
     with open("/proc/self/uid_map") as f:
         rows = _parse_map(f.read())
@@ -34,6 +35,7 @@ def test_proc_self_uid_map_readable():
     assert all(count > 0 for _, _, count in rows)
 
 
+@pytest.mark.kernel
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare(1) not installed")
 def test_unshare_map_root_user():
     p = _run("unshare", "--user", "--map-root-user", "id", "-u")
@@ -53,6 +55,7 @@ def _subid_start(path: str, user: str, uid: int) -> int | None:
     return None
 
 
+@pytest.mark.kernel
 @pytest.mark.skipif(os.geteuid() == 0, reason="checks the unprivileged newuidmap path")
 @pytest.mark.skipif(shutil.which("newuidmap") is None, reason="uidmap package not installed")
 def test_unprivileged_subordinate_range_maps():

@@ -14,11 +14,8 @@ PKG_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 # Build tools of the .deb (pure Python, arch all: no compiler among them), the
 # runtime packages it depends on (its tests run the built command), and
-# python3-build for the wheel and sdist.
-DEB_BUILD_PACKAGES := debhelper dh-python pybuild-plugin-pyproject python3-all \
-                      python3-setuptools python3-wheel python3-build python3-jsonschema \
-                      python3-click python3-prctl python3-pyroute2 uidmap \
-                      dpkg-dev fakeroot lintian man-db bash
+# python3-build for the wheel and sdist: the "package" phase of mk/tools.txt.
+DEB_BUILD_PACKAGES := $(shell scripts/deps.sh --list package)
 WHEEL_VENV ?= build/wheel-venv
 # Debian's interpreter and tools, whatever else (pyenv, a venv) is first in PATH.
 DEB_PATH := /usr/sbin:/usr/bin:/sbin:/bin
@@ -27,7 +24,7 @@ DIST_PYTHON ?= /usr/bin/python3
 .PHONY: deb-deps deb dist wheel-check deb-check
 
 deb-deps:
-	scripts/apt-need.sh $(DEB_BUILD_PACKAGES)
+	@scripts/deps.sh package
 
 # dpkg-buildpackage writes its results next to the source tree; build from a
 # copy in $(DEB_BUILD) so they land there and the tree stays clean. The tests

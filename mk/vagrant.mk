@@ -1,6 +1,7 @@
 # Vagrant targets for idrun.  Included by the top-level Makefile; also works on
 # its own:  make -f mk/vagrant.mk vagrant-test
 #
+#   vagrant-deps   install the host packages (mk/tools.txt, phase vagrant; root: apt-get)
 #   vagrant-box    build (or reuse from the cache) the offline box idrun/debian12-local
 #   vagrant-test   run the integration suite in that box with vagrant-libvirt (TCG),
 #                  sandboxed in a private network namespace; cleans up after itself
@@ -32,17 +33,20 @@ VAGRANT_TEST_SUITE ?=
 VAGRANT_MK_ENV = IDRUN_VAGRANT_CACHE='$(VAGRANT_BOX_CACHE)' \
 	$(if $(VAGRANT_TEST_SUITE),IDRUN_VAGRANT_SUITE='$(VAGRANT_TEST_SUITE)')
 
-.PHONY: vagrant-box vagrant-test vagrant-smoke
+.PHONY: vagrant-deps vagrant-box vagrant-test vagrant-smoke
 
-vagrant-box:
+vagrant-deps:
+	@'$(VAGRANT_MK_ROOT)/scripts/deps.sh' vagrant
+
+vagrant-box: vagrant-deps
 	$(VAGRANT_MK_ENV) '$(VAGRANT_MK_ROOT)/vagrant/local-box/build-box.sh'
 
-vagrant-test:
+vagrant-test: vagrant-deps
 	$(VAGRANT_MK_ENV) IDRUN_VAGRANT_TIMEOUT='$(VAGRANT_TEST_TIMEOUT)' \
 	    IDRUN_VAGRANT_PYTEST_ARGS="$(VAGRANT_PYTEST_ARGS)" \
 	    '$(VAGRANT_MK_ROOT)/vagrant/run-vagrant-test.sh'
 
-vagrant-smoke:
+vagrant-smoke: vagrant-deps
 	$(VAGRANT_MK_ENV) IDRUN_VAGRANT_TIMEOUT='$(VAGRANT_SMOKE_TIMEOUT)' \
 	    IDRUN_VAGRANT_PYTEST_ARGS="$(VAGRANT_SMOKE_TESTS)" \
 	    '$(VAGRANT_MK_ROOT)/vagrant/run-vagrant-test.sh'

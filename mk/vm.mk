@@ -3,7 +3,8 @@
 # usable on its own:  make -f mk/vm.mk vm-test
 #
 # Targets:
-#   vm-deps        install the host tools the runner needs (root; apt-get)
+#   vm-deps        install the host packages the runner needs (mk/tools.txt, phase vm;
+#                  root: apt-get); the targets below depend on it
 #   vm-test        build (or reuse) the guest images and run the whole
 #                  integration suite in every guest, as root and as an
 #                  unprivileged user (slow: ~10-13 min per pass under TCG)
@@ -19,8 +20,9 @@
 #               3600: the whole suite takes ~25 min per guest under TCG)
 #   VM_SMOKE_TIMEOUT  the same for vm-smoke (default 300)
 #   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
-#   VM_ARGS     more run.py options, e.g. --keep or --rebuild; pytest
-#               arguments may follow "--": VM_ARGS='--keep -- -k maps'
+#   VM_JOBS     guests booting at the same time (default 1; see integration/vm/README.md)
+#   VM_ARGS     more run.py options; pytest arguments may follow "--":
+#               VM_ARGS='-- -k maps'
 #   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'kernel and not
 #               permutation': the kernel-dependent tests without the redundant
 #               parametrized cases; set it empty to run every test)
@@ -39,47 +41,31 @@ VM_TIMEOUT ?= 3600
 VM_SMOKE_TIMEOUT ?= 300
 VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
+VM_JOBS ?= 1
 VM_PYTEST_ARGS ?= -m 'kernel and not permutation'
 VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
-VM_DEB_PACKAGES ?= qemu-system-x86 qemu-utils mmdebstrap zstd cpio debian-archive-keyring
 
 .PHONY: vm-deps vm-test vm-smoke vm-clean-cache
 
 vm-deps:
-	@set -eu; \
-	missing=""; \
-	for p in $(VM_DEB_PACKAGES); do \
-	    if ! dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$'; then \
-	        missing="$$missing $$p"; \
-	    fi; \
-	done; \
-	if [ -z "$$missing" ]; then echo "vm-deps: all present: $(strip $(VM_DEB_PACKAGES))"; exit 0; fi; \
-	if [ "$$(id -u)" -ne 0 ]; then \
-	    echo "vm-deps: missing:$$missing" >&2; \
-	    echo "vm-deps: as root run: apt-get install -y --no-install-recommends$$missing" >&2; \
-	    exit 1; \
-	fi; \
-	echo "vm-deps: installing:$$missing"; \
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	fi
+	@'$(VM_TOP)/scripts/deps.sh' vm
 
 # run.py takes pytest arguments after a single "--"
 VM_SEP = $(if $(filter --,$(VM_ARGS)),,--)
 
-vm-test:
+vm-test: vm-deps
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) $(VM_ARGS) \
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
-vm-test-%:
+vm-test-%: vm-deps
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    --suite $* --timeout $(VM_TIMEOUT) $(VM_ARGS) \
+	    --suite $* --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
-vm-smoke:
+vm-smoke: vm-deps
 	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
-	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) $(VM_ARGS) \
+	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(VM_SEP) $(VM_SMOKE_TESTS)
 
 vm-clean-cache:

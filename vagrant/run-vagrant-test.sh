@@ -2,7 +2,7 @@
 # Run the integration suite in the offline Vagrant box idrun/debian12-local with
 # vagrant-libvirt on this machine (no KVM: TCG), fully sandboxed and cleaned up.
 #
-#   1. installs vagrant, vagrant-libvirt, libvirt and QEMU if missing
+#   1. installs vagrant, vagrant-libvirt, libvirt and QEMU if missing (scripts/deps.sh vagrant)
 #   2. builds the box if the cache has none for the current inputs (build-box.sh)
 #   3. creates a network namespace and starts virtlogd + libvirtd inside it, so
 #      vagrant-libvirt's 192.168.121.0/24 network exists only there
@@ -41,10 +41,6 @@ MATRIX_NAME=vagrant-debian12-local
 BOX_VERSION=1                    # versioned box: a fixed libvirt volume name
 DOMAIN=vagrant_$MACHINE          # vagrant-libvirt: <dir of the Vagrantfile>_<machine>
 LIBVIRT_URI=qemu:///system
-HOST_PACKAGES=(
-    vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-system-sysv
-    qemu-system-x86 qemu-utils dnsmasq-base iptables rsync openssh-client
-)
 export IDRUN_VAGRANT_CACHE=$CACHE
 
 T_START=$(date +%s)
@@ -234,7 +230,7 @@ chmod 755 "$TMP"   # libvirt opens the serial log in here
 
 # ---- 1. host packages -------------------------------------------------------------
 phase "host packages"
-bounded bash -c '. "$1/lib.sh"; shift; idrun_ensure_packages "$@"' _ "$HERE" "${HOST_PACKAGES[@]}" || exit 1
+bounded "$ROOT/scripts/deps.sh" vagrant || exit 1
 T_PKG=$(phase_done)
 
 # ---- 2. box ---------------------------------------------------------------------------

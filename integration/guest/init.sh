@@ -9,7 +9,6 @@
 # the console, writes <rc> to /host/out/exit-status and powers off.
 #
 # Kernel command line switches:
-#   idrun.smoke   print IDRUN-SMOKE-OK and power off at once (accelerator probe)
 #   idrun.shell   start a shell on the console instead of the suite (debugging)
 # Files the host may put in the out directory before the boot:
 #   pytest-args   one extra pytest argument per line
@@ -58,10 +57,6 @@ hostname idrun-vm 2>/dev/null
 ip link set lo up 2>/dev/null
 
 echo "GUEST-UP kernel=$(uname -r) uptime=$(cut -d' ' -f1 /proc/uptime)s"
-
-case " $(cat /proc/cmdline) " in
-    *" idrun.smoke "*) echo "IDRUN-SMOKE-OK"; finish 0 ;;
-esac
 
 if ! modprobe -a virtio_pci 9pnet_virtio 9p; then
     finish 120 "modprobe virtio_pci 9pnet_virtio 9p failed"

@@ -64,6 +64,7 @@ SOURCES=(
 )
 
 idrun_require_root
+"$HERE/../../scripts/deps.sh" vagrant >&2
 mkdir -p "$CACHE/boxes" "$CACHE/ssh"
 chmod 700 "$CACHE/ssh"
 
@@ -74,7 +75,6 @@ flock -w 1800 9 || idrun_die "could not lock $CACHE/.build.lock"
 # --- SSH key pair (replaces Vagrant's public insecure key) ----------------------
 SSH_KEY=$CACHE/ssh/idrun_vagrant_ed25519
 if [ ! -s "$SSH_KEY" ] || [ ! -s "$SSH_KEY.pub" ]; then
-    command -v ssh-keygen >/dev/null || idrun_ensure_packages openssh-client
     rm -f "$SSH_KEY" "$SSH_KEY.pub"
     ssh-keygen -q -t ed25519 -N '' -C idrun-vagrant-local -f "$SSH_KEY"
     idrun_log "generated SSH key pair $SSH_KEY"
@@ -92,7 +92,6 @@ if [ -s "$BOX" ] && [ -s "$BOX.env" ] && [ "${IDRUN_VAGRANT_REBUILD:-0}" != 1 ];
     exit 0
 fi
 
-idrun_ensure_packages mmdebstrap fdisk e2fsprogs qemu-utils util-linux mount
 t0=$(date +%s)
 
 BUILD=$(mktemp -d "$CACHE/build.XXXXXX")
