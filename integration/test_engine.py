@@ -78,20 +78,22 @@ def test_init_reaps_orphans_and_exits_with_the_command(idrun, basic_opts):
 
 
 class Pty:
-    """A command on a real pseudo-terminal: type into it, wait for what it prints."""
+    """A command on a real pseudo-terminal: type into it, wait for what it prints.
+    ``patience`` is added to every wait (a launch under QEMU's TCG takes seconds)."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], patience: float = 0.0) -> None:
+        self.patience = patience
         self.pid, self.fd = pty.fork()
         if self.pid == 0:       # pragma: no cover - the child execs at once
             try:
-                os.execv(argv[0], argv)
+                os.execvp(argv[0], argv)   # IDRUN may be "python3 -m idrun"
             finally:
                 os._exit(127)
         self.out = b""
         self.status: int | None = None
 
     def expect(self, pattern: bytes, timeout: float = 20.0) -> bool:
-        start, end = len(self.out), time.monotonic() + timeout
+        start, end = len(self.out), time.monotonic() + timeout + self.patience
         while time.monotonic() < end:
             r, _, _ = select.select([self.fd], [], [], 0.1)
             if r:
@@ -111,7 +113,7 @@ class Pty:
         """The exit code; None (after killing it) when it did not end in time."""
         if self.status is not None:
             return self.status
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout + (self.patience if timeout > 1 else 0)
         while time.monotonic() < end:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
@@ -129,7 +131,8 @@ class Pty:
 @pytest.mark.kernel
 def test_ctrl_c_in_a_pty_gives_130_at_once(idrun, basic_opts):
     slack = 2 * _launch_seconds(idrun, basic_opts)
-    term = Pty(idrun.argv(basic_opts + ["--pid"], ["sh", "-c", "echo ready; exec sleep 30"]))
+    term = Pty(idrun.argv(basic_opts + ["--pid"], ["sh", "-c", "echo ready; exec sleep 30"]),
+               patience=10 * slack)
     assert term.expect(b"ready"), term.out
     t0 = time.monotonic()
     term.send(b"\x03")
@@ -144,7 +147,7 @@ def test_job_control_of_an_interactive_shell(idrun, basic_opts, pid):
     """Ctrl-Z, jobs, fg and Ctrl-C in bash -i inside, on a real pty."""
     argv = idrun.argv(basic_opts + (["--pid"] if pid else []),
                       ["bash", "--norc", "--noprofile", "-i"])
-    term = Pty(argv)
+    term = Pty(argv, patience=20 * _launch_seconds(idrun, basic_opts))
     try:
         term.send(b"PS1='P''> '\n")
         assert term.expect(b"P> "), term.out
