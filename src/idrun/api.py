@@ -280,12 +280,14 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     from . import engine
     from .options import launch_options
     from .prelaunch import prelaunch
-    from .volumes import MountRequest
     opts = launch_options(**{k: options.pop(k) for k in list(options) if k in _NS_OPTIONS})
     mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
-    mounts = MountRequest(_values(mount_kw.get("volumes")), _values(mount_kw.get("tmpfs")),
-                          None if mount_kw.get("rootfs") is None
-                          else os.fspath(mount_kw["rootfs"]), mount_kw.get("workdir"))
+    mounts = None
+    if any(mount_kw.values()):
+        from .volumes import MountRequest
+        mounts = MountRequest(_values(mount_kw.get("volumes")), _values(mount_kw.get("tmpfs")),
+                              None if mount_kw.get("rootfs") is None
+                              else os.fspath(mount_kw["rootfs"]), mount_kw.get("workdir"))
     host_kw = {k: options.pop(k) for k in ("rootless", "subuid_file", "subgid_file")
                if k in options}
     # --userns=auto: this process owns the lease until the child exists (hand_over below).

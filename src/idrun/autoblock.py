@@ -40,10 +40,6 @@ class Pick(NamedTuple):
     warning: str | None = None
 
 
-def is_auto(userns: str | None) -> bool:
-    return bool(userns) and userns.partition(":")[0] == "auto"  # type: ignore[union-attr]
-
-
 def parse_auto(spec: str) -> AutoOptions:
     """Options of ``auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=…]`` (podman's)."""
     _, _, text = spec.partition(":")

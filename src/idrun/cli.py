@@ -123,7 +123,12 @@ def _mount_options(f: Callable) -> Callable:
 
 
 def _mount_request(kw: dict):
-    """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest."""
+    """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
+    None when none is given (the mount modules then stay unloaded)."""
+    if not (kw["volumes"] or kw["tmpfs"] or kw["rootfs"] or kw["workdir"]):
+        for name in ("volumes", "tmpfs", "rootfs", "workdir"):
+            del kw[name]
+        return None
     from .volumes import MountRequest
     return MountRequest(volumes=kw.pop("volumes"), tmpfs=kw.pop("tmpfs"),
                         rootfs=kw.pop("rootfs"), workdir=kw.pop("workdir"))

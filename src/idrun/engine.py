@@ -348,28 +348,36 @@ def run_cli(spec: Spec) -> NoReturn:
             how = f"exit {code}" if code >= 0 else f"signal {-code}"
             raise LaunchError(f"the map writer process ended ({how}) before the maps were "
                               "written; refusing to run the command") from None
-        if writer is not None:
-            status = writer.wait()         # its exit status, before anything else runs
-            own.release(writer)
-            if status != 0:
-                code = os.waitstatus_to_exitcode(status)
-                how = f"exit {code}" if code >= 0 else f"signal {-code}"
-                raise LaunchError(f"the map writer process failed ({how}); refusing to run "
-                                  "the command")
         for fd in list(own.fds):
             own.close(fd)
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+        if spec.opts.wrapper:
+            _reap_writer(own, writer)
+            _wrapper(spec, None, mask)
+        launch.flush_std()
+        # The writer's exit (the teardown of its copy of this process) overlaps with the
+        # set-up below; its status is checked before the command runs.
+        launch.prepare_process(spec.plan, spec.opts, parent)
+        _reap_writer(own, writer)
+        launch.exec_command(spec.path, spec.argv, spec.env, spec.keep_fds, mask)
+    except StepFailed as e:
+        own.abort()
+        raise explained(e, spec) from None
     except BaseException:
         own.abort()
         raise
-    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
-    try:
-        if spec.opts.wrapper:
-            _wrapper(spec, None, mask)
-        launch.flush_std()
-        launch.prepare_process(spec.plan, spec.opts, parent)
-        launch.exec_command(spec.path, spec.argv, spec.env, spec.keep_fds, mask)
-    except StepFailed as e:
-        raise explained(e, spec) from None
+
+
+def _reap_writer(own: Owned, writer: Child | None) -> None:
+    """The map writer's exit status: anything but 0 stops the launch."""
+    if writer is None or writer not in own.children:
+        return
+    status = writer.wait()
+    own.release(writer)
+    if status != 0:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"exit {code}" if code >= 0 else f"signal {-code}"
+        raise LaunchError(f"the map writer process failed ({how}); refusing to run the command")
 
 
 def _writer_main(spec: Spec, helpers: dict, launcher: int, ready_r: int, go_w: int) -> NoReturn:
@@ -621,10 +629,13 @@ def _die_of(sig: int) -> None:
 
 # --- verifying a mapping on the kernel without running anything ------------------
 
-class Verified(NamedTuple):
-    uid_map: str            # the kernel's own text
-    gid_map: str
-    setgroups: str | None
+class Verified:
+    """What the kernel took for a throwaway namespace: its own text of the maps."""
+
+    __slots__ = ("uid_map", "gid_map", "setgroups")
+
+    def __init__(self, uid_map: str, gid_map: str, setgroups: str | None) -> None:
+        self.uid_map, self.gid_map, self.setgroups = uid_map, gid_map, setgroups
 
 
 def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:

@@ -12,7 +12,6 @@ from .errors import SubidError, quoted
 from .plan import Host, Request, SubidSet
 from . import procfs
 from .syntax import decimal, decimal_id, parse_userns
-from .subids import all_entries, free_block, nss_subid_module, parse_getsubids, parse_subid_text
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
@@ -105,6 +104,7 @@ class SubidSource:
     def module(self) -> str | None:
         if self._module is False:
             text = None if self.explicit else read_text(NSSWITCH)
+            from .subids import nss_subid_module
             self._module = nss_subid_module(text) if text else None
         return self._module  # type: ignore[return-value]
 
@@ -116,8 +116,10 @@ class SubidSource:
         if self._text is False:
             self._text = read_text(self.path)
         if self._text is None:
+            from .subids import free_block
             return SubidSet(self.path, present=False, keys=keys, free=free_block([]),
                             owner=name)
+        from .subids import all_entries, free_block, parse_subid_text
         found = parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
         if found.ranges:
             return found
@@ -139,6 +141,7 @@ class SubidSource:
             argv = [tool] + (["-g"] if self.kind == "gid" else []) + [key]
             res = subprocess.run(argv, capture_output=True, text=True, env={})
             out.append(res.stdout)
+        from .subids import parse_getsubids
         return parse_getsubids("\n".join(out), source, keys)
 
 

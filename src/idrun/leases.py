@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from . import autoblock, procfs
 from .errors import RegistryError
-from .plan import AutoBlock, Host, Request
+from .plan import AutoBlock, Host, Request, is_auto
 
 ENV_DIR = "IDRUN_LEASE_DIR"
 ROOT_DIR = "/run/idrun"
@@ -253,7 +253,7 @@ def reserve_auto_block(request: Request, host: Host, hold: bool) -> tuple[Host, 
     map``, ``--dry-run``) nothing is written or removed: the answer is what a launch
     would get now. Other requests pass through untouched.
     """
-    if not autoblock.is_auto(request.userns):
+    if not is_auto(request.userns):
         return host, None
     opts = autoblock.parse_auto(request.userns or "auto")
     pools = {kind: autoblock.pool(host, kind) for kind in KINDS}

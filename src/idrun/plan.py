@@ -33,6 +33,11 @@ class Request(NamedTuple):
     setgroups: str | None = None         # "allow" | "deny" | None (decide)
 
 
+def is_auto(userns: str | None) -> bool:
+    """Whether a --userns value is podman's ``auto[:OPTIONS]`` mode."""
+    return bool(userns) and userns.partition(":")[0] == "auto"  # type: ignore[union-attr]
+
+
 class SubidRange(NamedTuple):
     """One delegated range from /etc/subuid or /etc/subgid (host ids)."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NamedTuple
 
 from . import procfs
 from .errors import IdrunError, LaunchError
@@ -18,11 +17,27 @@ from .errors import IdrunError, LaunchError
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
 
-class Check(NamedTuple):
-    name: str
-    status: str             # OK | WARN | FAIL
-    detail: str
-    fix: str = ""
+class Check:
+    """One line of ``idrun check``: OK/WARN/FAIL, what was seen, and the fix. A plain
+    class: this module is on every launch, where a NamedTuple costs more to define."""
+
+    __slots__ = ("name", "status", "detail", "fix")
+
+    def __init__(self, name: str, status: str, detail: str, fix: str = "") -> None:
+        self.name = name
+        self.status = status      # OK | WARN | FAIL
+        self.detail = detail
+        self.fix = fix
+
+    def _asdict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail,
+                "fix": self.fix}
+
+    def __repr__(self) -> str:
+        return f"Check({self.name!r}, {self.status!r}, {self.detail!r}, {self.fix!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Check) and self._asdict() == other._asdict()
 
 
 def threads(status: dict[str, str]) -> Check:

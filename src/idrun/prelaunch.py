@@ -10,19 +10,25 @@ options themselves are checked by ``options.launch_options``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from .launch import LaunchOptions
-from .plan import Plan, Request
+from .plan import Plan, Request, is_auto
 
 
-class Prelaunch(NamedTuple):
-    plan: Plan
-    opts: LaunchOptions               # with the prepared mounts when ``hold``
-    mounts: object | None             # the checked volumes.MountPlan, or None
-    lease: object | None              # the --userns=auto lease this process owns
-    warnings: tuple[str, ...]         # for the user, before anything starts
-    notes: tuple[str, ...]            # said only when something is launched
+class Prelaunch:
+    """What ``prelaunch`` decided and holds. A plain class: a NamedTuple costs more to
+    define than this module is worth on the launch path."""
+
+    __slots__ = ("plan", "opts", "mounts", "lease", "warnings", "notes")
+
+    def __init__(self, plan: Plan, opts: LaunchOptions, mounts: object | None = None,
+                 lease: object | None = None, warnings: tuple[str, ...] = (),
+                 notes: tuple[str, ...] = ()) -> None:
+        self.plan = plan
+        self.opts = opts                # with the prepared mounts when ``hold``
+        self.mounts = mounts            # the checked volumes.MountPlan, or None
+        self.lease = lease              # the --userns=auto lease this process owns
+        self.warnings = warnings        # for the user, before anything starts
+        self.notes = notes              # said only when something is launched
 
     def release(self) -> None:
         """Give back the lease and close the id-mapped trees; safe to call again."""
@@ -46,11 +52,10 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
     host = gather(request, rootless=rootless, caller=caller, subuid_file=subuid_file,
                   subgid_file=subgid_file)
     lease = None
-    if (request.userns is not None and request.userns.startswith("auto")
-            and caller is None and host.rootless != privileged()):
+    if is_auto(request.userns) and caller is None and host.rootless != privileged():
         from .leases import reserve_auto_block
         host, lease = reserve_auto_block(request, host, hold=hold)
-    done = Prelaunch(None, opts, None, lease, (), ())  # type: ignore[arg-type]
+    done = Prelaunch(None, opts, lease=lease)  # type: ignore[arg-type]
     try:
         plan = resolve(request, host)
         warnings = list(plan.warnings)
@@ -61,16 +66,16 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
             notes += plan.notes
             warnings += unreachable_terminals(plan.uid.lines, plan.userns)
         mplan = None
-        if mounts is not None and any(mounts):
+        if mounts is not None:
             from .mounts import plan_mounts, prepare
             mplan = plan_mounts(mounts, plan)
             if mplan is not None:
                 warnings += mplan.warnings
                 if hold:
-                    done = done._replace(opts=opts._replace(mounts=prepare(mplan,
-                                                                          plan.rootless)))
-        return done._replace(plan=plan, mounts=mplan, warnings=tuple(warnings),
-                             notes=tuple(notes))
+                    done.opts = opts._replace(mounts=prepare(mplan, plan.rootless))
+        done.plan, done.mounts = plan, mplan
+        done.warnings, done.notes = tuple(warnings), tuple(notes)
+        return done
     except BaseException:
         done.release()
         raise

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from . import autoblock
 from .errors import quoted, MapConflictError, MapSyntaxError, MapValidationError, SubidError
 from .plan import (WRITER_DIRECT, WRITER_HELPER, WRITER_NONE, WRITER_SELF, Host, KindPlan,
-                   Plan, Request, SubidSet)
+                   Plan, Request, SubidSet, is_auto)
 from .ranges import ID_LIMIT, IdMap, IntervalSet, Line, canonical, free_ranges, subtract
 from .syntax import Triple, decimal_id, parse_user, parse_userns, parse_value
 
@@ -313,6 +312,7 @@ def _auto_preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Pr
     The block is the registry's (``host.auto_block``) or, without one, the lowest
     ids of the pool.
     """
+    from . import autoblock     # only --userns=auto needs it
     origin = f"--userns={request.userns}"
     opts = autoblock.parse_auto(request.userns or "auto")
     maps: dict[str, list[Piece]] = {}
@@ -550,11 +550,15 @@ def _check_conflicts(request: Request) -> None:
                                "use -r to be root inside, or -c to keep your own ids")
 
 
-class _Said(NamedTuple):
-    """What resolution has to tell the user besides the plan."""
+class _Said:
+    """What resolution has to tell the user besides the plan (a plain class: resolve is
+    on the launch path, where each NamedTuple costs a little to define)."""
 
-    warnings: list[str]
-    notes: list[str]
+    __slots__ = ("warnings", "notes")
+
+    def __init__(self, warnings: list[str], notes: list[str]) -> None:
+        self.warnings = warnings
+        self.notes = notes
 
 
 def _spaces(host: Host, said: _Said) -> dict[str, _Space]:
@@ -752,7 +756,7 @@ def resolve(request: Request, host: Host) -> Plan:
     groups = _groups(request, container, setgroups)
     kinds = {kind: _kind_plan(kind, host, spaces[kind], container[kind], written[kind], userns)
              for kind in KINDS}
-    if request.userns and autoblock.is_auto(request.userns):
+    if is_auto(request.userns):
         if host.auto_block is None:
             said.notes.append("auto: lowest ids of the pool; no lease registry was consulted, "
                               "so this is not reserved against other --userns=auto runs")

@@ -23,7 +23,8 @@ def _decimal(text: str) -> bool:
 
 
 # A line that is neither blank, nor a comment, nor three ':'-separated fields.
-_NOT_A_TRIPLE = re.compile(r"^(?![ \t]*(?:#|$))(?![^:\n]*:[^:\n]*:[^:\n]*$).*$", re.MULTILINE)
+# Lines that are not OWNER:START:COUNT at all (comments and blank lines aside).
+_NOT_A_TRIPLE = r"^(?![ \t]*(?:#|$))(?![^:\n]*:[^:\n]*:[^:\n]*$).*$"
 _BLANKS = (" ", "\t", "\r", "\v", "\f")
 MAX_WARNED_LINES = 5
 
@@ -43,7 +44,7 @@ def malformed_lines(text: str, source: str) -> list[str]:
     """
     out: list[str] = []
     memo = [0, 1]
-    matches = list(_NOT_A_TRIPLE.finditer(text))
+    matches = list(re.finditer(_NOT_A_TRIPLE, text, re.MULTILINE))
     for match in matches[:MAX_WARNED_LINES]:
         out.append(f"{source} line {_lineno(text, match.start(), memo)}: "
                    f"{quoted(match.group())} is not OWNER:START:COUNT; newuidmap skips it and "
