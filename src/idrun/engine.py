@@ -195,7 +195,7 @@ class Owned:
         lock held by a thread that no longer exists."""
         with syscalls.SignalsBlocked() as mask:
             try:
-                pid = os.fork()
+                pid = _fork_quietly()
             except OSError as e:
                 from .diagnose import explain
                 raise explain("F", e.errno or 0, what, None) from None
@@ -229,6 +229,19 @@ class Owned:
                 except OSError:
                     pass
             self.fds.clear()
+
+
+def _fork_quietly() -> int:
+    """os.fork() without Python 3.12's warning about forking a threaded process.
+
+    The warning exists because a child may block on a lock held by a thread that did
+    not survive the fork. The engine's children import nothing (everything is loaded
+    before), flush no stream and log nothing: they make system calls until they exec
+    or exit. The filter change is scoped to this one call."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return os.fork()
 
 
 def _child(main: Callable[[object], NoReturn], mask: object, report_fd: int | None,
