@@ -323,11 +323,26 @@ def _proc(root: str, fresh: bool) -> None:
                           f"{e.strerror}") from None
 
 
+# f_type of the filesystems an initial ramfs ("rootfs") can be.
+_RAMFS_MAGIC, _TMPFS_MAGIC = 0x858458F6, 0x01021994
+
+
 def _pivot(root: str) -> None:
     try:
         os.chdir(root)
-        syscalls.pivot_root(".", ".")
-        syscalls.umount2(".", syscalls.MNT_DETACH)
+        try:
+            syscalls.pivot_root(".", ".")
+        except OSError as e:
+            if e.errno != 22 or syscalls.statfs_type("/") not in (_RAMFS_MAGIC, _TMPFS_MAGIC):
+                raise
+            # A system running from its initramfs cannot pivot away from it (pivot_root(2):
+            # EINVAL): move the new root over / and chroot into it, as switch_root and
+            # runc's --no-pivot do. The old root stays hidden beneath in this private
+            # mount namespace.
+            syscalls.mount(".", "/", None, syscalls.MS_MOVE)
+            os.chroot(".")
+        else:
+            syscalls.umount2(".", syscalls.MNT_DETACH)
         os.chdir("/")
     except OSError as e:
         raise LaunchError(f"--rootfs: cannot pivot into {root}: {e.strerror}") from None
