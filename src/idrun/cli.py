@@ -143,17 +143,13 @@ def _request(kw: dict) -> Request:
 
 
 def version_text() -> str:
-    """What ``-V``/``--version`` prints: idrun's version, the Python, the native part."""
+    """What ``-V``/``--version`` prints: idrun's version, the Python, the native part
+    (none since the C extension was removed; the line stays for scripts that read it)."""
     import platform
     from . import __version__
-    try:
-        from . import _clonespawn  # type: ignore[attr-defined]
-        native = f"idrun._clonespawn ({_clonespawn.__file__})"
-    except ImportError:
-        native = "none (pure Python)"
     return (f"idrun {__version__}\n"
             f"Python {platform.python_version()} ({sys.executable})\n"
-            f"native part: {native}")
+            "native part: none (pure Python)")
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -530,7 +530,7 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
     syscalls.close_fds_except(set(spec.keep_fds) | hold)
     report = syscalls.read_all(rep_r)
     if report:
-        status = child.wait()
+        child.wait()
         if report_fd is None:
             raise decode(report, spec)
         os.write(report_fd, report)
