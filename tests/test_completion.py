@@ -210,7 +210,10 @@ zpty -r z line '*READY*'
 zpty -w z "compadd() { local -a _m; builtin compadd -O _m \"\$@\"; print -rl -- \$_m >> $2; builtin compadd \"\$@\"; }; print SET"
 zpty -r z line '*SET*'
 zpty -wn z "$3"$'\t'
-sleep 1
+# Wait for the first candidates (a loaded machine may take seconds to run the
+# completion), then a little longer for any further compadd calls.
+for i in {1..300}; do [[ -s $2 ]] && break; sleep 0.1; done
+sleep 0.5
 zpty -wn z $'\C-u'
 zpty -w z 'print DO""NE'
 zpty -r z line '*DONE*'
