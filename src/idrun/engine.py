@@ -21,7 +21,6 @@ raised by a signal handler, kills (SIGKILL) and reaps the children and closes
 the descriptors. Forks, pipes and the kill/reap run with signals blocked, so no
 handler can run between creating a resource and recording it.
 """
-from __future__ import annotations
 
 import errno
 import os
@@ -331,6 +330,7 @@ def run_cli(spec: Spec) -> NoReturn:
         except StepFailed as e:
             raise explained(e, spec) from None
     helpers = _helpers(spec, in_this_process=True)
+    syscalls.preload()      # before the fork: the writer then shares the loaded library
     if spec.opts.pid:
         # Before unshare: a module that starts a process at import (Debian's pyroute2
         # runs `uname -p`) would otherwise take PID 1 of the new namespace, or PID 2
@@ -504,7 +504,6 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
         syscalls._ctypes_libc()
     if opts.hostname is not None:
         import socket  # noqa: F401
-    syscalls.prctl_module()
     syscalls.preload()
 
 

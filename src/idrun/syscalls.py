@@ -1,8 +1,8 @@
 """The few system calls Python's ``os`` module lacks or hides, with errno kept.
 
 Everything here is on the launch path, so the module imports nothing at load
-time beyond ``os``: python-prctl and the ctypes core load on first use, and only
-in the process that needs them.
+time beyond ``os``: the ctypes core loads on first use (``preload`` before a fork,
+so the children share it).
 """
 from __future__ import annotations
 
@@ -100,11 +100,12 @@ def unshare(flags: int) -> None:
 
 
 def preload() -> None:
-    """Load what unshare needs now: after a fork in a threaded program, the child
-    must not import (another thread may hold the import lock)."""
+    """Load what unshare and prctl need now: after a fork in a threaded program, the
+    child must not import (another thread may hold the import lock), and children that
+    share the loaded library skip loading it themselves."""
     if not hasattr(os, "unshare"):
         _libc("unshare")
-        import _ctypes  # noqa: F401
+    _prctl(PR_GET_DUMPABLE)      # loads the library, the function and its argument type
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int,
@@ -126,27 +127,24 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
         raise OSError(err, os.strerror(err), target)
 
 
-# --- prctl through python-prctl -------------------------------------------------
-# The C module of python-prctl is used directly: the ``prctl`` wrapper module
-# builds capability classes at import (about 1 ms) that idrun never needs.
+# --- prctl(2) -------------------------------------------------------------------
+# Called through the ctypes core like unshare: python-prctl's C module would cost
+# each launch another shared library (and libcap) in the map writer, on the path
+# between fork and the maps being written.
 
-def prctl_module():
-    """python-prctl's C module, or a LaunchError saying it is missing."""
-    try:
-        import _prctl
-    except ImportError:
-        from .errors import LaunchError
-        raise LaunchError(f"python-prctl is not installed for {sys.executable}, and idrun "
-                          "needs it for PR_SET_PDEATHSIG", hint="install idrun with its "
-                          "dependencies (pip install idrun), or Debian's python3-prctl") from None
-    return _prctl
+_ulong: list[type] = []
 
 
-def _prctl(option: int, arg: int | None = None) -> int:
-    _prctl = prctl_module()
-    if arg is None:
-        return _prctl.prctl(option)
-    return _prctl.prctl(option, arg)
+def _prctl(option: int, arg: int | bytes = 0) -> int:
+    if not _ulong:
+        import _ctypes
+
+        class _ULong(_ctypes._SimpleCData):
+            _type_ = "L"         # prctl's arguments are unsigned longs
+        _ulong.append(_ULong)
+    ulong = _ulong[0]
+    return _call_int("prctl", option, arg if isinstance(arg, bytes) else ulong(arg),
+                     ulong(0), ulong(0), ulong(0))
 
 
 def set_pdeathsig(sig: int) -> None:
@@ -160,11 +158,11 @@ def set_pdeathsig(sig: int) -> None:
 
 def set_name(name: str) -> None:
     """This process's name as ps shows it (PR_SET_NAME, at most 15 bytes)."""
-    _prctl(PR_SET_NAME, name)
+    _prctl(PR_SET_NAME, os.fsencode(name)[:15])
 
 
 def get_dumpable() -> int:
-    return int(_prctl(PR_GET_DUMPABLE))
+    return _prctl(PR_GET_DUMPABLE)
 
 
 def set_no_new_privs() -> None:
