@@ -12,7 +12,6 @@ in this process or in a forked one. Map-side steps (``write_maps``,
 ``verify_maps``) raise ``IdrunError`` directly: their explanations need the
 helper's output, which no errno carries.
 """
-from __future__ import annotations
 
 import os
 import sys

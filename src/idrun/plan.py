@@ -4,7 +4,6 @@ The pure core (``resolve``) produces a ``Plan`` from a ``Request`` (what the use
 typed) and a ``Host`` (facts the shell gathered: caller ids, sub-id ranges,
 parent maps). The launcher only carries a plan out; it decides nothing.
 """
-from __future__ import annotations
 
 from typing import NamedTuple
 

@@ -3,7 +3,6 @@
 Small, dependency-free readers; the launcher calls them on every launch to check
 preconditions and to read back the maps it just had written.
 """
-from __future__ import annotations
 
 import os
 from typing import NamedTuple

@@ -5,7 +5,6 @@ A *line* maps ``count`` consecutive ids: inside ``inside + k`` ↔ outside
 whole ranges, never on single ids, so the cost depends on the number of lines,
 not on how many ids they cover.
 """
-from __future__ import annotations
 
 from bisect import bisect_right
 from typing import Iterable, NamedTuple, Sequence

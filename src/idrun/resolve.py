@@ -6,7 +6,6 @@ empty-kind fill, ``@`` lookup, canonical form) with idrun's deliberate
 differences: amount 0, overlaps, id 4294967295 and kernel limits are errors
 before anything runs.
 """
-from __future__ import annotations
 
 from typing import NamedTuple
 

@@ -2,7 +2,6 @@
 
 Pure: strings in, ``Triple`` objects or a ``MapSyntaxError`` out.
 """
-from __future__ import annotations
 
 from typing import NamedTuple
 
