@@ -344,10 +344,10 @@ def check_id(name: str) -> str:
 @click.option("--user", "user", metavar="NAME", help="Check this user instead of yourself.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check_command(user: str | None, as_json: bool) -> int:
-    """Diagnose this host for rootless idrun; exit 0 when rootless launches work.
+    """Diagnose this host for rootless idrun; exit 0 when own-id launches work.
 
-    Exit 0 when launches mapping your own ids (-r, -c, --userns keep-id) work,
-    1 when they cannot (kernel, sysctls, AppArmor). Whether sub-id mappings
+    Exit 0 when launches mapping only your own ids (-r, -c, --userns keep-id)
+    work, 1 when they cannot (kernel, sysctls, AppArmor). Whether sub-id mappings
     also work is said separately (the last line; --json "sub_ids"): a missing
     or broken newuidmap/newgidmap, NoNewPrivs or missing sub-id ranges block
     only those, so they show as FAIL/WARN lines with exit 0.
