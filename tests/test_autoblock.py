@@ -116,6 +116,11 @@ def test_reserve_hold_writes_and_release_removes(tmp_path, monkeypatch):
     assert h2.auto_block.uid == ((3000001024, 1024),)
     preview, none = leases.reserve_auto_block(request, host, hold=False)
     assert none is None and preview.auto_block.uid == ((3000002048, 1024),)
+    assert "auto: size 1024 (size=)" in preview.auto_block.notes
+    default, _ = leases.reserve_auto_block(Request(userns="auto"), host, hold=False)
+    said = [n for n in default.auto_block.notes if n.startswith("auto: size")]
+    assert said == ["auto: size 1024 by podman's rule without size=: the image's highest id "
+                    "+ 1, at least auto-userns-min-size (1024); idrun has no image"], said
     leases.release(l1)
     assert not os.path.exists(l1.path) and os.path.exists(l2.path)
     h3, l3 = leases.reserve_auto_block(request, host, hold=True)

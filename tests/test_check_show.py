@@ -215,3 +215,42 @@ def test_check_without_the_uidmap_package(testuser, monkeypatch):
     assert by_name["newuidmap"].status == "FAIL" and by_name["newgidmap"].status == "FAIL"
     assert "apt-get install uidmap" in by_name["newuidmap"].fix
     assert by_name["subuids"].status == "OK"
+
+
+@pytest.fixture
+def broken_helpers():
+    """Real helper files that cannot work: newuidmap copied without its setuid bit, and
+    a path where none exists (as after a half-removed uidmap package)."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="idrun-helper-", dir="/tmp")
+    os.chmod(d, 0o755)
+    plain = os.path.join(d, "newuidmap")
+    shutil.copy("/usr/bin/newuidmap", plain)
+    os.chmod(plain, 0o755)
+    yield {"not setuid": (plain, "neither setuid root nor has cap_setuid"),
+           "missing": (os.path.join(d, "gone", "newuidmap"), "not found at")}
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("case", ["not setuid", "missing"])
+def test_check_with_a_broken_helper_says_own_ids_work(testuser, broken_helpers, case):
+    """Issue 11: a broken newuidmap blocks sub-id mappings only. check says exactly
+    that, exits 0 as documented (own-id launches work), and both claims hold for real
+    launches with the same helper."""
+    path, why = broken_helpers[case]
+    env = {"IDRUN_NEWUIDMAP": path}
+    res = testuser.idrun_run("check", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    verdict = res.stdout.splitlines()[-1]
+    assert verdict.startswith("ready for own-id mappings (-r, -c, --userns keep-id); "
+                              "sub-id mappings need newuidmap: "), verdict
+    assert path in verdict and why in verdict and "IDRUN_NEWUIDMAP" in verdict, verdict
+    doc = idrun_json(testuser.idrun_run("check", "--json", env=env).stdout)
+    assert doc["ok"] is True and doc["sub_ids"] is False
+    assert {c["id"]: c["status"] for c in doc["checks"]}["newuidmap"] == "FAIL"
+    own = testuser.idrun_run("-r", "--", "id", "-u", env=env)
+    assert own.returncode == 0 and own.stdout.strip() == "0", own.stderr
+    sub = testuser.idrun_run("--uidmap", "0:1:10", "--", "true", env=env)
+    assert sub.returncode == 125 and path in sub.stderr, sub.stderr

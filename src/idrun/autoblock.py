@@ -14,8 +14,9 @@ from .plan import Host, SubidRange
 from .ranges import subtract
 from .syntax import Triple, parse_value
 
-# podman's minimum automatic size (containers-storage.conf auto-userns-min-size);
-# without an image to size from, it is podman's default too.
+# podman's rule without size=: the highest id the image's files and passwd/group use,
+# plus one, clamped to containers-storage.conf's auto-userns-min-size (1024) ..
+# auto-userns-max-size (65536). idrun has no image, so the rule gives the minimum.
 DEFAULT_SIZE = 1024
 SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
 ROOT_POOL_OWNER = "containers"   # podman's root-auto-userns-user; Host.auto_owner
@@ -27,6 +28,7 @@ class AutoOptions(NamedTuple):
     size: int = DEFAULT_SIZE
     uidmapping: tuple[Triple, ...] = ()   # podman's forced extra lines, per kind
     gidmapping: tuple[Triple, ...] = ()
+    size_given: bool = False              # size= was written (else podman's rule)
 
     def extra(self, kind: str) -> tuple[Triple, ...]:
         return self.uidmapping if kind == "uid" else self.gidmapping
@@ -43,7 +45,7 @@ class Pick(NamedTuple):
 def parse_auto(spec: str) -> AutoOptions:
     """Options of ``auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=…]`` (podman's)."""
     _, _, text = spec.partition(":")
-    size = DEFAULT_SIZE
+    size, size_given = DEFAULT_SIZE, False
     extra: dict[str, list[Triple]] = {"uid": [], "gid": []}
     origin = f"--userns={spec}"
     for item in (text.split(",") if text else []):
@@ -55,7 +57,7 @@ def parse_auto(spec: str) -> AutoOptions:
             if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
                 raise MapSyntaxError(f'{origin}: size={quoted(value)} is not a decimal id',
                                      "write size= with a number from 1 to 4294967294")
-            size = int(value)
+            size, size_given = int(value), True
             if size < 1:
                 raise MapSyntaxError(f"{origin}: size must be at least 1",
                                      "write auto:size=N, N ≥ 1")
@@ -71,7 +73,15 @@ def parse_auto(spec: str) -> AutoOptions:
             raise MapSyntaxError(f"{origin}: unknown option {quoted(key)}",
                                  "auto takes size=N, uidmapping=C:[@]H:N and "
                                  "gidmapping=C:[@]H:N")
-    return AutoOptions(size, tuple(extra["uid"]), tuple(extra["gid"]))
+    return AutoOptions(size, tuple(extra["uid"]), tuple(extra["gid"]), size_given)
+
+
+def size_reason(opts: AutoOptions) -> str:
+    """Why the block has the size it has, for ``idrun map``/``--dry-run``."""
+    if opts.size_given:
+        return f"size {opts.size} (size=)"
+    return (f"size {opts.size} by podman's rule without size=: the image's highest id + 1, "
+            f"at least auto-userns-min-size ({DEFAULT_SIZE}); idrun has no image")
 
 
 def pool(host: Host, kind: str) -> tuple[list[Span], str]:

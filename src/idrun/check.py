@@ -2,8 +2,9 @@
 
 Creates nothing: reads sysctls, /proc, the helpers' files, the passwd and
 sub-id databases, and resolves podman's default rootless map on paper. Exit 0
-when rootless launches work; whether sub-id ranges are available is a separate
-statement, since own-id launches (-r, -c, keep-id) need none.
+when rootless launches work with the caller's own ids; whether sub-id mappings
+work (helpers, sub-id ranges) is a separate statement, since own-id launches
+(-r, -c, keep-id) need neither.
 """
 from __future__ import annotations
 
@@ -272,9 +273,25 @@ def run_checks(user: str | None = None) -> tuple[list[Check], Target]:
     return checks, target
 
 
+# What a launch mapping only the caller's own id depends on (-r, -c, keep-id: the
+# namespace writes its own single-id map). Every other check (the helpers, NoNewPrivs
+# and dumpable, which only the setuid helper cares about, the passwd entry newuidmap
+# looks up, the sub-id files) concerns sub-id mappings only; preconditions.require
+# draws the same line for a launch.
+OWN_ID_CHECKS = frozenset({"kernel", "user namespaces", "unprivileged userns", "AppArmor",
+                           "namespace", "mode"})
+
+
+def own_ids_work(checks: list[Check]) -> bool:
+    """Whether launches that map only the caller's own ids work (exit 0 of check)."""
+    return not any(c.status == FAIL and c.name in OWN_ID_CHECKS for c in checks)
+
+
 def sub_ids_usable(checks: list[Check]) -> bool:
-    """Whether mappings beyond the caller's own id resolved on paper (see run_checks)."""
-    return any(c.name == "rootless map" and c.status == OK for c in checks)
+    """Whether mappings beyond the caller's own id work: the default rootless map
+    resolved on paper and nothing they need (helper, process, sub-ids) failed."""
+    return (not any(c.status == FAIL for c in checks)
+            and any(c.name == "rootless map" and c.status == OK for c in checks))
 
 
 def _render_text(checks: list[Check], target: Target) -> str:
@@ -287,20 +304,32 @@ def _render_text(checks: list[Check], target: Target) -> str:
         elif c.fix:
             line += f" ({c.fix})"
         lines.append(line)
-    fails = sum(c.status == FAIL for c in checks)
+    lines.append(_verdict(checks, target))
+    return "\n".join(lines)
+
+
+def _verdict(checks: list[Check], target: Target) -> str:
+    failed = [c for c in checks if c.status == FAIL]
     warns = sum(c.status == WARN for c in checks)
-    if fails:
-        verdict = f"not ready: {fails} problem(s) to fix"
-    elif target.uid == 0 and target.is_self:
+    counts = ", ".join(n for n in (f"{len(failed)} problem(s) to fix" if failed else "",
+                                   f"{warns} warning(s)" if warns else "") if n)
+    if not own_ids_work(checks):
+        return f"not ready: {counts}"
+    if target.uid == 0 and target.is_self:
         verdict = "ready: idrun works as root here (maps written directly)"
     elif sub_ids_usable(checks):
         verdict = "ready: rootless launches work, with your own ids and your sub-id ranges"
+    elif failed:
+        # Own-id launches need none of what failed; say what sub-id mappings lack.
+        why = failed[0]
+        need = (f"sub-id mappings need {why.name}: " if why.name in ("newuidmap", "newgidmap")
+                else "sub-id mappings are refused: ")
+        verdict = ("ready for own-id mappings (-r, -c, --userns keep-id); " + need + why.detail)
     else:
         verdict = ("ready: rootless launches work with your own ids only (-r, -c, "
                    "--userns keep-id); no sub-id ranges are available, so mapping more ids "
                    "is refused")
-    lines.append(f"{verdict}" + (f" ({warns} warning(s))" if warns else ""))
-    return "\n".join(lines)
+    return verdict + (f" ({counts})" if counts else "")
 
 
 def check_id(name: str) -> str:
@@ -315,14 +344,16 @@ def check_id(name: str) -> str:
 @click.option("--user", "user", metavar="NAME", help="Check this user instead of yourself.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check_command(user: str | None, as_json: bool) -> int:
-    """Diagnose this host for rootless idrun; exit 0 when rootless launches work.
+    """Diagnose this host for rootless idrun; exit 0 when own-id launches work.
 
-    Separately says whether sub-id ranges are available: without them only
-    your own ids can be mapped (-r, -c, --userns keep-id), which still works.
-    Exit 1 when something is broken.
+    Exit 0 when launches mapping only your own ids (-r, -c, --userns keep-id)
+    work, 1 when they cannot (kernel, sysctls, AppArmor). Whether sub-id mappings
+    also work is said separately (the last line; --json "sub_ids"): a missing
+    or broken newuidmap/newgidmap, NoNewPrivs or missing sub-id ranges block
+    only those, so they show as FAIL/WARN lines with exit 0.
     """
     checks, target = run_checks(user)
-    ok = not any(c.status == FAIL for c in checks)
+    ok = own_ids_work(checks)
     if as_json:
         from .jsonout import dumps
         click.echo(dumps({

@@ -90,7 +90,9 @@ def _mapping_options(f: Callable) -> Callable:
         click.option("--userns", metavar="MODE",
                      help="Preset: host, keep-id[:uid=N,gid=N,size=N], nomap, "
                           "auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=C:[@]H:N] "
-                          "(auto leases a block no other live idrun namespace holds)."),
+                          "(auto leases a block no other live idrun namespace holds; "
+                          "without size= its size follows podman's rule, which with no image "
+                          "to size from gives auto-userns-min-size, 1024)."),
         click.option("-r", "--map-root-user", is_flag=True,
                      help="Map your own uid/gid to 0 inside (util-linux -r)."),
         click.option("-c", "--map-current-user", is_flag=True,

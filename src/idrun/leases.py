@@ -294,6 +294,7 @@ def reserve_auto_block(request: Request, host: Host, hold: bool) -> tuple[Host, 
             os.close(lock_fd)           # drops the flock
         if dir_fd is not None:
             os.close(dir_fd)
+    notes.append(f"auto: {autoblock.size_reason(opts)}")
     for kind in KINDS:
         notes.append(f"auto: {kind}s {_blocks(picks[kind].ranges)}: {picks[kind].reason}")
     notes.append(f"auto: lease {lease.path}, owned by pid {lease.owner.pid}" if lease else
