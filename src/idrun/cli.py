@@ -286,7 +286,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
                                              "in a throwaway namespace (see 'idrun map').")
 @click.option("--json-status-fd", type=DecimalParam(2**31 - 1), metavar="FD",
-              help="Write JSON lines to descriptor FD (bubblewrap's option): the child's pid "
+              help="Write JSON lines to descriptor FD, as bubblewrap does: the child's pid "
                    "and namespace inodes once the command runs, its exit code when it ends. "
                    "idrun then stays as the command's parent, as with --fork.")
 @_mount_options
