@@ -123,3 +123,83 @@ def test_mounts_json(capsys, tmp_path):
     vol, tmp = doc["mounts"]
     assert vol["idmap"] == {"uid_map": [[501, 101000, 1]], "gid_map": [[0, 100000, 65536]]}
     assert vol["options"] == ["ro", "idmap"] and tmp["idmap"] is None
+
+
+# --- --json-status-fd: the two line shapes, and the descriptor checked before anything --
+
+def test_status_lines_match_the_schema():
+    from idrun import statusfd, syscalls
+    ns = os.open("/proc/self/ns", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ids = statusfd.namespace_ids(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNET, ns)
+    finally:
+        os.close(ns)
+    assert ids == {"user-namespace": os.stat("/proc/self/ns/user").st_ino,
+                   "net-namespace": os.stat("/proc/self/ns/net").st_ino}
+    started = statusfd.started_line(os.getpid(), ids)
+    exited = statusfd.exited_line(137)
+    assert started.endswith(b"\n") and started.count(b"\n") == 1
+    doc = idrun_json(started.decode())
+    assert list(doc)[:2] == ["schema", "child-pid"] and doc["child-pid"] == os.getpid()
+    assert idrun_json(exited.decode()) == {"schema": 1, "exit-code": 137}
+
+
+def test_status_schema_refuses_bad_lines():
+    for doc in ({"schema": 1, "exit-code": 256}, {"schema": 1, "child-pid": 0},
+                {"schema": 1, "child-pid": 5, "user-namespace": "4026531837"},
+                {"child-pid": 5}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(doc)
+
+
+def test_status_send_survives_a_vanished_reader():
+    from idrun.statusfd import send
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        send(w, b'{"schema": 1, "exit-code": 0}\n')      # EPIPE: ignored, no exception
+    finally:
+        os.close(w)
+
+
+def _free_fd() -> int:
+    fd = os.open("/dev/null", os.O_RDONLY)
+    os.close(fd)
+    return fd
+
+
+def test_status_fd_not_open(capsys):
+    fd = _free_fd()
+    rc, out, err = run_main(capsys, ["--uidmap", "0:1000:1", "--json-status-fd", str(fd),
+                                     "--", "true"])
+    assert rc == 125 and out == ""
+    assert err.count("\n") == 1 and f"descriptor {fd} is not open; hint: " in err
+
+
+def test_status_fd_read_only(capsys):
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        rc, _, err = run_main(capsys, ["--uidmap", "0:1000:1", "--json-status-fd", str(fd),
+                                       "--", "true"])
+    finally:
+        os.close(fd)
+    assert rc == 125 and f"descriptor {fd} is open read-only" in err
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "3.0", "99999999999"])
+def test_status_fd_not_a_number(capsys, value):
+    rc, _, err = run_main(capsys, ["--uidmap", "0:1000:1", "--json-status-fd", value,
+                                   "--", "true"])
+    assert rc == 125 and err.count("\n") == 1 and "--json-status-fd" in err
+
+
+def test_status_fd_with_dry_run_refused(capsys):
+    rc, out, err = run_main(capsys, ["--uidmap", "0:1000:1", "--dry-run", "--json",
+                                     "--json-status-fd", "1"])
+    assert rc == 125 and "--dry-run starts none" in err
+    assert idrun_json(out)["error"]["exit_status"] == 125
+
+
+def test_status_fd_keeps_the_wrapper():
+    from idrun.launch import LaunchOptions
+    assert LaunchOptions(json_status_fd=1).wrapper and not LaunchOptions().wrapper

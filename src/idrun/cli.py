@@ -302,6 +302,10 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
 @click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
                                              "in a throwaway namespace (see 'idrun map').")
+@click.option("--json-status-fd", type=DecimalParam(2**31 - 1), metavar="FD",
+              help="Write JSON lines to descriptor FD, as bubblewrap does: the child's pid "
+                   "and namespace inodes once the command runs, its exit code when it ends. "
+                   "idrun then stays as the command's parent, as with --fork.")
 @_mount_options
 @click.option("--verbose", is_flag=True, help="Say more when something fails.")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
@@ -312,7 +316,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                    mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
                    fork: bool, no_new_privs: bool, preserve_fds: int, dry_run: bool,
                    as_json: bool, verbose: bool, die_with_parent: bool, verify: bool,
-                   **kw) -> None:
+                   json_status_fd: int | None, **kw) -> None:
     """Run COMMAND (default: your shell) in a new user namespace.
 
     \b
@@ -325,11 +329,13 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     """
     from .options import check_output_flags, launch_options
     from .prelaunch import prelaunch
-    check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run)
+    check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run,
+                       json_status_fd=json_status_fd)
     opts = launch_options(net=net, pid=pid, mount_proc=mount_proc, mount=mount, uts=uts,
                           hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
                           no_new_privs=no_new_privs, preserve_fds=preserve_fds,
-                          verbose=verbose, die_with_parent=die_with_parent)
+                          verbose=verbose, die_with_parent=die_with_parent,
+                          json_status_fd=json_status_fd)
     request = _request(kw)
     if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
             or request.map_current_user or request.map_auto or request.subuidname

@@ -331,6 +331,9 @@ def run_cli(spec: Spec) -> NoReturn:
             raise explained(e, spec) from None
     helpers = _helpers(spec, in_this_process=True)
     syscalls.preload()      # before the fork: the writer then shares the loaded library
+    if spec.opts.json_status_fd is not None:
+        from . import statusfd
+        statusfd.preload()
     if spec.opts.pid:
         # Before unshare: a module that starts a process at import (Debian's pyroute2
         # runs `uname -p`) would otherwise take PID 1 of the new namespace, or PID 2
@@ -511,11 +514,15 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
 
 def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
     """Stay as the command's parent (with --pid: the init's), forward signals, exit with
-    its status. A failure before the command starts is raised (CLI) or relayed on
-    ``report_fd`` (API)."""
+    its status; with --json-status-fd, report the start and the end there. A failure
+    before the command starts is raised (CLI) or relayed on ``report_fd`` (API)."""
     waited = FORWARDED_SIGNALS + (_signal.SIGCHLD,)
     _signal.pthread_sigmask(_signal.SIG_BLOCK, waited)
+    status_fd = spec.opts.json_status_fd
     own = Owned()
+    if status_fd is not None:
+        from . import statusfd
+        ns_dir = own.adopt_fd(statusfd.open_namespaces)
     alive_r, alive_w = own.pipe()      # EOF in the child: the wrapper is gone
     rep_r, rep_w = own.pipe()          # the child's failure report; EOF: command started
     st_r, st_w = own.pipe()            # the init's wait status of the command
@@ -523,9 +530,13 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
     child = own.fork("the init process" if spec.opts.pid else "the command's process",
                      lambda m: main(spec, mask, alive_r, rep_w, st_w), rep_w,
                      tuple(spec.keep_fds) + (alive_r, st_w) + spec.opts.mount_fds)
+    if status_fd is not None:
+        ns_ids = statusfd.namespace_ids(spec.flags, ns_dir)
+        own.close(ns_dir)
     for fd in (alive_r, rep_w, st_w):
         own.close(fd)
-    hold = {alive_w, rep_r, st_r} | ({report_fd} if report_fd is not None else set())
+    hold = ({alive_w, rep_r, st_r} | ({report_fd} if report_fd is not None else set())
+            | ({status_fd} if status_fd is not None else set()))
     syscalls.close_fds_except(set(spec.keep_fds) | hold)
     report = syscalls.read_all(rep_r)
     if report:
@@ -536,6 +547,8 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
         os._exit(EXIT_IDRUN)
     if report_fd is not None:
         os.close(report_fd)             # the caller's EOF: the command runs
+    if status_fd is not None:
+        statusfd.send(status_fd, statusfd.started_line(child.pid, ns_ids))
     while True:
         info = _signal.sigwaitinfo(waited)
         if info.si_signo == _signal.SIGCHLD:
@@ -552,6 +565,8 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
         raw = os.read(st_r, 4)
         if len(raw) == 4:
             status = int.from_bytes(raw, "little")
+    if status_fd is not None:
+        statusfd.send(status_fd, statusfd.exited_line(_shell_status(status)))
     _exit_like(status, reraise=report_fd is not None)
 
 
@@ -615,16 +630,20 @@ def _init_main(spec: Spec, mask: object, alive_r: int, rep_w: int, st_w: int) ->
                 break
             if pid == cmd:
                 os.write(st_w, status.to_bytes(4, "little"))
-                code = os.waitstatus_to_exitcode(status)
-                os._exit(code if code >= 0 else 128 - code)
+                os._exit(_shell_status(status))
+
+
+def _shell_status(status: int) -> int:
+    """A wait status as a shell shows it: the exit code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
 
 
 def _exit_like(status: int, reraise: bool) -> NoReturn:
     """Exit with the command's status: 128+N for signal N, or (API) die of N."""
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0 and reraise:
-        _die_of(-code)
-    os._exit(code if code >= 0 else 128 - code)
+    if reraise and os.WIFSIGNALED(status):
+        _die_of(os.WTERMSIG(status))
+    os._exit(_shell_status(status))
 
 
 def _die_of(sig: int) -> None:

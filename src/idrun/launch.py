@@ -53,6 +53,7 @@ class LaunchOptions(NamedTuple):
     newuidmap: str | None = None   # explicit helper paths (else system dirs)
     newgidmap: str | None = None
     die_with_parent: bool = False  # SIGKILL when idrun's own parent dies (bwrap's option)
+    json_status_fd: int | None = None  # JSON lines for a supervisor (bwrap's; statusfd.py)
     # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
     # before any child exists), attached by setup_namespaces.
     mounts: object = None
@@ -77,7 +78,8 @@ class LaunchOptions(NamedTuple):
 
     @property
     def wrapper(self) -> bool:
-        return self.fork or self.pid
+        # Only a waiting parent learns the exit status --json-status-fd reports.
+        return self.fork or self.pid or self.json_status_fd is not None
 
     @property
     def mount_fds(self) -> tuple[int, ...]:

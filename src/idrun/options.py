@@ -17,14 +17,19 @@ if TYPE_CHECKING:
 HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
 
 
-def check_output_flags(*, as_json: bool, verify: bool, dry_run: bool) -> None:
-    """--json and --verify only change what --dry-run does."""
+def check_output_flags(*, as_json: bool, verify: bool, dry_run: bool,
+                       json_status_fd: int | None = None) -> None:
+    """--json and --verify only change what --dry-run does; --json-status-fd reports a
+    launch, which --dry-run does not make."""
     if as_json and not dry_run:
         raise IdrunError("--json only changes what --dry-run prints",
                          "add --dry-run, or drop --json")
     if verify and not dry_run:
         raise IdrunError("--verify goes with --dry-run",
                          "idrun --dry-run --verify … checks the mapping on the kernel")
+    if json_status_fd is not None and dry_run:
+        raise IdrunError("--json-status-fd reports a running command, and --dry-run starts "
+                         "none", "drop --json-status-fd, or --dry-run")
 
 
 def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
@@ -32,7 +37,8 @@ def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
                    ipc: bool = False, cgroup: bool = False, fork: bool = False,
                    no_new_privs: bool = False, preserve_fds: int = 0, verbose: bool = False,
                    newuidmap: str | None = None, newgidmap: str | None = None,
-                   die_with_parent: bool = False) -> LaunchOptions:
+                   die_with_parent: bool = False,
+                   json_status_fd: int | None = None) -> LaunchOptions:
     """The launcher's options with their implications, refused here rather than by the
     kernel after namespaces exist."""
     from .launch import LaunchOptions
@@ -42,11 +48,14 @@ def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
     if hostname is not None:
         check_hostname(hostname)
     check_preserve_fds(preserve_fds)
+    if json_status_fd is not None:
+        check_status_fd(json_status_fd)
     return LaunchOptions(net=net, pid=pid, mount=mount or mount_proc, mount_proc=mount_proc,
                          uts=uts or hostname is not None, hostname=hostname, ipc=ipc,
                          cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
                          preserve_fds=preserve_fds, verbose=verbose, newuidmap=newuidmap,
-                         newgidmap=newgidmap, die_with_parent=die_with_parent)
+                         newgidmap=newgidmap, die_with_parent=die_with_parent,
+                         json_status_fd=json_status_fd)
 
 
 def check_hostname(name: str) -> None:
@@ -75,6 +84,20 @@ def check_preserve_fds(count: int) -> None:
             raise IdrunError(f"--preserve-fds {count}: descriptor {fd} is not open",
                              f"open descriptors 3-{2 + count} before running idrun, or pass "
                              "a smaller number") from None
+
+
+def check_status_fd(fd: int) -> None:
+    """The --json-status-fd descriptor must be open for writing now, not found wanting
+    by the wrapper once the command runs."""
+    import fcntl
+    hint = (f"open it in the shell that starts idrun, e.g. 'idrun --json-status-fd {fd} "
+            f"… {fd}>status.jsonl', or pass the number of one that is open for writing")
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        raise IdrunError(f"--json-status-fd {fd}: descriptor {fd} is not open", hint) from None
+    if (flags & os.O_ACCMODE) == os.O_RDONLY:     # O_PATH descriptors included
+        raise IdrunError(f"--json-status-fd {fd}: descriptor {fd} is open read-only", hint)
 
 
 def unreachable_terminals(uid_lines, mapped: bool) -> list[str]:
