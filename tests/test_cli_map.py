@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import idrun_json
-from idrun.cli import main, map_command
+from idrun.cli import main
+from idrun.mapcmd import map_command
 
 IDRUN = str(Path(sys.executable).parent / "idrun")
 

@@ -233,48 +233,6 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                 click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
 
 
-@click.command("map", cls=_SectionedCommand, context_settings=_CONTEXT)
-@_mapping_options
-@click.option("--rootless", is_flag=True,
-              help="Resolve as an unprivileged user would, even as root.")
-@click.option("--caller", metavar="USER[:GID]",
-              help="Resolve for this caller (login name or uid; GID defaults to the user's "
-                   "primary gid) instead of you. A caller other than 0 implies --rootless.")
-@click.option("--subuid-file", metavar="FILE", help="Read FILE instead of /etc/subuid.")
-@click.option("--subgid-file", metavar="FILE", help="Read FILE instead of /etc/subgid.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--verify", is_flag=True,
-              help="Also have the kernel take the maps: a throwaway namespace gets them "
-                   "written as a launch would, they are read back, nothing is run.")
-@_mount_options
-def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
-                subgid_file: str | None, as_json: bool, verify: bool, **kw) -> None:
-    """Resolve and validate a mapping without starting anything.
-
-    Prints the exact uid_map/gid_map lines idrun would write; rootless, also the
-    intermediate table (0 = you, then your sub-id ranges sorted by start) and
-    the newuidmap/newgidmap arguments. Exit 0 when valid, 125 with the reason
-    when not.
-    """
-    from .hostinfo import parse_caller
-    from .launch import LaunchOptions
-    from .prelaunch import prelaunch
-    if verify and (rootless or caller or subuid_file or subgid_file):
-        raise IdrunError("--verify checks the mapping on this kernel as you; it cannot "
-                         "simulate another caller or sub-id file",
-                         "drop --rootless/--caller/--subuid-file/--subgid-file, or run "
-                         "--verify as that user")
-    who = parse_caller(caller) if caller else None
-    # Only root resolves rootful: any other caller would run idrun rootless.
-    pre = prelaunch(_request(kw), LaunchOptions(), _mount_request(kw), hold=False,
-                    rootless=True if rootless or (who and who[0] != 0) else None,
-                    caller=who, subuid_file=subuid_file, subgid_file=subgid_file)
-    _say(pre)
-    plan, mplan = pre.plan, pre.mounts
-    _verify_mounts(plan, mplan, verify)
-    _show_plan(plan, as_json, _verified(plan, verify), mplan)
-
-
 @click.command("idrun", cls=_SectionedCommand,
                context_settings=dict(_CONTEXT, allow_interspersed_args=False),
                epilog="Other commands: 'idrun map --help' (resolve and validate a mapping), "
@@ -368,8 +326,16 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
 SUBCOMMANDS = ("map", "check", "show")
 
 
+def __getattr__(name: str):
+    # The subcommands live in their own modules, built only when used.
+    if name in ("map_command", "check_command", "show_command"):
+        return _subcommand(name[:-len("_command")])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _subcommand(name: str) -> click.Command:
     if name == "map":
+        from .mapcmd import map_command
         return map_command
     if name == "check":
         from .check import check_command

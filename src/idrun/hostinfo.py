@@ -188,15 +188,18 @@ def gather(request: Request, rootless: bool | None = None,
                              "run idrun with equal real and effective ids")
     else:
         uid, gid = caller
-    try:
-        login: str | None = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        login = None
     subuid = SubidSource(subuid_file or SUBUID, "uid", subuid_file is not None)
     subgid = SubidSource(subgid_file or SUBGID, "gid", subgid_file is not None)
 
     host_kwargs: dict = {}
+    login: str | None = None
+    # The login name only keys the caller's own sub-id lines; a launch that reads
+    # none skips the passwd lookup (NSS set-up and a file parse on every launch).
     if rootless or request.map_auto:
+        try:
+            login = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            pass
         host_kwargs["subuid"] = subuid.lookup(login, uid)
         host_kwargs["subgid"] = subgid.lookup(login, uid)
     named_uid: dict[str, SubidSet] = {}

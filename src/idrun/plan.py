@@ -87,7 +87,7 @@ class Host(NamedTuple):
     rootless: bool
     uid: int
     gid: int
-    login: str | None = None
+    login: str | None = None           # looked up only when the caller's sub-ids are read
     subuid: SubidSet = SubidSet("/etc/subuid", present=False)
     subgid: SubidSet = SubidSet("/etc/subgid", present=False)
     # Maps of the namespace idrun runs in (identity in the initial namespace).
