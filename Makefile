@@ -83,7 +83,15 @@ integration: deps
 -include mk/vagrant.mk
 -include mk/package.mk
 
-test: unit wheel-check integration vm-test
+# Each phase in turn, with its time (CI prints these; a cold run's are in the closing notes).
+TEST_PHASES := unit wheel-check integration vm-test
+test:
+	@for p in $(TEST_PHASES); do \
+	    t0=$$SECONDS; echo "::: make $$p"; \
+	    if ! $(MAKE) --no-print-directory $$p; then \
+	        echo "::: make $$p FAILED after $$((SECONDS - t0)) s"; exit 1; fi; \
+	    echo "::: make $$p passed in $$((SECONDS - t0)) s"; \
+	done
 
 # The benchmark measures a regular (non-editable) install with compiled
 # bytecode, as users get it from pip, not the editable development venv.
