@@ -85,7 +85,7 @@ integration: deps
 
 # Each phase in turn, with its time (CI prints these; a cold run's are in the closing notes).
 TEST_PHASES := unit wheel-check integration vm-test
-test:
+test: deps deb-deps vm-deps
 	@for p in $(TEST_PHASES); do \
 	    t0=$$SECONDS; echo "::: make $$p"; \
 	    if ! $(MAKE) --no-print-directory $$p; then \
