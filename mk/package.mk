@@ -9,7 +9,12 @@
 #   wheel-check  a fresh venv installs the wheel; runs `idrun -V` and, as root,
 #                one real launch
 #   deb-check    the package tests of tests/test_package.py (build, extract, inspect)
+#
+# mk/vm.mk and mk/vagrant.mk include this file too (their tests install the .deb),
+# so it guards against a second inclusion.
 
+ifndef IDRUN_PACKAGE_MK
+IDRUN_PACKAGE_MK := 1
 PKG_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 # Build tools of the .deb (pure Python, arch all: no compiler among them), the
@@ -31,6 +36,9 @@ deb-deps:
 # set DEB_BUILD and DEB_OUT to their own directories.
 DEB_BUILD ?= build/deb
 DEB_OUT ?= dist
+# What `make deb` makes: the VM guests and the Vagrant box install and test this file.
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+DEB_FILE = $(DEB_OUT)/idrun_$(DEB_VERSION)_all.deb
 deb: deb-deps
 	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/idrun $(DEB_OUT)
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
@@ -66,3 +74,4 @@ deb-check: deb-deps venv
 	$(VENV)/bin/python -m pytest -q tests/test_package.py $(PYTEST_ARGS)
 
 .DEFAULT_GOAL := $(PKG_SAVED_DEFAULT_GOAL)
+endif

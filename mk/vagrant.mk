@@ -3,7 +3,8 @@
 #
 #   vagrant-deps   install the host packages (mk/tools.txt, phase vagrant; root: apt-get)
 #   vagrant-box    build (or reuse from the cache) the offline box idrun/debian12-local
-#   vagrant-test   run the integration suite in that box with vagrant-libvirt (TCG),
+#   vagrant-test   build the .deb (make deb), install it in that box and run the
+#                  integration suite against it with vagrant-libvirt (TCG),
 #                  sandboxed in a private network namespace; cleans up after itself
 #   vagrant-smoke  the same with only $(VAGRANT_SMOKE_TESTS) (a few minutes)
 #
@@ -23,6 +24,8 @@
 VAGRANT_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 VAGRANT_MK_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
+# `deb` and DEB_FILE: the package the box installs (run from the top of the tree)
+include $(VAGRANT_MK_ROOT)/mk/package.mk
 VAGRANT_BOX_CACHE ?= $(or $(IDRUN_VAGRANT_CACHE),/var/cache/idrun-vagrant)
 VAGRANT_TEST_TIMEOUT ?= 3600
 VAGRANT_PYTEST_ARGS ?= -m 'kernel and not permutation'
@@ -30,7 +33,7 @@ VAGRANT_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VAGRANT_SMOKE_TIMEOUT ?= 1200
 VAGRANT_TEST_SUITE ?=
 
-VAGRANT_MK_ENV = IDRUN_VAGRANT_CACHE='$(VAGRANT_BOX_CACHE)' \
+VAGRANT_MK_ENV = IDRUN_VAGRANT_CACHE='$(VAGRANT_BOX_CACHE)' IDRUN_VAGRANT_DEB='$(abspath $(DEB_FILE))' \
 	$(if $(VAGRANT_TEST_SUITE),IDRUN_VAGRANT_SUITE='$(VAGRANT_TEST_SUITE)')
 
 .PHONY: vagrant-deps vagrant-box vagrant-test vagrant-smoke
@@ -41,12 +44,12 @@ vagrant-deps:
 vagrant-box: vagrant-deps
 	$(VAGRANT_MK_ENV) '$(VAGRANT_MK_ROOT)/vagrant/local-box/build-box.sh'
 
-vagrant-test: vagrant-deps
+vagrant-test: vagrant-deps deb
 	$(VAGRANT_MK_ENV) IDRUN_VAGRANT_TIMEOUT='$(VAGRANT_TEST_TIMEOUT)' \
 	    IDRUN_VAGRANT_PYTEST_ARGS="$(VAGRANT_PYTEST_ARGS)" \
 	    '$(VAGRANT_MK_ROOT)/vagrant/run-vagrant-test.sh'
 
-vagrant-smoke: vagrant-deps
+vagrant-smoke: vagrant-deps deb
 	$(VAGRANT_MK_ENV) IDRUN_VAGRANT_TIMEOUT='$(VAGRANT_SMOKE_TIMEOUT)' \
 	    IDRUN_VAGRANT_PYTEST_ARGS="$(VAGRANT_SMOKE_TESTS)" \
 	    '$(VAGRANT_MK_ROOT)/vagrant/run-vagrant-test.sh'

@@ -4,9 +4,10 @@
 #
 # Targets:
 #   vm-deps        install the host packages the runner needs (mk/tools.txt, phase vm;
-#                  root: apt-get); the targets below depend on it
-#   vm-test        build (or reuse) the guest images and run the whole
-#                  integration suite in every guest, as root and as an
+#                  root: apt-get); the targets below depend on it and on `deb`
+#   vm-test        build the .deb (make deb), build (or reuse) the guest images, and
+#                  in every guest install the .deb and run the whole integration
+#                  suite against the installed idrun, as root and as an
 #                  unprivileged user (slow: ~10-13 min per pass under TCG)
 #   vm-test-NAME   the same for one environment (vm-test-bookworm, ...)
 #   vm-smoke       only $(VM_SMOKE_TESTS) in every guest (a few minutes;
@@ -34,6 +35,8 @@ VM_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 VM_MK_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 VM_TOP := $(abspath $(VM_MK_DIR)/..)
 VM_RUNNER := $(VM_TOP)/integration/vm/run.py
+# `deb` and DEB_FILE: the package the guests install (run from the top of the tree)
+include $(VM_MK_DIR)/package.mk
 
 VM_PYTHON ?= python3
 VM_SUITES ?=
@@ -53,18 +56,18 @@ vm-deps:
 # run.py takes pytest arguments after a single "--"
 VM_SEP = $(if $(filter --,$(VM_ARGS)),,--)
 
-vm-test: vm-deps
-	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
+vm-test: vm-deps deb
+	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' \
 	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
-vm-test-%: vm-deps
-	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
+vm-test-%: vm-deps deb
+	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' \
 	    --suite $* --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
-vm-smoke: vm-deps
-	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' \
+vm-smoke: vm-deps deb
+	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' \
 	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(VM_SEP) $(VM_SMOKE_TESTS)
 

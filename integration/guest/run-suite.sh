@@ -17,9 +17,20 @@
 #   IDRUN            command prefix that runs idrun (default: `idrun` if the
 #                    pass's user has it on PATH, else `python3 -m idrun` with
 #                    PYTHONPATH=<tree>/src)
+#   IDRUN_DEB        a .deb of idrun (`make deb`) to install with dpkg -i, as root,
+#                    before the passes; implies IDRUN_INSTALLED=1. Its Depends must
+#                    be installed already (the VM images and the Vagrant boxes
+#                    have them from their own Debian release)
+#   IDRUN_INSTALLED  1: test the installed package, not a source tree: IDRUN is
+#                    `idrun` (it must be /usr/bin/idrun), no PYTHONPATH, and the
+#                    script fails unless each pass's python3 imports idrun from
+#                    /usr/lib/python3/dist-packages
 #   IDRUN_PYTHON     interpreter that runs pytest (default python3)
 #   CI, IDRUN_*      passed on to pytest (the passes otherwise get a clean
 #                    environment)
+#
+# Every pass prints which idrun it tests:
+#     IDRUN-UNDER-TEST user=<name> command=<path> version=<version> module=<file>
 #
 # Test paths among the pytest args (relative to the tree, e.g.
 # integration/test_smoke_kernel.py or integration/test_maps.py::test_x)
@@ -43,6 +54,10 @@ python=${IDRUN_PYTHON:-python3}
 # /root, which other users cannot enter).
 user_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 kernel=$(uname -r)
+installed=${IDRUN_INSTALLED:-0}
+[[ -z ${IDRUN_DEB:-} ]] || installed=1
+# Where Debian's python3 finds the modules of a .deb (dh_python3's install dir).
+dist_packages=/usr/lib/python3/dist-packages
 
 # Scratch space: a copy of the tree if needed, and per-user bytecode caches
 # (PYTHONPYCACHEPREFIX keeps .pyc files out of the tree, which may be a
@@ -65,6 +80,21 @@ echo "distro:  $distro"
 echo "python:  $("$python" --version 2>&1 || echo "$python not runnable")"
 echo "tree:    $tree"
 echo "user:    $(id -un) (uid $(id -u))"
+
+# ------------------------------------------------------ installed package
+if [[ -n ${IDRUN_DEB:-} ]]; then
+    [[ $(id -u) -eq 0 ]] || die "IDRUN_DEB: installing $IDRUN_DEB needs root (dpkg -i)"
+    [[ -f $IDRUN_DEB ]] || die "IDRUN_DEB=$IDRUN_DEB: no such file (make deb builds dist/idrun_VERSION_all.deb)"
+    say "installing $IDRUN_DEB (dpkg -i)"
+    # Its Depends come from the system's own release (preinstalled: no network here).
+    dpkg -i "$IDRUN_DEB" \
+        || die "dpkg -i $IDRUN_DEB failed; install its Depends from this release first (apt-get install $IDRUN_DEB does both)"
+fi
+if [[ $installed == 1 ]]; then
+    [[ -z ${IDRUN:-} || $IDRUN == idrun ]] \
+        || die "IDRUN=$IDRUN: testing the installed package runs 'idrun' (unset IDRUN or IDRUN_INSTALLED)"
+    echo "package: $(dpkg-query -W -f '${Package} ${Version} (${Status})' idrun 2>/dev/null || echo 'idrun: not installed by dpkg')"
+fi
 
 # ------------------------------------------------------- unprivileged user
 ensure_user() {
@@ -102,8 +132,9 @@ as_user() {
 # under /root, which is mode 700).
 utree=
 user_tree() {
-    local user=$1 unreadable dirs=("$tree/integration")
-    [[ -d $tree/src ]] && dirs+=("$tree/src")
+    local user=$1 unreadable dirs=("$tree/integration") with_src=0
+    # the installed package is tested: no copy of src/, so nothing can import it
+    [[ -d $tree/src && $installed != 1 ]] && { dirs+=("$tree/src"); with_src=1; }
     if unreadable=$(as_user "$user" find "${dirs[@]}" ! -readable -print -quit 2>/dev/null) \
         && [[ -z $unreadable ]]; then
         utree=$tree
@@ -112,12 +143,43 @@ user_tree() {
     local copy=$scratch/tree
     mkdir -p -- "$copy"
     cp -r -- "$tree/integration" "$copy/"
-    if [[ -d $tree/src ]]; then cp -r -- "$tree/src" "$copy/"; fi
+    if [[ $with_src == 1 ]]; then cp -r -- "$tree/src" "$copy/"; fi
     if [[ -f $tree/pyproject.toml ]]; then cp -- "$tree/pyproject.toml" "$copy/"; fi
     find "$copy" -name __pycache__ -prune -exec rm -rf {} +
     chmod -R a+rX,go-w "$copy"
     say "$user cannot read $tree; using a copy in $copy"
     utree=$copy
+}
+
+# in_tree USER TREE ENV... -- CMD...: CMD as USER with exactly ENV, in TREE (as pytest runs)
+in_tree() {
+    local user=$1 run_tree=$2; shift 2
+    local -a envv=()
+    while [[ $1 != -- ]]; do envv+=("$1"); shift; done
+    shift
+    # cd inside the child so a tree the user cannot enter is not a problem
+    # for the shell itself.
+    as_user "$user" env -i "${envv[@]}" sh -c 'cd "$1" && shift && exec "$@"' run-suite "$run_tree" "$@"
+}
+
+# under_test USER TREE IDRUN_CMD ENV...: print which idrun the pass tests (the
+# command's path and version, the module python3 imports); with the installed
+# package, fail unless both are the package's.
+under_test() {
+    local user=$1 run_tree=$2 idrun_cmd=$3; shift 3
+    local word=${idrun_cmd%% *} path module version
+    path=$(in_tree "$user" "$run_tree" "$@" -- sh -c 'command -v "$1"' sh "$word") || path="not found"
+    module=$(in_tree "$user" "$run_tree" "$@" -- "$python" -c 'import idrun; print(idrun.__file__)' 2>&1 | tail -n1) \
+        || module="not importable: $module"
+    # shellcheck disable=SC2086  # IDRUN is a command prefix
+    version=$(in_tree "$user" "$run_tree" "$@" -- $idrun_cmd --version 2>&1 | head -n1) || version="exit $?: $version"
+    echo "IDRUN-UNDER-TEST user=$user command=$path version=${version#idrun } module=$module"
+    if [[ $installed == 1 ]]; then
+        [[ $path == /usr/bin/idrun ]] \
+            || die "installed package: 'idrun' is $path for $user, not /usr/bin/idrun"
+        [[ $module == "$dist_packages"/idrun/* ]] \
+            || die "installed package: $python imports idrun from $module for $user, not from $dist_packages"
+    fi
 }
 
 # ------------------------------------------------------------------ passes
@@ -130,10 +192,11 @@ run_pass() {
         "PATH=${user_path}"
         IDRUN_INTEGRATION=1
         IDRUN_TREE="$run_tree"
-        PYTHONPYCACHEPREFIX="$scratch/pycache-$user"
         PYTHONUNBUFFERED=1
         LC_ALL=C.UTF-8
     )
+    # The installed package runs with the byte-code its postinst compiled.
+    [[ $installed == 1 ]] || envv+=(PYTHONPYCACHEPREFIX="$scratch/pycache-$user")
     [[ $user == root || $user == "$(id -un)" ]] && envv[0]="PATH=${PATH}"
     # the suite's own knobs (CI=true, IDRUN_REQUIRE_ALL, IDRUN_TEST_TIMEOUT, ...)
     local name
@@ -144,7 +207,9 @@ run_pass() {
         esac
     done
     local idrun_cmd=${IDRUN:-} found
-    if [[ -z $idrun_cmd ]]; then
+    if [[ $installed == 1 ]]; then
+        idrun_cmd=idrun   # from PATH, and python3 finds the package's module
+    elif [[ -z $idrun_cmd ]]; then
         if found=$(as_user "$user" env "${envv[0]}" sh -c 'command -v idrun' 2>/dev/null) && [[ -n $found ]]; then
             idrun_cmd=$found
         else
@@ -163,14 +228,13 @@ run_pass() {
 
     echo
     echo "==== pass: user=$user ($(id -u "$user")) IDRUN=\"$idrun_cmd\" ===="
+    under_test "$user" "$run_tree" "$idrun_cmd" "${envv[@]}"
     local rc=0 a t0=$SECONDS
     local -a default_paths=("$run_tree/integration")
     for a in "$@"; do
         if [[ $a != -* && -e $tree/${a%%::*} ]]; then default_paths=(); break; fi
     done
-    # cd inside the child so a tree the user cannot enter is not a problem
-    # for the shell itself.
-    as_user "$user" env -i "${envv[@]}" sh -c 'cd "$1" && shift && exec "$@"' run-suite "$run_tree" \
+    in_tree "$user" "$run_tree" "${envv[@]}" -- \
         "$python" -m pytest "${default_paths[@]}" --color=no -p no:cacheprovider "$@" || rc=$?
     if [[ $rc -ne 0 ]] && ! as_user "$user" env -i "${envv[@]}" "$python" -c 'import pytest' >/dev/null 2>&1; then
         say "hint: '$python' cannot import pytest as $user; install python3-pytest" \

@@ -9,15 +9,18 @@ For every environment in kernels.txt (bookworm 6.1, trixie 6.12, sid: the newest
 2. build:     builds a guest image with build-image.sh (mmdebstrap minbase rootfs +
    packages.txt + the kernel's virtio/9p modules + guest/init.sh as /init, packed as a
    zstd cpio initramfs), unless an image with the same inputs is cached;
-3. boot+test: boots it with qemu-system-x86_64 (TCG, no NIC, hard timeout), shares a
-   snapshot of the tree read-only over 9p; the guest runs integration/guest/run-suite.sh
-   (root pass + unprivileged pass) and reports on the console.
+3. boot+test: boots it with qemu-system-x86_64 (TCG, no NIC, hard timeout), shares the
+   .deb of `make deb` (--deb) and a snapshot of integration/ read-only over 9p; the
+   guest runs integration/guest/run-suite.sh, which installs the .deb with dpkg -i and
+   runs the suite (root pass + unprivileged pass) against the installed /usr/bin/idrun,
+   and reports on the console. The image has the .deb's Depends from the suite's own
+   release preinstalled (packages.txt + the .deb's Depends), so the guest needs no network.
 
 Downloads and builds of all environments run in parallel (network and disk bound); at
 most --jobs guests boot at a time (CPU bound under TCG). At the end it prints one MATRIX
 line per environment and exits 1 if any failed. Why this and not virtme-ng: README.md.
 
-Usage: run.py [--suite NAME ...] [--timeout S] [--jobs N] [-- PYTEST ARGS]
+Usage: run.py --deb FILE [--suite NAME ...] [--timeout S] [--jobs N] [-- PYTEST ARGS]
 
 Environment: IDRUN_VM_CACHE (default /var/cache/idrun-vm), IDRUN_VM_ACCEL (tcg, or kvm
 where KVM can boot stock kernels), IDRUN_VM_MIRROR / IDRUN_VM_SECURITY_MIRROR (default
@@ -68,6 +71,7 @@ STATUS_RE = re.compile(r"^GUEST-EXIT-STATUS=(-?\d+)\s*$")
 # pytest's final line, with or without the ==== decoration (-q drops it)
 PYTEST_SUMMARY_RE = re.compile(
     r"^=*\s*((?:\d+ [a-z]+(?:, )?)+ in [\d.]+s\b.*?|no tests ran in [\d.]+s\b.*?)\s*=*\s*$")
+UNDER_TEST_RE = re.compile(r"^IDRUN-UNDER-TEST user=(\S+) command=(\S+) version=(\S+) module=(\S+)")
 COUNT_RE = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)")
 _print_lock = threading.Lock()
 
@@ -117,6 +121,54 @@ def load_environments(path: Path = KERNELS_FILE) -> dict[str, Environment]:
 def load_packages(path: Path = PACKAGES_FILE) -> list[str]:
     pkgs = [l.split("#", 1)[0].strip() for l in path.read_text().splitlines()]
     return [p for p in pkgs if p]
+
+
+@dataclasses.dataclass(frozen=True)
+class Package:
+    """The .deb the guests install and test."""
+    path: Path
+    name: str
+    version: str
+    depends: list[str]  # package names, the first of each alternative
+
+
+def deb_fields(path: Path, *fields: str) -> dict[str, str]:
+    p = subprocess.run(["dpkg-deb", "--field", str(path), *fields],
+                       capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    if p.returncode != 0:
+        raise SystemExit(f"run.py: --deb {path}: not a Debian package: {p.stderr.strip()}")
+    out: dict[str, str] = {}
+    for line in p.stdout.splitlines():
+        key, _, val = line.partition(":")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def dependency_names(depends: str) -> list[str]:
+    """'python3-click, python3:any (>= 3.11~), a | b' -> ['python3-click', 'python3', 'a']"""
+    names = []
+    for group in depends.split(","):
+        first = group.split("|")[0].strip()
+        name = re.split(r"[\s(:]", first, maxsplit=1)[0]
+        if name:
+            names.append(name)
+    return names
+
+
+def load_package(path: Path) -> Package:
+    if not path.is_file():
+        raise SystemExit(f"run.py: --deb {path}: no such file (make deb builds dist/idrun_VERSION_all.deb)")
+    f = deb_fields(path, "Package", "Version", "Depends", "Pre-Depends")
+    if f.get("Package") != "idrun":
+        raise SystemExit(f"run.py: --deb {path}: package {f.get('Package')!r}, expected 'idrun'")
+    deps = dependency_names(",".join(f.get(k, "") for k in ("Pre-Depends", "Depends")))
+    return Package(path.resolve(), f["Package"], f.get("Version", "?"), deps)
+
+
+def image_packages(listed: list[str], pkg: Package) -> list[str]:
+    """packages.txt plus the .deb's Depends: the guest installs it with dpkg -i offline.
+    The order of packages.txt is kept, so an unchanged list keeps the cached images."""
+    return listed + [d for d in pkg.depends if d not in listed]
 
 
 def source_lines(env: Environment) -> list[str]:
@@ -400,6 +452,7 @@ class Result:
     t_build: float | None = None
     build_cached: bool = False
     t_boot: float | None = None
+    under_test: str = ""
 
 
 def parse_console(lines: list[str], result: Result) -> int | None:
@@ -414,6 +467,8 @@ def parse_console(lines: list[str], result: Result) -> int | None:
             summary = None
         elif m := STATUS_RE.match(line):
             status = int(m.group(1))
+        elif (m := UNDER_TEST_RE.match(line)) and not result.under_test:
+            result.under_test = f"idrun={m.group(3)} {m.group(2)} module={m.group(4)}"
     return status
 
 
@@ -428,23 +483,31 @@ def describe_pass(p: Pass) -> str:
     return f"{p.user}: {text}" + ("" if p.rc == 0 else f" (rc {p.rc})")
 
 
-HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON"}  # host commands/paths
+# host commands/paths, and the guest's own choice of what it tests
+HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON", "IDRUN_DEB", "IDRUN_INSTALLED"}
+GUEST_DEB_DIR = "/host/tree/deb"  # the snapshot's deb/ (init.sh mounts the share at /host/tree)
 
 
-def guest_environment() -> dict[str, str]:
-    """CI and the suite's IDRUN_* knobs, for /host/out/guest-env."""
-    return {k: v for k, v in sorted(os.environ.items())
-            if (k == "CI" or (k.startswith("IDRUN_") and not k.startswith("IDRUN_VM_")))
-            and k not in HOST_ONLY_VARS and "\n" not in v}
+def guest_environment(pkg: Package) -> dict[str, str]:
+    """CI and the suite's IDRUN_* knobs, for /host/out/guest-env, and IDRUN_DEB: the
+    guest's run-suite.sh installs that .deb and tests the installed package."""
+    env = {k: v for k, v in sorted(os.environ.items())
+           if (k == "CI" or (k.startswith("IDRUN_") and not k.startswith("IDRUN_VM_")))
+           and k not in HOST_ONLY_VARS and "\n" not in v}
+    env["IDRUN_DEB"] = f"{GUEST_DEB_DIR}/{pkg.path.name}"
+    return env
 
 
-SNAPSHOT_ITEMS = ("src", "integration", "pyproject.toml")
+# No src/: the guests test the installed .deb, and nothing may import the checkout.
+SNAPSHOT_ITEMS = ("integration", "pyproject.toml")
 
 
-def snapshot_tree(dest: Path) -> None:
-    """Copy what the guests need from the checkout, so every guest of a run
-    tests the same code even while the checkout is being edited."""
+def snapshot_tree(dest: Path, pkg: Package) -> None:
+    """Copy the .deb and what the guests need from the checkout (the tests), so every
+    guest of a run tests the same package and tests even while the checkout is edited."""
     dest.mkdir()
+    (dest / "deb").mkdir()
+    shutil.copy2(pkg.path, dest / "deb" / pkg.path.name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info", "*.so")
     for item in SNAPSHOT_ITEMS:
         src = TREE / item
@@ -459,7 +522,8 @@ class Runner:
         self.args = args
         self.cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
         self.images = self.cache / "images"
-        self.packages = load_packages()
+        self.package: Package = args.package
+        self.packages = image_packages(load_packages(), self.package)
         self.workdir = workdir
         self.share = workdir / "tree"
         self.boot_slots = threading.Semaphore(args.jobs)
@@ -524,9 +588,8 @@ class Runner:
         out.mkdir()
         if self.args.pytest_args:
             (out / "pytest-args").write_text("".join(a + "\n" for a in self.args.pytest_args))
-        guest_env = guest_environment()
-        if guest_env:
-            (out / "guest-env").write_text("".join(f"{k}={v}\n" for k, v in guest_env.items()))
+        guest_env = guest_environment(self.package)
+        (out / "guest-env").write_text("".join(f"{k}={v}\n" for k, v in guest_env.items()))
         with self.boot_slots:
             log(f"{env.name}: booting {res.kernel} (timeout {self.args.timeout} s)")
             t0 = time.monotonic()
@@ -576,7 +639,8 @@ def matrix_line(r: Result) -> str:
     verdict = "PASS" if r.ok else f"FAIL ({r.reason})"
     times = (f"download {fmt_s(r.t_download)}, build {fmt_s(r.t_build)}"
              f"{' (cached)' if r.build_cached else ''}, boot+test {fmt_s(r.t_boot)}")
-    return f"MATRIX {r.name} kernel={r.kernel} " + " | ".join(parts + [verdict, times])
+    tested = r.under_test or "idrun=? (no IDRUN-UNDER-TEST line)"
+    return f"MATRIX {r.name} kernel={r.kernel} {tested} " + " | ".join(parts + [verdict, times])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -589,6 +653,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="run.py",
         description="Boot Debian kernels under QEMU and run idrun's integration suite in them. "
                     "Arguments after -- are passed to pytest in the guests.")
+    ap.add_argument("--deb", type=Path, required=True, metavar="FILE",
+                    help="the idrun .deb to install in the guests and test (make deb: "
+                         "dist/idrun_VERSION_all.deb)")
     ap.add_argument("--suite", action="append", choices=list(envs), metavar="NAME",
                     help=f"environment to run (repeatable; default: all of {', '.join(envs)})")
     ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
@@ -619,6 +686,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     preflight()
+    args.package = load_package(args.deb)
     signal.signal(signal.SIGTERM, _on_sigterm)
     t_start = time.monotonic()
     cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
@@ -634,7 +702,10 @@ def main(argv: list[str]) -> int:
                 log(f"waiting for another run.py holding {cache / '.lock'}")
                 fcntl.flock(lockf, fcntl.LOCK_EX)
             runner = Runner(args, workdir)
-            snapshot_tree(runner.share)
+            snapshot_tree(runner.share, runner.package)
+            pkg = runner.package
+            log(f"testing package {pkg.name} {pkg.version} ({pkg.path}, sha256 "
+                f"{file_sha256(pkg.path)[:16]}); the guests install it with dpkg -i")
             log(f"cache {cache}; {len(args.environments)} environments, "
                 f"at most {args.jobs} booting at a time")
             pool = concurrent.futures.ThreadPoolExecutor(len(args.environments))
