@@ -8,7 +8,8 @@
 #      vagrant-libvirt's 192.168.121.0/24 network exists only there
 #   4. vagrant box add; uploads the box image into the libvirt pool with virsh
 #      (much faster than vagrant-libvirt's own upload); vagrant up local
-#      (driver qemu) / provision (runs the suite)
+#      (driver qemu) / provision (uploads the .deb of `make deb`; the suite installs
+#      it with dpkg -i and runs against the installed /usr/bin/idrun)
 #   5. prints the SUITE lines and one "MATRIX vagrant-debian12-local ..." line
 #   6. always (trap): vagrant destroy, removes domains, volumes, networks, pool and
 #      box it created, stops the daemons it started (by PID), deletes the netns
@@ -16,6 +17,8 @@
 # Exit status: 0 if the suite passed, non-zero otherwise.
 #
 # Environment:
+#   IDRUN_VAGRANT_DEB      the idrun .deb to test (default: dist/idrun_VERSION_all.deb
+#                          of debian/changelog's version; `make vagrant-test` builds it)
 #   IDRUN_VAGRANT_CACHE    box / key cache (default /var/cache/idrun-vagrant)
 #   IDRUN_VAGRANT_TIMEOUT  hard limit in seconds for the whole run (default 3600:
 #                          the whole suite takes 10+ min per pass under TCG);
@@ -43,11 +46,17 @@ DOMAIN=vagrant_$MACHINE          # vagrant-libvirt: <dir of the Vagrantfile>_<ma
 LIBVIRT_URI=qemu:///system
 export IDRUN_VAGRANT_CACHE=$CACHE
 
+DEB=${IDRUN_VAGRANT_DEB:-$ROOT/dist/idrun_$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$ROOT/debian/changelog")_all.deb}
+
 T_START=$(date +%s)
 DEADLINE=$((T_START + TIMEOUT))
 
 idrun_require_root
 export LC_ALL=C.UTF-8
+[ -f "$DEB" ] || idrun_die "no package $DEB: run 'make deb' first (or set IDRUN_VAGRANT_DEB)"
+DEB=$(realpath "$DEB")
+DEB_VERSION=$(dpkg-deb --field "$DEB" Version) || idrun_die "$DEB is not a Debian package"
+idrun_log "testing package idrun $DEB_VERSION ($DEB, sha256 $(sha256sum "$DEB" | cut -c1-16)); the box installs it with dpkg -i"
 
 # ---- state for cleanup ------------------------------------------------------------
 TMP=
@@ -116,7 +125,8 @@ set_vagrant_env() {
         IDRUN_VM_DRIVER=qemu
         IDRUN_VAGRANT_BOX="$BOX_NAME"
         IDRUN_VAGRANT_SSH_KEY="$SSH_KEY"
-        IDRUN_VAGRANT_SERIAL_LOG="$TMP/serial.log")
+        IDRUN_VAGRANT_SERIAL_LOG="$TMP/serial.log"
+        IDRUN_VAGRANT_DEB="$DEB")
     if [ -n "${IDRUN_VAGRANT_PYTEST_ARGS:-}" ]; then
         VAGRANT_ENV+=(IDRUN_VAGRANT_PYTEST_ARGS="$IDRUN_VAGRANT_PYTEST_ARGS")
     fi
@@ -339,12 +349,15 @@ GUEST_LINE=$(strip "$TMP/provision.log" | grep -m1 '^GUEST ' || true)
 SUITE_LINES=$(strip "$TMP/provision.log" | grep '^SUITE ' || true)
 SUITE_RC=$(strip "$TMP/provision.log" | sed -n 's/^GUEST-SUITE-RC=\([0-9]*\).*/\1/p' | tail -n1)
 GUEST_KERNEL=$(sed -n 's/.* kernel=\([^ ]*\).*/\1/p' <<<"$GUEST_LINE")
+UNDER_TEST=$(strip "$TMP/provision.log" | grep -m1 '^IDRUN-UNDER-TEST ' || true)
 if [ "$PROV_RC" = 0 ] && [ "${SUITE_RC:-x}" = 0 ]; then RESULT=PASS; fi
 
 echo
 [ -n "$GUEST_LINE" ] && echo "$GUEST_LINE"
+[ -n "$UNDER_TEST" ] && echo "$UNDER_TEST"
 [ -n "$SUITE_LINES" ] && echo "$SUITE_LINES"
 echo "MATRIX $MATRIX_NAME kernel=${GUEST_KERNEL:-unknown} box=$(basename "$BOX" .box) driver=qemu" \
+     "deb=$(basename "$DEB") idrun=$(sed -n 's/.* command=\([^ ]*\) version=\([^ ]*\) module=\([^ ]*\).*/\2 \1 module=\3/p' <<<"$UNDER_TEST")" \
      "suite_rc=${SUITE_RC:-none} vagrant_rc=$PROV_RC" \
      "t_pkgs=${T_PKG}s t_box=${T_BOX}s t_upload=${T_VOL}s t_up=${T_UP}s t_suite=${T_SUITE}s $RESULT"
 [ "$RESULT" = PASS ]

@@ -4,7 +4,11 @@
 #   python3, newuidmap/newgidmap (uidmap / shadow-utils), and the Python modules
 #   click, prctl, pyroute2, pytest -- from distro packages, falling back to pip
 #   for any module the distro does not ship.
+# Usage: install-deps.sh [DEB]
+#   DEB (Debian/Ubuntu): the idrun .deb; apt-get installs it with its Depends from
+#   the box's own release (the suite then reinstalls it with dpkg -i and tests it).
 set -eu
+deb=${1:-}
 
 MODULES="click prctl pyroute2 pytest"
 
@@ -28,6 +32,9 @@ if command -v apt-get >/dev/null; then
     for p in python3-click python3-prctl python3-pyroute2 python3-pytest; do
         apt-get install -y -q --no-install-recommends "$p" || echo "install-deps: no distro package $p"
     done
+    if [ -n "$deb" ]; then
+        apt-get install -y -q --no-install-recommends "$deb"
+    fi
     BUILD_DEPS="python3-pip python3-dev gcc libc6-dev libcap-dev"
     PKG_INSTALL="apt-get install -y -q --no-install-recommends"
 elif command -v dnf >/dev/null; then

@@ -1,7 +1,14 @@
 #!/bin/sh
 # Vagrant provisioner (runs as root in the guest): report the guest, then run the
 # project's single in-guest entry point and pass its exit status on.
-# Usage: suite.sh TREE ENTRYPOINT [ARGS for the entry point (pytest args)...]
+# Usage: suite.sh [--deb FILE] TREE ENTRYPOINT [ARGS for the entry point (pytest args)...]
+# With --deb the entry point installs FILE (dpkg -i) and tests the installed package
+# (IDRUN_DEB, see integration/guest/run-suite.sh).
+if [ "${1:-}" = --deb ]; then
+    IDRUN_DEB=$2
+    export IDRUN_DEB
+    shift 2
+fi
 tree=${1:-/idrun}
 entry=${2:-$tree/integration/guest/run-suite.sh}
 if [ $# -ge 2 ]; then shift 2; else set --; fi
@@ -24,6 +31,7 @@ if [ ! -f "$entry" ]; then
 fi
 cd "$tree" || exit 1
 [ $# -gt 0 ] && echo "GUEST entry point args: $*"
+[ -n "${IDRUN_DEB:-}" ] && echo "GUEST package: $IDRUN_DEB"
 if [ -x "$entry" ]; then
     "$entry" "$@"
 else
