@@ -86,9 +86,11 @@ if [[ -n ${IDRUN_DEB:-} ]]; then
     [[ $(id -u) -eq 0 ]] || die "IDRUN_DEB: installing $IDRUN_DEB needs root (dpkg -i)"
     [[ -f $IDRUN_DEB ]] || die "IDRUN_DEB=$IDRUN_DEB: no such file (make deb builds dist/idrun_VERSION_all.deb)"
     say "installing $IDRUN_DEB (dpkg -i)"
+    t0=$SECONDS
     # Its Depends come from the system's own release (preinstalled: no network here).
     dpkg -i "$IDRUN_DEB" \
         || die "dpkg -i $IDRUN_DEB failed; install its Depends from this release first (apt-get install $IDRUN_DEB does both)"
+    say "installed in $((SECONDS - t0)) s"
 fi
 if [[ $installed == 1 ]]; then
     [[ -z ${IDRUN:-} || $IDRUN == idrun ]] \
