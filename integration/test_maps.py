@@ -7,7 +7,11 @@ independently of the resolver.
 """
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import subprocess
+import sys
 
 import pytest
 
@@ -95,6 +99,11 @@ def test_root_uidmap_0_1000_1_is_root_inside(idrun):
     out = idrun.ok(["--uidmap", "0:1000:1"], ["id"])
     assert out.startswith("uid=0(") or out.startswith("uid=0 "), out
     assert " gid=0" in out, out
+    try:    # id(1) names the ids from the same /etc/passwd and /etc/group
+        names = f"uid=0({pwd.getpwuid(0).pw_name}) gid=0({grp.getgrgid(0).gr_name})"
+    except KeyError:
+        names = "uid=0 gid=0"
+    assert out.startswith(names), out
 
 
 @pytest.mark.root
@@ -239,3 +248,32 @@ def test_rootless_many_lines_through_newuidmap(idrun, subids):
     view = idrun.inside(opts)
     assert view.uid_map == plan["uid_map"]
     assert view.gid_map == plan["gid_map"]
+
+
+def test_dry_run_starts_nothing(idrun, basic_opts, shared_dir):
+    """--dry-run prints the plan (its host ids among it) and runs nothing."""
+    marker = os.path.join(shared_dir, "ran")
+    p = idrun.run(basic_opts + ["--dry-run"], ["touch", marker])
+    assert p.returncode == 0, p.stderr
+    assert str(idrun.plan(basic_opts)["uid_map"][0][1]) in p.stdout, p.stdout
+    assert not os.path.exists(marker)
+
+
+API_RUN = ("import idrun, sys\n"
+           "r = idrun.run(['sh', '-c', 'id -u; cat /proc/self/uid_map'], "
+           "uidmap=['0:0:1', '1:1:100'], capture_output=True, text=True)\n"
+           "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); sys.exit(r.returncode)\n")
+
+
+@pytest.mark.rootless
+def test_rootless_api_run(it, subids, caller):
+    """idrun.run() of the library, rootless through newuidmap: the same maps."""
+    if subprocess.run([sys.executable, "-c", "import idrun"], capture_output=True,
+                      timeout=it.TIMEOUT).returncode:
+        it.env_missing(f"{sys.executable} cannot import idrun")
+    p = subprocess.run([sys.executable, "-c", API_RUN], capture_output=True, text=True,
+                       timeout=it.TIMEOUT, cwd="/", stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    uid, rest = p.stdout.split("\n", 1)
+    assert uid == "0"
+    assert it.parse_map(rest) == [[0, caller.uid, 1], [1, subids.uid[0][0], 100]]

@@ -23,6 +23,12 @@ from typing import NamedTuple
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One implementation of the process-leak checks and of the --json reader, shared with
+# the integration suite. jsonschema is a test dependency here, so idrun_json always
+# validates against the shipped schema.
+sys.path.insert(0, str(ROOT / "integration"))
+import jsonschema  # noqa: E402,F401
+from idrun_testlib import children_of, idrun_json, no_new_children, procs_with  # noqa: E402,F401
 TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
 CI = os.environ.get("CI") == "true"
 TIMEOUT = 60
@@ -58,14 +64,6 @@ def root() -> None:
 def idrun_argv() -> list[str]:
     """idrun as the current (root) user: this interpreter, this checkout."""
     return [sys.executable, "-m", "idrun"]
-
-
-def idrun_json(text: str) -> dict:
-    """One --json document of idrun, parsed and validated against its shipped schema."""
-    import json
-
-    from idrun.jsonout import validate
-    return validate(json.loads(text))
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -164,37 +162,3 @@ def world_dir():
     os.chmod(d, 0o777)
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-@pytest.fixture
-def no_new_children():
-    """Fails the test if it leaves a child process of this worker behind. Compares with
-    the children that existed before (other tests' processes may still be reaped
-    later), so it is exact for this test only."""
-    before = set(children_of(os.getpid()))
-    yield
-    left = set(children_of(os.getpid())) - before
-    assert not left, f"processes left behind: {sorted(left)}"
-
-
-def pids_with_marker(marker: str) -> list[int]:
-    """Processes whose command line contains ``marker`` (to prove nothing lingers)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
