@@ -92,17 +92,27 @@ def test_root_maps_inside(it, idrun, case):
     check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
 
 
+ID_OUTPUT = {
+    # The launcher issue's own acceptance line: `idrun --uidmap 0:1000:1 -- id`.
+    "root": (["--uidmap", "0:1000:1"], 0),
+    "rootless-user": (["--uidmap", "0:1:1000", "--user", "33:33"], 33),
+}
+
+
 @pytest.mark.kernel
-@pytest.mark.root
-def test_root_uidmap_0_1000_1_is_root_inside(idrun):
-    """The launcher issue's own acceptance line: `idrun --uidmap 0:1000:1 -- id`."""
-    out = idrun.ok(["--uidmap", "0:1000:1"], ["id"])
-    assert out.startswith("uid=0(") or out.startswith("uid=0 "), out
-    assert " gid=0" in out, out
+@pytest.mark.parametrize("case", [pytest.param("root", marks=pytest.mark.root),
+                                  pytest.param("rootless-user", marks=pytest.mark.rootless)])
+def test_id_output_names_the_ids(request, idrun, case):
+    opts, n = ID_OUTPUT[case]
+    if case.startswith("rootless"):
+        request.getfixturevalue("subids")
+    out = idrun.ok(opts, ["id"])
+    assert out.startswith(f"uid={n}(") or out.startswith(f"uid={n} "), out
+    assert f" gid={n}" in out, out
     try:    # id(1) names the ids from the same /etc/passwd and /etc/group
-        names = f"uid=0({pwd.getpwuid(0).pw_name}) gid=0({grp.getgrgid(0).gr_name})"
+        names = f"uid={n}({pwd.getpwuid(n).pw_name}) gid={n}({grp.getgrgid(n).gr_name})"
     except KeyError:
-        names = "uid=0 gid=0"
+        names = f"uid={n} gid={n}"
     assert out.startswith(names), out
 
 

@@ -200,7 +200,7 @@ def test_pdeathsig_survives_id_switch(it, idrun, shared_dir, caller):
         assert st is not None
         start = st[2]
         # the command's process really switched ids (real, effective, saved, fs)
-        plan = idrun.plan(opts)
+        plan = idrun.plan([o for o in opts if o != "--fork"])
         host_uid = 301000 if caller.privileged else \
             it.translate_out(plan["uid_map"], plan["user"]["uid"])
         with open(f"/proc/{pid}/status") as f:

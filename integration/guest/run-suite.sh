@@ -201,7 +201,7 @@ failing_helper() {
     local path=$scratch/helpers/newuidmap-false
     mkdir -p -- "$scratch/helpers"
     chmod 755 -- "$scratch/helpers"
-    cp -- "$(command -v false)" "$path"
+    cp -- "$(type -P false)" "$path"
     chmod 4755 -- "$path"
     export IDRUN_IT_FAILING_NEWUIDMAP=$path
 }
