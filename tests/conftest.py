@@ -1,13 +1,16 @@
-"""Shared fixtures for tests that run idrun on the real kernel.
+"""Fixtures of tests/: the pure core, the CLI contract and the API contract.
+
+What a real namespace does is integration/'s (run as root and as ``idrun-test``);
+the tests here that launch at all do it to check the library's and the CLI's own
+contract (the API's return values, the engine's fault handling, `check --user`).
 
 * Tests marked ``kernel`` need the real kernel (and usually root). They skip
   with a reason elsewhere; under ``CI=true`` such a skip is turned into a
   failure, so CI cannot go green without having run them.
-* Rootless tests run idrun as the unprivileged user ``idrun-test`` through the
-  real setuid newuidmap/newgidmap, from a venv under /opt built by
-  ``scripts/testenv.sh`` (root's home is mode 700, so nothing under /root is
-  usable by that user). The script is idempotent, locked, and quick when the
-  sources did not change, so every xdist worker may call it.
+* ``testuser``: the unprivileged user ``idrun-test`` with sub-ids and a venv under
+  /opt built by ``scripts/testenv.sh`` (root's home is mode 700, so nothing under
+  /root is usable by that user). The script is idempotent, locked, and quick when
+  the sources did not change, so every xdist worker may call it.
 """
 from __future__ import annotations
 
@@ -142,17 +145,6 @@ def testuser(_testenv) -> TestUser:
     if isinstance(_testenv, str):
         pytest.skip(_testenv)
     return _testenv
-
-
-@pytest.fixture
-def shared_dir(testuser):
-    """A directory the test user owns and everyone may write (mode 1777 semantics not
-    needed: tests create files there as various mapped ids)."""
-    d = tempfile.mkdtemp(prefix="idrun-test-", dir="/tmp")
-    os.chown(d, testuser.uid, testuser.gid)
-    os.chmod(d, 0o777)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """idrun.run / idrun.spawn on the real kernel (as root; the rootless API is exercised in
-test_launch_rootless.py)."""
+integration/test_maps.py, test_rootless_api_run)."""
 from __future__ import annotations
 
 import os
