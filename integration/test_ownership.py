@@ -131,9 +131,9 @@ def test_rootless_cannot_chown_to_unmapped(idrun, shared_dir):
     assert os.stat(path).st_uid == os.geteuid()
 
 
-# Expectations written here by hand, independent of the resolver `idrun map` runs.
+# Expectations written here by hand, independent of the resolver `idrun map` runs (the
+# kernel's part is test_*_file_owner's, so no `kernel` marker).
 
-@pytest.mark.kernel
 @pytest.mark.root
 def test_root_file_owner_known_ids(idrun, shared_dir):
     path = os.path.join(shared_dir, "made-inside")
@@ -153,7 +153,6 @@ ROOTLESS_KNOWN = {
 }
 
 
-@pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", list(ROOTLESS_KNOWN))
 def test_rootless_file_owner_known_ids(idrun, subids, caller, shared_dir, case):
