@@ -27,7 +27,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Iterable, Sequence
 
@@ -38,7 +37,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from idrun_testlib import (  # noqa: E402,F401  (re-exported to the tests through `it`)
     alive, children_of, descendants_of, idrun_json, kill_quietly, no_new_children,
-    proc_stat, procs_with)
+    proc_stat, procs_with, shared_dir)
 
 IDRUN_CMD = shlex.split(os.environ.get("IDRUN", "idrun"))
 # Generous: the QEMU guests run under TCG, where a Python start takes seconds.
@@ -528,15 +527,6 @@ def inside_python() -> str:
         env_missing("no python3 that an unprivileged id can execute "
                     "(tried /usr/bin/python3, /usr/local/bin/python3, sys.executable)")
     return path
-
-
-@pytest.fixture
-def shared_dir():
-    """A fresh directory under /tmp that every id may write (mode 1777)."""
-    d = tempfile.mkdtemp(prefix="idrun-it-", dir="/tmp")
-    os.chmod(d, 0o1777)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def unused_host_id(kind: str, avoid: Iterable[tuple[int, int]] = ()) -> int:

@@ -1,12 +1,15 @@
 """Helpers both test trees share (tests/conftest.py and integration/conftest.py import
-them): the process-leak checks and the --json reader. Only the standard library and
+them): the process-leak checks, a scratch directory every id may write, and the --json
+reader. Only the standard library and
 pytest, because the VM guests have nothing else.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 
 import pytest
 
@@ -86,6 +89,15 @@ def no_new_children():
     yield
     left = set(children_of(os.getpid())) - before
     assert not left, f"processes left behind: {sorted(left)}"
+
+
+@pytest.fixture
+def shared_dir():
+    """A fresh directory under /tmp that every id may write (mode 1777)."""
+    d = tempfile.mkdtemp(prefix="idrun-it-", dir="/tmp")
+    os.chmod(d, 0o1777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def idrun_json(text: str) -> dict:

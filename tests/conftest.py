@@ -19,19 +19,20 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# One implementation of the process-leak checks and of the --json reader, shared with
-# the integration suite. jsonschema is a test dependency here, so idrun_json always
-# validates against the shipped schema.
+# One implementation of the process-leak checks, the scratch directory and the --json
+# reader, shared with the integration suite. jsonschema is a test dependency here, so
+# idrun_json always validates against the shipped schema.
 sys.path.insert(0, str(ROOT / "integration"))
 import jsonschema  # noqa: E402,F401
-from idrun_testlib import children_of, idrun_json, no_new_children, procs_with  # noqa: E402,F401
+from idrun_testlib import (  # noqa: E402,F401
+    children_of, idrun_json, no_new_children, shared_dir)
+
 TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
 CI = os.environ.get("CI") == "true"
 TIMEOUT = 60
@@ -145,12 +146,3 @@ def testuser(_testenv) -> TestUser:
     if isinstance(_testenv, str):
         pytest.skip(_testenv)
     return _testenv
-
-
-@pytest.fixture
-def world_dir():
-    """A world-writable scratch directory (root tests create files there as mapped ids)."""
-    d = tempfile.mkdtemp(prefix="idrun-test-", dir="/tmp")
-    os.chmod(d, 0o777)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
