@@ -36,8 +36,8 @@ import pytest
 # importable whatever pytest's import mode.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from idrun_testlib import (  # noqa: E402,F401  (re-exported to the tests through `it`)
-    alive, children_of, descendants_of, idrun_json, kill_quietly, no_new_children,
-    proc_stat, procs_with, shared_dir)
+    alive, children_of, descendants_of, env_missing, idrun_json, kill_quietly,
+    no_new_children, proc_stat, procs_with, shared_dir, strict)
 
 IDRUN_CMD = shlex.split(os.environ.get("IDRUN", "idrun"))
 # Generous: the QEMU guests run under TCG, where a Python start takes seconds.
@@ -48,20 +48,6 @@ CAP_SETUID = 7
 
 
 # --------------------------------------------------------------------------- environment
-
-def strict() -> bool:
-    """True when a skip for a missing capability of the environment must fail."""
-    return (os.environ.get("CI", "").lower() == "true"
-            or os.environ.get("IDRUN_REQUIRE_ALL", "") == "1")
-
-
-def env_missing(reason: str) -> None:
-    """The environment lacks something a test needs: skip, or fail under CI."""
-    if strict():
-        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true / "
-                    f"IDRUN_REQUIRE_ALL=1)", pytrace=False)
-    pytest.skip(reason)
-
 
 def privileged() -> bool:
     """euid 0 with CAP_SETUID and CAP_SETGID: idrun writes maps itself."""

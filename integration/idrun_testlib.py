@@ -1,7 +1,7 @@
 """Helpers both test trees share (tests/conftest.py and integration/conftest.py import
-them): the process-leak checks, a scratch directory every id may write, and the --json
-reader. Only the standard library and
-pytest, because the VM guests have nothing else.
+them): when a missing piece of the environment fails rather than skips, the
+process-leak checks, a scratch directory every id may write, and the --json reader.
+Only the standard library and pytest, because the VM guests have nothing else.
 """
 from __future__ import annotations
 
@@ -12,6 +12,20 @@ import signal
 import tempfile
 
 import pytest
+
+
+def strict() -> bool:
+    """True when a skip for a missing capability of the environment must fail."""
+    return (os.environ.get("CI", "").lower() == "true"
+            or os.environ.get("IDRUN_REQUIRE_ALL", "") == "1")
+
+
+def env_missing(reason: str) -> None:
+    """The environment lacks something a test needs: skip, or fail under CI."""
+    if strict():
+        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true / "
+                    f"IDRUN_REQUIRE_ALL=1)", pytrace=False)
+    pytest.skip(reason)
 
 
 def proc_stat(pid: int) -> tuple[str, int, int] | None:

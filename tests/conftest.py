@@ -5,8 +5,9 @@ the tests here that launch at all do it to check the library's and the CLI's own
 contract (the API's return values, the engine's fault handling, `check --user`).
 
 * Tests marked ``kernel`` need the real kernel (and usually root). They skip
-  with a reason elsewhere; under ``CI=true`` such a skip is turned into a
-  failure, so CI cannot go green without having run them.
+  with a reason elsewhere; under ``CI=true`` or ``IDRUN_REQUIRE_ALL=1`` (the rule
+  integration/ applies too, ``strict()``) such a skip is turned into a failure, so CI
+  cannot go green without having run them.
 * ``testuser``: the unprivileged user ``idrun-test`` with sub-ids and a venv under
   /opt built by ``scripts/testenv.sh`` (root's home is mode 700, so nothing under
   /root is usable by that user). The script is idempotent, locked, and quick when
@@ -31,27 +32,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "integration"))
 import jsonschema  # noqa: E402,F401
 from idrun_testlib import (  # noqa: E402,F401
-    children_of, idrun_json, no_new_children, shared_dir)
+    children_of, idrun_json, no_new_children, shared_dir, strict)
 
 TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
-CI = os.environ.get("CI") == "true"
 TIMEOUT = 60
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "kernel: runs on the real kernel; under CI=true a skip counts as a failure")
+        "markers", "kernel: runs on the real kernel; under CI=true (or IDRUN_REQUIRE_ALL=1) "
+                   "a skip counts as a failure")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
-    if CI and rep.skipped and item.get_closest_marker("kernel") is not None \
+    if strict() and rep.skipped and item.get_closest_marker("kernel") is not None \
             and not hasattr(rep, "wasxfail"):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
-        rep.longrepr = f"real-kernel test skipped under CI=true, which counts as a failure: {reason}"
+        rep.longrepr = ("real-kernel test skipped under CI=true / IDRUN_REQUIRE_ALL=1, which "
+                        f"counts as a failure: {reason}")
 
 
 def is_root() -> bool:
