@@ -40,8 +40,8 @@ def _undelegated_cases(it, ids, caller) -> dict[str, list[str]]:
 
 
 UNDELEGATED = ["beyond-intermediate-space", "range-past-intermediate-space",
-               "at-undelegated-host-uid", "at-host-uid-1", "at-range-past-delegation", "at-undelegated-host-gid",
-               "at-gid-range-past-delegation", "own-id-twice", "another-users-subids",
+               "at-undelegated-host-uid", "at-host-uid-1", "at-range-past-delegation",
+               "at-undelegated-host-gid", "at-gid-range-past-delegation", "own-id-twice", "another-users-subids",
                "user-not-mapped", "auto-pool-too-small", "keep-id-of-undelegated"]
 
 
