@@ -49,7 +49,8 @@ def test_root_no_new_privs_direct_writes_work(it, idrun):
 # ----------------------------------------------------------------------------- max_user_namespaces
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("limit,expect", [(0, "disabled"), (1, "limit on user namespaces")])
+@pytest.mark.parametrize("limit,expect", [(0, "disabled"), (1, "limit on user namespaces")],
+                         ids=["limit-0", "limit-1"])
 def test_max_user_namespaces_exhausted(it, idrun, shared_dir, limit, expect):
     """Inside a namespace whose user.max_user_namespaces is 0, a new one fails with
     ENOSPC; with 1, the second level below it does. idrun says which (exit 125, one
