@@ -24,7 +24,7 @@ help:
 	@echo "make test         unit tests (3.11, 3.12, 3.13), host integration (root + rootless), VM kernels"
 	@echo "make deps         install the Debian packages of the host phase (run-deps, deb-deps,"
 	@echo "                  vm-deps, vagrant-deps: those of theirs; all from mk/tools.txt)"
-	@echo "make unit         unit and real-kernel tests under tests/"
+	@echo "make unit         tests/: pure core, CLI and API contract (3.11, 3.12, 3.13)"
 	@echo "make integration  the integration suite on this host's kernel, root and rootless"
 	@echo "make vm-test      the integration suite on Debian 6.1 / 6.12 / sid kernels under QEMU"
 	@echo "make vagrant-box / vagrant-test   the offline Vagrant box and a run inside it"

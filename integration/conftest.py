@@ -18,22 +18,26 @@ Only pytest and the standard library are used (the guests have nothing else).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import pwd
 import grp
 import shlex
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Iterable, Sequence
 
 import pytest
+
+# The helpers this suite shares with tests/ (process-leak checks, the --json reader),
+# importable whatever pytest's import mode.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from idrun_testlib import (  # noqa: E402,F401  (re-exported to the tests through `it`)
+    alive, children_of, descendants_of, env_missing, idrun_json, kill_quietly,
+    no_new_children, proc_stat, procs_with, shared_dir, strict)
 
 IDRUN_CMD = shlex.split(os.environ.get("IDRUN", "idrun"))
 # Generous: the QEMU guests run under TCG, where a Python start takes seconds.
@@ -44,20 +48,6 @@ CAP_SETUID = 7
 
 
 # --------------------------------------------------------------------------- environment
-
-def strict() -> bool:
-    """True when a skip for a missing capability of the environment must fail."""
-    return (os.environ.get("CI", "").lower() == "true"
-            or os.environ.get("IDRUN_REQUIRE_ALL", "") == "1")
-
-
-def env_missing(reason: str) -> None:
-    """The environment lacks something a test needs: skip, or fail under CI."""
-    if strict():
-        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true / "
-                    f"IDRUN_REQUIRE_ALL=1)", pytrace=False)
-    pytest.skip(reason)
-
 
 def privileged() -> bool:
     """euid 0 with CAP_SETUID and CAP_SETGID: idrun writes maps itself."""
@@ -387,71 +377,6 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
     return bool(predicate())
 
 
-# --------------------------------------------------------------------------- processes
-
-def proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, starttime) of a process, None when it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = data[data.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[19])
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = proc_stat(int(name))
-            if st and st[1] == pid:
-                out.append(int(name))
-    return out
-
-
-def descendants_of(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        kids = children_of(todo.pop())
-        out += kids
-        todo += kids
-    return out
-
-
-def procs_with(token: str, program: str | None = None) -> list[int]:
-    """Live pids whose command line contains ``token`` (and, with ``program``, whose
-    argv[0] ends with it: a launcher's command line carries its command's words too)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        st = proc_stat(int(name))
-        if st is None or st[0] in ("Z", "X") or not any(token.encode() in a for a in args):
-            continue
-        if program is None or args[0].endswith(program.encode()):
-            out.append(int(name))
-    return out
-
-
-def alive(pid: int, starttime: int) -> bool:
-    """The same process (pid and start time) exists and is not a zombie."""
-    st = proc_stat(pid)
-    return st is not None and st[2] == starttime and st[0] not in ("Z", "X")
-
-
-def kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 # --------------------------------------------------------------------------- pytest hooks
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -508,18 +433,6 @@ def _environment() -> dict[str, str]:
     except (OSError, subprocess.TimeoutExpired) as e:
         info["idrun"] = f"cannot run: {e}"
     return info
-
-
-def idrun_json(text: str) -> dict:
-    """One --json document of idrun, validated against its shipped schema when the
-    jsonschema package is there (Debian's python3-jsonschema; `make deps` installs it)."""
-    doc = json.loads(text)
-    try:
-        import jsonschema  # noqa: F401
-        from idrun.jsonout import validate
-    except ImportError:
-        return doc
-    return validate(doc)
 
 
 _ENV_KEY = pytest.StashKey[dict]()
@@ -600,15 +513,6 @@ def inside_python() -> str:
         env_missing("no python3 that an unprivileged id can execute "
                     "(tried /usr/bin/python3, /usr/local/bin/python3, sys.executable)")
     return path
-
-
-@pytest.fixture
-def shared_dir():
-    """A fresh directory under /tmp that every id may write (mode 1777)."""
-    d = tempfile.mkdtemp(prefix="idrun-it-", dir="/tmp")
-    os.chmod(d, 0o1777)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def unused_host_id(kind: str, avoid: Iterable[tuple[int, int]] = ()) -> int:

@@ -41,6 +41,7 @@ def test_not_executable_126(idrun, basic_opts, shared_dir, mode):
     p = idrun.run(basic_opts + WRAPPERS[mode], [path])
     assert p.returncode == 126, p.stderr
     assert "Traceback" not in p.stderr and p.stderr.strip()
+    assert "not executable" in p.stderr, p.stderr
 
 
 def test_directory_is_not_executable_126(idrun, basic_opts, shared_dir):
@@ -57,6 +58,24 @@ def test_not_found_127(idrun, basic_opts, mode, command):
     p = idrun.run(basic_opts + WRAPPERS[mode], [command])
     assert p.returncode == 127, p.stderr
     assert "Traceback" not in p.stderr and command in p.stderr
+    assert p.stderr.count("\n") == 1, p.stderr   # one line
+    if not command.startswith("/"):
+        assert "not found" in p.stderr, p.stderr    # (a path: "no such file")
+
+
+@pytest.mark.root
+def test_root_exec_refused_inside_126(idrun, shared_dir):
+    """Found and executable for root outside, but not for the container root it runs
+    as (host uid 100000), behind a directory only the host's root may enter."""
+    d = os.path.join(shared_dir, "private")
+    os.mkdir(d, 0o700)
+    path = os.path.join(d, "tool")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\necho hi\n")
+    os.chmod(path, 0o755)
+    p = idrun.run(["--uidmap", "0:100000:1000"], [path])
+    assert p.returncode == 126, p.stderr
+    assert "cannot execute" in p.stderr, p.stderr
 
 
 def test_bad_input_125(it, idrun, shared_dir):
@@ -74,6 +93,8 @@ def test_killed_by_signal(it, idrun, basic_opts, mode, sig):
     """`sh -c 'kill -SIG $$'` gives 128+SIG; the wrapper (--fork) exits with it."""
     p = idrun.run(basic_opts + WRAPPERS[mode], ["sh", "-c", f"kill -{int(sig)} $$; sleep 5"])
     assert it.status_of(p.returncode) == 128 + sig, (p.returncode, p.stderr)
+    if mode == "exec":
+        assert p.returncode == -sig, "idrun became the command, so the death is its own"
     if mode == "fork":
         assert p.returncode == 128 + sig, "the wrapper should exit with 128+N"
 

@@ -5,6 +5,7 @@ and an environment that tries to mislead the sub-id lookup or the helper path.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -48,18 +49,47 @@ def test_root_no_new_privs_direct_writes_work(it, idrun):
 # ----------------------------------------------------------------------------- max_user_namespaces
 
 @pytest.mark.kernel
-def test_max_user_namespaces_exhausted(it, idrun, shared_dir):
+@pytest.mark.parametrize("limit,expect", [(0, "disabled"), (1, "limit on user namespaces")],
+                         ids=["limit-0", "limit-1"])
+def test_max_user_namespaces_exhausted(it, idrun, shared_dir, limit, expect):
     """Inside a namespace whose user.max_user_namespaces is 0, a new one fails with
-    ENOSPC: idrun says so (exit 125), and the command does not run. (The outer
-    namespace is `-r`, so idrun itself stays reachable for the caller's ids.)"""
+    ENOSPC; with 1, the second level below it does. idrun says which (exit 125, one
+    line), and the command does not run. (The outer namespaces are `-r`, so idrun
+    itself stays reachable for the caller's ids.)"""
     marker = os.path.join(shared_dir, "ran")
     inner = idrun.argv(["-r"], ["touch", marker])
-    script = ('echo 0 > /proc/sys/user/max_user_namespaces || exit 99; exec "$@"')
+    if limit == 1:
+        inner = idrun.argv(["-r"], inner)
+    script = (f'echo {limit} > /proc/sys/user/max_user_namespaces || exit 99; exec "$@"')
     p = idrun.run(["-r"], ["sh", "-c", script, "sh", *inner])
     if p.returncode == 99:
         pytest.skip(f"this kernel does not let a namespace lower its own limit: {p.stderr}")
     it.assert_refused(p, marker)
     assert "max_user_namespaces" in p.stderr, p.stderr
+    assert "No space left on device" in p.stderr and expect in p.stderr, p.stderr
+    assert p.stderr.strip().count("\n") == 0, p.stderr
+
+
+@pytest.mark.kernel
+@pytest.mark.root
+def test_root_kernel_refusal_fails_closed(it, idrun, shared_dir):
+    """Mapping host uid 0 needs CAP_SETFCAP (Linux 5.12 and later): without it the map
+    write fails, the command never runs, the message names the file, and no process
+    remains."""
+    capsh = shutil.which("capsh") or ("/usr/sbin/capsh" if os.path.exists("/usr/sbin/capsh")
+                                      else None)
+    if capsh is None:
+        it.env_missing("capsh (libcap2-bin) is not installed")
+    marker = os.path.join(shared_dir, "must-not-exist")
+    tag = f"idrun-failclosed-{uuid.uuid4().hex}"
+    inner = shlex.join(idrun.argv(["--uidmap", "0:0:1"], ["touch", marker]))
+    p = subprocess.run([capsh, "--drop=cap_setfcap", "--", "-c", f"{inner} # {tag}"],
+                       capture_output=True, text=True, timeout=it.TIMEOUT,
+                       stdin=subprocess.DEVNULL, cwd="/")
+    it.assert_refused(p, marker)
+    assert "uid_map" in p.stderr and "Operation not permitted" in p.stderr, p.stderr
+    assert p.stderr.strip().count("\n") == 0, p.stderr
+    assert it.procs_with(tag) == []
 
 
 # ----------------------------------------------------------------------------- killed at any step

@@ -7,7 +7,11 @@ independently of the resolver.
 """
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import subprocess
+import sys
 
 import pytest
 
@@ -88,13 +92,28 @@ def test_root_maps_inside(it, idrun, case):
     check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
 
 
+ID_OUTPUT = {
+    # The launcher issue's own acceptance line: `idrun --uidmap 0:1000:1 -- id`.
+    "root": (["--uidmap", "0:1000:1"], 0),
+    "rootless-user": (["--uidmap", "0:1:1000", "--user", "33:33"], 33),
+}
+
+
 @pytest.mark.kernel
-@pytest.mark.root
-def test_root_uidmap_0_1000_1_is_root_inside(idrun):
-    """The launcher issue's own acceptance line: `idrun --uidmap 0:1000:1 -- id`."""
-    out = idrun.ok(["--uidmap", "0:1000:1"], ["id"])
-    assert out.startswith("uid=0(") or out.startswith("uid=0 "), out
-    assert " gid=0" in out, out
+@pytest.mark.parametrize("case", [pytest.param("root", marks=pytest.mark.root),
+                                  pytest.param("rootless-user", marks=pytest.mark.rootless)])
+def test_id_output_names_the_ids(request, idrun, case):
+    opts, n = ID_OUTPUT[case]
+    if case.startswith("rootless"):
+        request.getfixturevalue("subids")
+    out = idrun.ok(opts, ["id"])
+    assert out.startswith(f"uid={n}(") or out.startswith(f"uid={n} "), out
+    assert f" gid={n}" in out, out
+    try:    # id(1) names the ids from the same /etc/passwd and /etc/group
+        names = f"uid={n}({pwd.getpwuid(n).pw_name}) gid={n}({grp.getgrgid(n).gr_name})"
+    except KeyError:
+        names = f"uid={n} gid={n}"
+    assert out.startswith(names), out
 
 
 @pytest.mark.root
@@ -239,3 +258,32 @@ def test_rootless_many_lines_through_newuidmap(idrun, subids):
     view = idrun.inside(opts)
     assert view.uid_map == plan["uid_map"]
     assert view.gid_map == plan["gid_map"]
+
+
+def test_dry_run_starts_nothing(idrun, basic_opts, shared_dir):
+    """--dry-run prints the plan (its host ids among it) and runs nothing."""
+    marker = os.path.join(shared_dir, "ran")
+    p = idrun.run(basic_opts + ["--dry-run"], ["touch", marker])
+    assert p.returncode == 0, p.stderr
+    assert str(idrun.plan(basic_opts)["uid_map"][0][1]) in p.stdout, p.stdout
+    assert not os.path.exists(marker)
+
+
+API_RUN = ("import idrun, sys\n"
+           "r = idrun.run(['sh', '-c', 'id -u; cat /proc/self/uid_map'], "
+           "uidmap=['0:0:1', '1:1:100'], capture_output=True, text=True)\n"
+           "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); sys.exit(r.returncode)\n")
+
+
+@pytest.mark.rootless
+def test_rootless_api_run(it, subids, caller):
+    """idrun.run() of the library, rootless through newuidmap: the same maps."""
+    if subprocess.run([sys.executable, "-c", "import idrun"], capture_output=True,
+                      timeout=it.TIMEOUT).returncode:
+        it.env_missing(f"{sys.executable} cannot import idrun")
+    p = subprocess.run([sys.executable, "-c", API_RUN], capture_output=True, text=True,
+                       timeout=it.TIMEOUT, cwd="/", stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    uid, rest = p.stdout.split("\n", 1)
+    assert uid == "0"
+    assert it.parse_map(rest) == [[0, caller.uid, 1], [1, subids.uid[0][0], 100]]

@@ -81,6 +81,8 @@ def test_net_proc_net_dev_lists_only_lo(idrun, basic_opts):
     out = idrun.ok(basic_opts + ["--net"], ["cat", "/proc/net/dev"])
     names = [ln.split(":")[0].strip() for ln in out.splitlines()[2:]]
     assert names == ["lo"], out
+    flags = int(idrun.ok(basic_opts + ["--net"], ["cat", "/sys/class/net/lo/flags"]), 16)
+    assert flags & 0x1, "lo is not IFF_UP"
 
 
 @pytest.mark.skipif(shutil.which("ip") is None and not os.path.exists("/sbin/ip"),
@@ -141,8 +143,10 @@ def test_mount_is_private(it, idrun, basic_opts, shared_dir):
     mount = _mount_argv(it, sub)
     out = idrun.ok(basic_opts + ["--mount"],
                    ["sh", "-c", '"$@" && touch "$0/inside" && ls "$0" && '
-                                'grep -c " $0 " /proc/self/mountinfo', sub, *mount])
-    assert out.split() == ["inside", "1"], out
+                                'grep -c " $0 " /proc/self/mountinfo; '
+                                "grep -c ' shared:' /proc/self/mountinfo || true", sub, *mount])
+    # the last count: no mount propagates back (no shared peer group left)
+    assert out.split() == ["inside", "1", "0"], out
     assert os.listdir(sub) == [], "the mount (or its file) leaked to the host"
     with open("/proc/self/mountinfo") as f:
         assert f" {sub} " not in f.read()
@@ -167,9 +171,10 @@ def _mount_argv(it, target: str) -> list[str]:
     return [py, "-c", MOUNT_TMPFS_PY, target]
 
 
-def test_hostname(idrun, basic_opts):
+@pytest.mark.parametrize("uts", [["--uts"], []], ids=["uts", "hostname-alone"])
+def test_hostname(idrun, basic_opts, uts):
     before = os.uname().nodename
-    out = idrun.ok(basic_opts + ["--uts", "--hostname", "idrun-it-host"], ["uname", "-n"])
+    out = idrun.ok(basic_opts + uts + ["--hostname", "idrun-it-host"], ["uname", "-n"])
     assert out.strip() == "idrun-it-host"
     assert os.uname().nodename == before
 
@@ -191,6 +196,8 @@ def test_uts_hostname_change_stays_inside(it, idrun, basic_opts):
 
 
 def test_ipc_namespace_hides_host_queues(idrun, basic_opts):
+    out = idrun.ok(basic_opts + ["--ipc"], ["cat", "/proc/sysvipc/msg"])
+    assert len(out.strip().splitlines()) == 1, out     # the header, no queue of the host
     if shutil.which("ipcmk") is None or shutil.which("ipcs") is None:
         pytest.skip("ipcmk/ipcs (util-linux) not installed")
     out = idrun.ok(basic_opts + ["--ipc"],
@@ -207,3 +214,38 @@ def test_cgroup_namespace_root(idrun, basic_opts):
     assert len(lines) == len(host), (host, out)
     paths = [line.split(":", 2)[2] for line in lines]
     assert all(p == "/" for p in paths), out
+    assert lines[-1].endswith("::/"), out      # the unified (v2) hierarchy among them
+
+
+ALL_TOGETHER = {
+    "root": ["--uidmap", "0:100000:65536", "--net", "--pid", "--mount-proc", "--uts",
+             "--hostname", "all", "--ipc", "--cgroup"],
+    "rootless": ["--uidmap", "0:0:1", "--uidmap", "1:1:1000", "--net", "--pid",
+                 "--mount-proc", "--hostname", "all", "--ipc", "--cgroup"],
+}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("case", [pytest.param("root", marks=pytest.mark.root),
+                                  pytest.param("rootless", marks=pytest.mark.rootless)])
+def test_all_options_together(request, it, idrun, case):
+    """Every namespace at once, the maps written through newuidmap in the rootless case.
+    --net and --pid together also cover Debian 12's pyroute2 (0.7), which runs
+    `uname -p` through subprocess when imported: were --net set up before the
+    PID-namespace fork, that process would become PID 1 and, by exiting, make every
+    later fork fail (ENOMEM). `make integration` runs idrun with Debian's python3."""
+    opts = ALL_TOGETHER[case]
+    if case == "rootless":
+        expected = request.getfixturevalue("subids").compose("uid", [[0, 0, 1], [1, 1, 1000]])
+    else:
+        expected = [[0, 100000, 65536]]
+    out = idrun.ok(opts, ["sh", "-c", "echo $$; uname -n; id -u; "
+                                      "cat /sys/class/net/lo/operstate; "
+                                      "ls /proc | grep -cE '^[0-9]+$'; echo @@; "
+                                      "cat /proc/self/uid_map"])
+    head, uid_map = out.split("@@\n")
+    pid, host, uid, lo_state, nprocs = head.split()
+    assert (pid, host, uid) == ("2", "all", "0"), out
+    assert lo_state in ("unknown", "up"), out
+    assert int(nprocs) <= 4, out       # the init, the shell, ls and grep
+    assert it.parse_map(uid_map) == expected, out

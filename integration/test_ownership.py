@@ -129,3 +129,39 @@ def test_rootless_cannot_chown_to_unmapped(idrun, shared_dir):
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().endswith("rc=1"), p.stdout + p.stderr
     assert os.stat(path).st_uid == os.geteuid()
+
+
+# Expectations written here by hand, independent of the resolver `idrun map` runs (the
+# kernel's part is test_*_file_owner's, so no `kernel` marker).
+
+@pytest.mark.root
+def test_root_file_owner_known_ids(idrun, shared_dir):
+    path = os.path.join(shared_dir, "made-inside")
+    idrun.ok(["--uidmap", "0:100000:65536", "--gidmap", "0:200000:65536", "--user", "7:8"],
+             ["touch", path])
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (100007, 200008)
+
+
+ROOTLESS_KNOWN = {
+    # root inside makes one file, then setpriv(1) switches to 5:6 and makes another
+    "setpriv-inside": (["--uidmap", "0:0:1", "--uidmap", "1:1:1000"],
+                       'touch "$1/root-made" && '
+                       'setpriv --reuid=5 --regid=6 --clear-groups touch "$1/made"',
+                       (5, 6)),
+    "user-option": (["--uidmap", "0:1:1000", "--user", "10:20"], 'touch "$1/made"', (11, 21)),
+}
+
+
+@pytest.mark.rootless
+@pytest.mark.parametrize("case", list(ROOTLESS_KNOWN))
+def test_rootless_file_owner_known_ids(idrun, subids, caller, shared_dir, case):
+    """Container id n is intermediate id n (after the caller's own 0) or n+1 (sub-ids
+    only), and intermediate id i >= 1 is host id start+i-1 of the first delegated range."""
+    opts, script, (iu, ig) = ROOTLESS_KNOWN[case]
+    idrun.ok(opts, ["sh", "-c", script, "sh", shared_dir])
+    if case == "setpriv-inside":
+        st = os.stat(os.path.join(shared_dir, "root-made"))
+        assert (st.st_uid, st.st_gid) == (caller.uid, caller.gid)
+    st = os.stat(os.path.join(shared_dir, "made"))
+    assert (st.st_uid, st.st_gid) == (subids.uid[0][0] + iu - 1, subids.gid[0][0] + ig - 1)

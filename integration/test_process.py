@@ -21,6 +21,26 @@ def test_exec_mode_keeps_the_launchers_pid(it, idrun, basic_opts):
     assert ppid == os.getpid()
 
 
+def test_exec_mode_leaves_no_wrapper(it, idrun, basic_opts):
+    """The launcher turns into a long-running command: no child of it remains (no
+    map writer, no wrapper), and the command's namespace has the planned map."""
+    proc = idrun.popen(basic_opts, ["sleep", "30"])
+    try:
+        def comm():
+            try:
+                with open(f"/proc/{proc.pid}/comm") as f:
+                    return f.read().strip()
+            except OSError:
+                return ""
+        assert it.wait_for(lambda: comm() == "sleep", 30), "idrun did not become the command"
+        assert it.children_of(proc.pid) == []
+        with open(f"/proc/{proc.pid}/uid_map") as f:
+            assert it.parse_map(f.read()) == idrun.plan(basic_opts)["uid_map"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def test_fork_mode_command_is_child_of_wrapper(it, idrun, basic_opts):
     proc = idrun.popen(basic_opts + ["--fork"], ["sh", "-c", "echo $$ $PPID"])
     out, err = proc.communicate(timeout=it.TIMEOUT)
@@ -179,6 +199,13 @@ def test_pdeathsig_survives_id_switch(it, idrun, shared_dir, caller):
         st = it.proc_stat(pid)
         assert st is not None
         start = st[2]
+        # the command's process really switched ids (real, effective, saved, fs)
+        plan = idrun.plan([o for o in opts if o != "--fork"])
+        host_uid = 301000 if caller.privileged else \
+            it.translate_out(plan["uid_map"], plan["user"]["uid"])
+        with open(f"/proc/{pid}/status") as f:
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert uids == [str(host_uid)] * 4, uids
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert it.wait_for(lambda: not it.alive(pid, start), 10), \

@@ -26,6 +26,7 @@ def _undelegated_cases(it, ids, caller) -> dict[str, list[str]]:
         "beyond-intermediate-space": ["--uidmap", f"0:{n_uid}:1"],
         "range-past-intermediate-space": ["--uidmap", f"0:1:{n_uid}"],
         "at-undelegated-host-uid": ["--uidmap", f"0:@{bad_u}:1"],
+        "at-host-uid-1": ["--uidmap", "0:@1:1"],
         "at-range-past-delegation": ["--uidmap", f"0:@{last_s}:{last_c + 1}"],
         "at-undelegated-host-gid": ["--uidmap", "0:0:1", "--gidmap", f"0:@{bad_g}:1"],
         "at-gid-range-past-delegation": ["--uidmap", "0:0:1",
@@ -39,8 +40,8 @@ def _undelegated_cases(it, ids, caller) -> dict[str, list[str]]:
 
 
 UNDELEGATED = ["beyond-intermediate-space", "range-past-intermediate-space",
-               "at-undelegated-host-uid", "at-range-past-delegation", "at-undelegated-host-gid",
-               "at-gid-range-past-delegation", "own-id-twice", "another-users-subids",
+               "at-undelegated-host-uid", "at-host-uid-1", "at-range-past-delegation",
+               "at-undelegated-host-gid", "at-gid-range-past-delegation", "own-id-twice", "another-users-subids",
                "user-not-mapped", "auto-pool-too-small", "keep-id-of-undelegated"]
 
 
@@ -53,6 +54,9 @@ def test_rootless_undelegated_refused(it, idrun, subids, caller, shared_dir, cas
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(opts, ["touch", marker])
     it.assert_refused(p, marker)
+    assert p.stderr.strip().count("\n") == 0, p.stderr
+    if case.startswith("at-"):
+        assert "delegat" in p.stderr, p.stderr
     assert idrun.map_run(opts).returncode == 125
 
 

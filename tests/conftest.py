@@ -1,13 +1,17 @@
-"""Shared fixtures for tests that run idrun on the real kernel.
+"""Fixtures of tests/: the pure core, the CLI contract and the API contract.
+
+What a real namespace does is integration/'s (run as root and as ``idrun-test``);
+the tests here that launch at all do it to check the library's and the CLI's own
+contract (the API's return values, the engine's fault handling, `check --user`).
 
 * Tests marked ``kernel`` need the real kernel (and usually root). They skip
-  with a reason elsewhere; under ``CI=true`` such a skip is turned into a
-  failure, so CI cannot go green without having run them.
-* Rootless tests run idrun as the unprivileged user ``idrun-test`` through the
-  real setuid newuidmap/newgidmap, from a venv under /opt built by
-  ``scripts/testenv.sh`` (root's home is mode 700, so nothing under /root is
-  usable by that user). The script is idempotent, locked, and quick when the
-  sources did not change, so every xdist worker may call it.
+  with a reason elsewhere; under ``CI=true`` or ``IDRUN_REQUIRE_ALL=1`` (the rule
+  integration/ applies too, ``strict()``) such a skip is turned into a failure, so CI
+  cannot go green without having run them.
+* ``testuser``: the unprivileged user ``idrun-test`` with sub-ids and a venv under
+  /opt built by ``scripts/testenv.sh`` (root's home is mode 700, so nothing under
+  /root is usable by that user). The script is idempotent, locked, and quick when
+  the sources did not change, so every xdist worker may call it.
 """
 from __future__ import annotations
 
@@ -16,32 +20,40 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One implementation of the process-leak checks, the scratch directory and the --json
+# reader, shared with the integration suite. jsonschema is a test dependency here, so
+# idrun_json always validates against the shipped schema.
+sys.path.insert(0, str(ROOT / "integration"))
+import jsonschema  # noqa: E402,F401
+from idrun_testlib import (  # noqa: E402,F401
+    children_of, idrun_json, no_new_children, shared_dir, strict)
+
 TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
-CI = os.environ.get("CI") == "true"
 TIMEOUT = 60
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "kernel: runs on the real kernel; under CI=true a skip counts as a failure")
+        "markers", "kernel: runs on the real kernel; under CI=true (or IDRUN_REQUIRE_ALL=1) "
+                   "a skip counts as a failure")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
-    if CI and rep.skipped and item.get_closest_marker("kernel") is not None \
+    if strict() and rep.skipped and item.get_closest_marker("kernel") is not None \
             and not hasattr(rep, "wasxfail"):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
-        rep.longrepr = f"real-kernel test skipped under CI=true, which counts as a failure: {reason}"
+        rep.longrepr = ("real-kernel test skipped under CI=true / IDRUN_REQUIRE_ALL=1, which "
+                        f"counts as a failure: {reason}")
 
 
 def is_root() -> bool:
@@ -58,14 +70,6 @@ def root() -> None:
 def idrun_argv() -> list[str]:
     """idrun as the current (root) user: this interpreter, this checkout."""
     return [sys.executable, "-m", "idrun"]
-
-
-def idrun_json(text: str) -> dict:
-    """One --json document of idrun, parsed and validated against its shipped schema."""
-    import json
-
-    from idrun.jsonout import validate
-    return validate(json.loads(text))
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -144,57 +148,3 @@ def testuser(_testenv) -> TestUser:
     if isinstance(_testenv, str):
         pytest.skip(_testenv)
     return _testenv
-
-
-@pytest.fixture
-def shared_dir(testuser):
-    """A directory the test user owns and everyone may write (mode 1777 semantics not
-    needed: tests create files there as various mapped ids)."""
-    d = tempfile.mkdtemp(prefix="idrun-test-", dir="/tmp")
-    os.chown(d, testuser.uid, testuser.gid)
-    os.chmod(d, 0o777)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def world_dir():
-    """A world-writable scratch directory (root tests create files there as mapped ids)."""
-    d = tempfile.mkdtemp(prefix="idrun-test-", dir="/tmp")
-    os.chmod(d, 0o777)
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-@pytest.fixture
-def no_new_children():
-    """Fails the test if it leaves a child process of this worker behind. Compares with
-    the children that existed before (other tests' processes may still be reaped
-    later), so it is exact for this test only."""
-    before = set(children_of(os.getpid()))
-    yield
-    left = set(children_of(os.getpid())) - before
-    assert not left, f"processes left behind: {sorted(left)}"
-
-
-def pids_with_marker(marker: str) -> list[int]:
-    """Processes whose command line contains ``marker`` (to prove nothing lingers)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found

@@ -1,5 +1,5 @@
 """idrun.run / idrun.spawn on the real kernel (as root; the rootless API is exercised in
-test_launch_rootless.py)."""
+integration/test_maps.py, test_rootless_api_run)."""
 from __future__ import annotations
 
 import os
@@ -76,10 +76,10 @@ def test_large_output_and_input(root):
     assert r.stdout == data
 
 
-def test_env_and_cwd(root, world_dir):
+def test_env_and_cwd(root, shared_dir):
     r = idrun.run(["sh", "-c", "echo $FOO; pwd"], uidmap="0:0:1", env={"FOO": "bar",
-                  "PATH": "/usr/bin:/bin"}, cwd=world_dir, capture_output=True, text=True)
-    assert r.stdout.split() == ["bar", str(world_dir)]
+                  "PATH": "/usr/bin:/bin"}, cwd=shared_dir, capture_output=True, text=True)
+    assert r.stdout.split() == ["bar", shared_dir]
 
 
 def test_os_environ_changes_reach_the_command(root, monkeypatch):

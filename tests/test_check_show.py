@@ -243,6 +243,7 @@ def test_check_with_a_broken_helper_says_own_ids_work(testuser, broken_helpers, 
     env = {"IDRUN_NEWUIDMAP": path}
     res = testuser.idrun_run("check", env=env)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "FAIL" in res.stdout
     verdict = res.stdout.splitlines()[-1]
     assert verdict.startswith("ready for own-id mappings (-r, -c, --userns keep-id); "
                               "sub-id mappings need newuidmap: "), verdict
@@ -254,3 +255,23 @@ def test_check_with_a_broken_helper_says_own_ids_work(testuser, broken_helpers, 
     assert own.returncode == 0 and own.stdout.strip() == "0", own.stderr
     sub = testuser.idrun_run("--uidmap", "0:1:10", "--", "true", env=env)
     assert sub.returncode == 125 and path in sub.stderr, sub.stderr
+
+
+@pytest.mark.kernel
+def test_check_as_the_user_tells_the_truth(testuser):
+    res = testuser.idrun_run("check")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ready" in res.stdout
+    res = testuser.idrun_run("check", "--json")
+    doc = idrun_json(res.stdout)
+    assert doc["ok"] is True
+    ids = {c["id"] for c in doc["checks"]}
+    assert {"newuidmap", "newgidmap", "subuids", "subgids", "no_new_privs"} <= ids
+
+
+@pytest.mark.kernel
+def test_check_under_no_new_privs_says_own_ids_work(testuser):
+    """NoNewPrivs blocks the setuid helpers, so sub-id mappings only."""
+    res = testuser.idrun_run("check", setpriv=("--no-new-privs",))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "sub-id mappings are refused: NoNewPrivs" in res.stdout

@@ -171,6 +171,19 @@ def test_cli_and_api_say_the_same_for_the_same_fault(root, idrun_argv_fixture=No
     assert cli.stderr.strip() == f"idrun: error: {api.value}"
 
 
+def test_threads_are_refused_before_unshare(root):
+    """A threaded process cannot enter a new user namespace: the CLI's main() in one
+    refuses with the reason, before anything is created."""
+    from conftest import run
+    code = ("import sys, threading, time\n"
+            "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
+            "from idrun.cli import main\n"
+            "sys.exit(main(['--uidmap', '0:1000:1', '--', 'true']))\n")
+    res = run([sys.executable, "-c", code])
+    assert res.returncode == 125
+    assert "single-threaded" in res.stderr and "2 threads" in res.stderr
+
+
 def _sleeping(marker: str) -> list[int]:
     out = []
     for name in os.listdir("/proc"):

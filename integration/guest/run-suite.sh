@@ -27,7 +27,7 @@
 #                    /usr/lib/python3/dist-packages
 #   IDRUN_PYTHON     interpreter that runs pytest (default python3)
 #   CI, IDRUN_*      passed on to pytest (the passes otherwise get a clean
-#                    environment)
+#                    environment); as root it sets IDRUN_IT_FAILING_NEWUIDMAP
 #
 # Every pass prints which idrun it tests:
 #     IDRUN-UNDER-TEST user=<name> command=<path> version=<version> module=<file>
@@ -259,9 +259,21 @@ ensure_containers_pool() {
     done
 }
 
+# A setuid-root helper that always fails (a copy of false(1)), for the unprivileged
+# pass's fail-closed test (integration/test_rootless_helpers.py): only root can make it.
+failing_helper() {
+    local path=$scratch/helpers/newuidmap-false
+    mkdir -p -- "$scratch/helpers"
+    chmod 755 -- "$scratch/helpers"
+    cp -- "$(type -P false)" "$path"
+    chmod 4755 -- "$path"
+    export IDRUN_IT_FAILING_NEWUIDMAP=$path
+}
+
 if [[ $(id -u) -eq 0 ]]; then
     ensure_user "$test_user"
     ensure_containers_pool
+    failing_helper
     run_pass root "$tree" "$@"
     user_tree "$test_user"
     run_pass "$test_user" "$utree" "$@"
