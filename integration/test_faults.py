@@ -142,7 +142,7 @@ def test_sigkill_leaves_no_sleep_child(it, idrun, basic_opts, shared_dir):
 
 # ----------------------------------------------------------------------------- concurrency
 
-N_PARALLEL = int(os.environ.get("IDRUN_IT_PARALLEL", "24"))
+N_PARALLEL = int(os.environ.get("IDRUN_IT_PARALLEL", "100"))
 
 
 def _parallel(it, idrun, opts_list):

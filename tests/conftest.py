@@ -4,7 +4,7 @@ What a real namespace does is integration/'s (run as root and as ``idrun-test``)
 the tests here that launch at all do it to check the library's and the CLI's own
 contract (the API's return values, the engine's fault handling, `check --user`).
 
-* Tests marked ``kernel`` need the real kernel (and usually root). They skip
+* Tests marked ``privileged`` launch for real (usually as root). They skip
   with a reason elsewhere; under ``CI=true`` or ``IDRUN_REQUIRE_ALL=1`` (the rule
   integration/ applies too, ``strict()``) such a skip is turned into a failure, so CI
   cannot go green without having run them.
@@ -40,19 +40,20 @@ TIMEOUT = 60
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "kernel: runs on the real kernel; under CI=true (or IDRUN_REQUIRE_ALL=1) "
-                   "a skip counts as a failure")
+        "markers", "privileged: launches for real (usually needs root); under CI=true (or "
+                   "IDRUN_REQUIRE_ALL=1) a skip counts as a failure. ('kernel' is integration/'s "
+                   "marker: the outcome depends on the kernel version)")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
-    if strict() and rep.skipped and item.get_closest_marker("kernel") is not None \
+    if strict() and rep.skipped and item.get_closest_marker("privileged") is not None \
             and not hasattr(rep, "wasxfail"):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
-        rep.longrepr = ("real-kernel test skipped under CI=true / IDRUN_REQUIRE_ALL=1, which "
+        rep.longrepr = ("privileged test skipped under CI=true / IDRUN_REQUIRE_ALL=1, which "
                         f"counts as a failure: {reason}")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import idrun
 
-pytestmark = pytest.mark.kernel
+pytestmark = pytest.mark.privileged
 
 
 def maps(text: str) -> list[list[int]]:

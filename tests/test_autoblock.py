@@ -137,7 +137,7 @@ def _containers_pool() -> None:
                         "(integration/guest/run-suite.sh adds one)")
 
 
-@pytest.mark.kernel
+@pytest.mark.privileged
 def test_api_spawn_hands_the_lease_to_the_child(root, tmp_path, monkeypatch):
     """idrun.spawn: the caller owns the lease until the child exists, then the child;
     a failed spawn leaves no lease behind."""

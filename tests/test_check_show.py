@@ -96,7 +96,7 @@ def test_procfs_status_and_sysctl():
 # --- on the real kernel ----------------------------------------------------------
 
 @_fork_ok
-@pytest.mark.kernel
+@pytest.mark.privileged
 def test_unshare_errno_is_kept():
     pid = os.fork()
     if pid == 0:
@@ -111,7 +111,7 @@ def test_unshare_errno_is_kept():
 
 
 @_fork_ok
-@pytest.mark.kernel
+@pytest.mark.privileged
 def test_unshare_user_namespace_in_a_child():
     pid = os.fork()
     if pid == 0:
@@ -233,7 +233,7 @@ def broken_helpers():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.kernel
+@pytest.mark.privileged
 @pytest.mark.parametrize("case", ["not setuid", "missing"])
 def test_check_with_a_broken_helper_says_own_ids_work(testuser, broken_helpers, case):
     """Issue 11: a broken newuidmap blocks sub-id mappings only. check says exactly
@@ -257,7 +257,7 @@ def test_check_with_a_broken_helper_says_own_ids_work(testuser, broken_helpers, 
     assert sub.returncode == 125 and path in sub.stderr, sub.stderr
 
 
-@pytest.mark.kernel
+@pytest.mark.privileged
 def test_check_as_the_user_tells_the_truth(testuser):
     res = testuser.idrun_run("check")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -269,7 +269,7 @@ def test_check_as_the_user_tells_the_truth(testuser):
     assert {"newuidmap", "newgidmap", "subuids", "subgids", "no_new_privs"} <= ids
 
 
-@pytest.mark.kernel
+@pytest.mark.privileged
 def test_check_under_no_new_privs_says_own_ids_work(testuser):
     """NoNewPrivs blocks the setuid helpers, so sub-id mappings only."""
     res = testuser.idrun_run("check", setpriv=("--no-new-privs",))

@@ -19,7 +19,7 @@ import pytest
 import idrun
 from conftest import children_of
 
-pytestmark = pytest.mark.kernel
+pytestmark = pytest.mark.privileged
 
 
 def _fds() -> set[str]:

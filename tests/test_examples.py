@@ -47,7 +47,7 @@ def test_there_are_examples():
     assert sum(src == "README" for src, _, _ in EXAMPLES) >= 6
 
 
-@pytest.mark.kernel
+@pytest.mark.privileged
 @pytest.mark.parametrize("source,who,args", EXAMPLES,
                          ids=[f"{s}-{w}-{' '.join(a)[:40]}" for s, w, a in EXAMPLES])
 def test_example_works(source, who, args, root, testuser):
