@@ -380,6 +380,14 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
 # --------------------------------------------------------------------------- pytest hooks
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The suite sends these signals on purpose. Started under nohup (or by any parent
+    # that ignores them), idrun and its command would inherit SIG_IGN, and the kernel
+    # drops an ignored signal even for sigwaitinfo: reset them for the suite's children.
+    import signal
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                signal.SIGUSR2, signal.SIGTERM, signal.SIGWINCH):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
     config.addinivalue_line("markers", "root: needs root (CAP_SETUID/CAP_SETGID); "
                                        "runs in the root pass")
     config.addinivalue_line("markers", "rootless: needs an unprivileged caller; "
