@@ -122,7 +122,8 @@ def test_unreadable_subid_file_as_other_user(tmp_path):
         # Everything is imported before dropping to nobody: the interpreter lives
         # in a directory nobody cannot read.
         [sys.executable, "-c", "import os, sys, json, pwd; from idrun.cli import main; "
-         "import idrun.hostinfo, idrun.resolve, idrun.report, idrun.subids, idrun.jsonout, locale; "
+         "import idrun.hostinfo, idrun.mapcmd, idrun.resolve, idrun.report, idrun.subids, "
+         "idrun.jsonout, locale; "
          "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))",
          "map", "--uidmap", "0:0:1", "--rootless", "--subuid-file", str(p),
          "--subgid-file", str(p)],
