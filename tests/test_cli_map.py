@@ -119,11 +119,12 @@ def test_unreadable_subid_file_as_other_user(tmp_path):
     os.chmod(p, 0o600)
     os.chmod(tmp_path, 0o755)
     res = subprocess.run(
-        # Everything is imported before dropping to nobody: the interpreter lives
-        # in a directory nobody cannot read.
-        [sys.executable, "-c", "import os, sys, json, pwd; from idrun.cli import main; "
-         "import idrun.hostinfo, idrun.mapcmd, idrun.resolve, idrun.report, idrun.subids, "
-         "idrun.jsonout, locale; "
+        # Every idrun module is imported before dropping to nobody: the interpreter and
+        # the checkout may live where nobody cannot read (a clone under /root), and the
+        # CLI imports its parts lazily.
+        [sys.executable, "-c", "import os, sys, json, pwd, locale, importlib, pkgutil, idrun; "
+         "[importlib.import_module('idrun.' + m.name) for m in pkgutil.iter_modules(idrun.__path__) "
+         "if m.name != '__main__']; from idrun.cli import main; "
          "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))",
          "map", "--uidmap", "0:0:1", "--rootless", "--subuid-file", str(p),
          "--subgid-file", str(p)],
