@@ -371,6 +371,10 @@ def run_cli(spec: Spec) -> NoReturn:
             _reap_writer(own, writer)
             _wrapper(spec, None, mask)
         launch.flush_std()
+        # A failure after the id switch is explained by diagnose, which the new ids may
+        # not be allowed to read (a checkout under /root run as --uidmap 0:1000:1):
+        # loaded now, as _preload_for_fork does for the forked paths.
+        from . import diagnose  # noqa: F401
         # The writer's exit (the teardown of its copy of this process) overlaps with the
         # set-up below; its status is checked before the command runs.
         launch.prepare_process(spec.plan, spec.opts, parent)
