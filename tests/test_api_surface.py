@@ -38,6 +38,16 @@ def test_import_is_lazy():
     assert res.stdout.strip() == "['idrun']", res.stdout + res.stderr
 
 
+def test_only_the_command_turns_the_garbage_collector_off():
+    """console.py disables the cyclic GC for the idrun process; the library and the CLI
+    module used as a library (man pages, completion, tests) leave it on."""
+    code = ("import gc, idrun, idrun.cli, idrun.api; a = gc.isenabled(); "
+            "import idrun.console; print(a, gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "False"]
+
+
 @pytest.mark.parametrize("func", ["spawn", "run"])
 def test_mistyped_keyword_names_the_public_function(func, no_new_children):
     with pytest.raises(TypeError) as info:

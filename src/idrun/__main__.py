@@ -1,3 +1,3 @@
-from idrun.cli import main
+from idrun.console import main
 
 raise SystemExit(main())

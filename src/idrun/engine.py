@@ -520,6 +520,8 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
     """Stay as the command's parent (with --pid: the init's), forward signals, exit with
     its status; with --json-status-fd, report the start and the end there. A failure
     before the command starts is raised (CLI) or relayed on ``report_fd`` (API)."""
+    import gc
+    gc.enable()                         # this process may now wait for days (console.py)
     waited = FORWARDED_SIGNALS + (_signal.SIGCHLD,)
     _signal.pthread_sigmask(_signal.SIG_BLOCK, waited)
     status_fd = spec.opts.json_status_fd
