@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from idrun.errors import MapSyntaxError, SubidError
 from idrun.subids import (all_entries, free_block, nss_subid_module, parse_getsubids,
@@ -131,3 +133,29 @@ def test_getsubids_output_and_nsswitch():
     assert nss_subid_module("passwd: files\nsubid: sss # x\n") == "sss"
     assert nss_subid_module("subid: files\n") is None
     assert nss_subid_module("passwd: files\n") is None
+
+
+# The regexes the sub-id reader used before it learned to skip other owners'
+# lines without looking at them (issue 23): the oracle for the fast path.
+_OLD_BAD_LINE = r"^(?![ \t]*(?:#|$))(?![^:\n]*:[^:\n]*:[^:\n]*$).*$"
+
+
+def _old_owner_lines(text, keys):
+    import re
+    pattern = re.compile(r"^[ \t\r\v\f]*(?:%s)[ \t\r\v\f]*:.*$" % "|".join(map(re.escape, keys)),
+                         re.MULTILINE)
+    return [(m.start(), m.group()) for m in pattern.finditer(text)]
+
+
+_piece = st.sampled_from(["alice", "1000", "bob", "alic", "alicex", "10000", ":", "::", "1",
+                          "65536", " ", "\t", "\r", "\v", "\f", "#", "\n", "\n", "\n", "é"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_piece, max_size=40).map("".join))
+def test_fast_subid_scan_agrees_with_the_regexes(text):
+    import re
+    from idrun.subids import _owner_lines, malformed_lines
+    assert _owner_lines(text, ["alice", "1000"]) == _old_owner_lines(text, ["alice", "1000"])
+    old_bad = len(list(re.finditer(_OLD_BAD_LINE, text, re.MULTILINE)))
+    assert bool(malformed_lines(text, "/f")) == bool(old_bad)
