@@ -275,3 +275,28 @@ def test_check_under_no_new_privs_says_own_ids_work(testuser):
     res = testuser.idrun_run("check", setpriv=("--no-new-privs",))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "sub-id mappings are refused: NoNewPrivs" in res.stdout
+
+
+# Helper files written here stand in for other shadow versions (only 4.13 can
+# be installed on this Debian 12 host); the real helper is checked too.
+@pytest.mark.parametrize("body,expected", [
+    ("echo 'usage: %s <pid> <uid> <loweruid> <count>' >&2", False),                # 4.13
+    ("echo 'usage: %s [<pid>|fd:<pidfd>] <uid> <loweruid> <count>' >&2", True),     # 4.14+
+    ("echo 'usage: %s [<pid>|fd:N] <uid>' >&2", True),          # no marker: it is run
+    ("echo 'fd: only in a comment' >/dev/null; echo usage >&2", False),             # run: no
+])
+def test_fd_target_support_from_the_helper_binary(tmp_path, body, expected):
+    from idrun import newidmap
+    helper = tmp_path / "newuidmap"
+    helper.write_text(f"#!/bin/sh\n{body}\nexit 1\n")
+    helper.chmod(0o755)
+    assert newidmap.supports_fd_target(str(helper)) is expected
+
+
+def test_fd_target_support_of_the_real_helper_agrees_with_running_it():
+    from idrun import newidmap
+    for path in ("/usr/bin/newuidmap", "/usr/bin/newgidmap"):
+        if not os.path.exists(path):
+            pytest.skip(f"{path} is not installed")
+        _, usage = newidmap.spawn_capture(path, [os.path.basename(path)])
+        assert newidmap.supports_fd_target(path) is ("fd:" in usage)
