@@ -144,7 +144,7 @@ def _old_owner_lines(text, keys):
     import re
     pattern = re.compile(r"^[ \t\r\v\f]*(?:%s)[ \t\r\v\f]*:.*$" % "|".join(map(re.escape, keys)),
                          re.MULTILINE)
-    return [(m.start(), m.group()) for m in pattern.finditer(text)]
+    return [(text.count("\n", 0, m.start()) + 1, m.group()) for m in pattern.finditer(text)]
 
 
 _piece = st.sampled_from(["alice", "1000", "bob", "alic", "alicex", "10000", ":", "::", "1",
@@ -156,6 +156,8 @@ _piece = st.sampled_from(["alice", "1000", "bob", "alic", "alicex", "10000", ":"
 def test_fast_subid_scan_agrees_with_the_regexes(text):
     import re
     from idrun.subids import _owner_lines, malformed_lines
-    assert _owner_lines(text, ["alice", "1000"]) == _old_owner_lines(text, ["alice", "1000"])
+    data = text.encode()
+    assert [(data.count(b"\n", 0, at) + 1, line) for at, line in _owner_lines(data, ["alice", "1000"])] \
+        == _old_owner_lines(text, ["alice", "1000"])
     old_bad = len(list(re.finditer(_OLD_BAD_LINE, text, re.MULTILINE)))
     assert bool(malformed_lines(text, "/f")) == bool(old_bad)

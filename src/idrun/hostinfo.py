@@ -40,7 +40,13 @@ MAX_SUBID_FILE = 32 << 20   # far above any real file (100 000 users ≈ 3 MB)
 
 
 def read_text(path: str) -> str | None:
-    """A sub-id file's text; None when it does not exist.
+    """A sub-id file's text; None when it does not exist."""
+    data = read_bytes(path)
+    return None if data is None else data.decode("utf-8", "surrogateescape")
+
+
+def read_bytes(path: str) -> bytes | None:
+    """A sub-id file's bytes; None when it does not exist.
 
     Only a regular file of bounded size: a FIFO would block, and /dev/zero
     would grow memory without end. O_NONBLOCK keeps the open of a FIFO from
@@ -64,8 +70,9 @@ def read_text(path: str) -> str | None:
                              f"({MAX_SUBID_FILE})", "give the path of a sub-id file such as "
                              "/etc/subuid")
         chunks, size = [], 0
+        want = st.st_size + 1  # one read for a file that does not grow meanwhile
         while size <= MAX_SUBID_FILE:
-            chunk = os.read(fd, 1 << 20)
+            chunk = os.read(fd, max(want, 1 << 16))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -75,11 +82,11 @@ def read_text(path: str) -> str | None:
                          f"make {path} readable (mode 644 is usual)") from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > MAX_SUBID_FILE:
         raise SubidError(f"{path} grew past {MAX_SUBID_FILE} bytes while being read",
                          "give the path of a sub-id file such as /etc/subuid")
-    return data.decode("utf-8", "surrogateescape")
+    return data
 
 
 def _owner_keys(name: str | None, uid: int | None) -> tuple[str, ...]:
@@ -98,7 +105,7 @@ class SubidSource:
         self.path = path
         self.kind = kind
         self.explicit = explicit
-        self._text: str | None | bool = False
+        self._text: bytes | None | bool = False
         self._module: str | None | bool = False
 
     def module(self) -> str | None:
@@ -114,7 +121,7 @@ class SubidSource:
         if module:
             return self._getsubids(module, keys)
         if self._text is False:
-            self._text = read_text(self.path)
+            self._text = read_bytes(self.path)
         if self._text is None:
             from .subids import free_block
             return SubidSet(self.path, present=False, keys=keys, free=free_block([]),

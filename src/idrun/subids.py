@@ -29,9 +29,9 @@ _BLANKS = (" ", "\t", "\r", "\v", "\f")
 MAX_WARNED_LINES = 5
 
 
-def _lineno(text: str, offset: int, memo: list[int]) -> int:
+def _lineno(text: str | bytes, offset: int, memo: list[int]) -> int:
     """1-based line number of ``offset``; ``memo`` = [offset, lineno] of the last call."""
-    memo[1] += text.count("\n", memo[0], offset)
+    memo[1] += text.count("\n" if isinstance(text, str) else b"\n", memo[0], offset)
     memo[0] = offset
     return memo[1]
 
@@ -41,31 +41,40 @@ def _lineno(text: str, offset: int, memo: list[int]) -> int:
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b":\n")
 
 
-def _every_line_a_triple(text: str) -> bool:
+def _as_bytes(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+
+
+def _as_text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", "surrogateescape")
+
+
+def _every_line_a_triple(data: bytes) -> bool:
     """Cheap proof (C speed, no per-line Python) that no line can be malformed.
 
     Blank and comment lines fail it too; then the exact scan decides.
     """
-    try:
-        seps = text.encode("utf-8", "surrogateescape").translate(None, _NOT_SEPARATORS)
-    except UnicodeError:
-        return False
-    if text and not text.endswith("\n"):
+    seps = data.translate(None, _NOT_SEPARATORS)
+    if data and not data.endswith(b"\n"):
         seps += b"\n"  # the last line has no newline of its own
     # Non-overlapping b"::\n" pieces cover the whole string only if it is
     # exactly that piece repeated.
     return seps.count(b"::\n") * 3 == len(seps)
 
 
-def malformed_lines(text: str, source: str) -> list[str]:
+def malformed_lines(text: str | bytes, source: str) -> list[str]:
     """Warnings for lines that are not ``OWNER:START:COUNT`` at all (any owner).
 
     shadow skips such a line and podman refuses the whole file, so it is worth
     a word even when it belongs to somebody else.
     """
-    if _every_line_a_triple(text):
-        return []
+    try:
+        if _every_line_a_triple(_as_bytes(text)):
+            return []
+    except UnicodeError:
+        pass
     import re  # only for files with blanks, comments or bad lines
+    text = _as_text(text)
     out: list[str] = []
     memo = [0, 1]
     matches = list(re.finditer(_NOT_A_TRIPLE, text, re.MULTILINE))
@@ -78,7 +87,7 @@ def malformed_lines(text: str, source: str) -> list[str]:
     return out
 
 
-def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
+def parse_subid_text(text: str | bytes, source: str, keys: tuple[str, ...]) -> SubidSet:
     """The ranges of the owner known by any of ``keys`` (login name, uid string).
 
     Read as shadow's newuidmap reads it: a line is the owner's only when its
@@ -93,9 +102,10 @@ def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
     warnings: list[str] = malformed_lines(text, source)
     if not wanted:
         return SubidSet(source=source, present=True, warnings=tuple(warnings))
+    data = _as_bytes(text)
     memo = [0, 1]
-    for start, line in _owner_lines(text, wanted):
-        lineno = _lineno(text, start, memo)
+    for start, line in _owner_lines(data, wanted):
+        lineno = _lineno(data, start, memo)
         fields = line.split(":")
         where = f"{source} line {lineno}"
         if any(c in line for c in _BLANKS):
@@ -128,27 +138,30 @@ def parse_subid_text(text: str, source: str, keys: tuple[str, ...]) -> SubidSet:
                     keys=tuple(k for k in keys if k), warnings=tuple(warnings))
 
 
-def _owner_lines(text: str, keys: list[str]) -> list[tuple[int, str]]:
+def _owner_lines(data: bytes, keys: list[str]) -> list[tuple[int, str]]:
     """(offset, line) of each line whose first field is one of ``keys``, blanks allowed.
 
     Only lines that start with a key or with a blank can be such a line, and
-    ``str.find`` finds those without looking at the others one by one.
+    ``bytes.find`` finds those without looking at the others one by one; only
+    they are decoded.
     """
     starts: set[int] = set()
+    blanks = "".join(_BLANKS)
+    prefixes = [k.encode("utf-8", "surrogateescape") for k in keys]
     # A blank is rare in these files; memchr rules it out before any search.
-    for prefix in (*keys, *(b for b in _BLANKS if b in text)):
-        if text.startswith(prefix):
+    prefixes += [b.encode() for b in _BLANKS if b.encode() in data]
+    for prefix in prefixes:
+        if data.startswith(prefix):
             starts.add(0)
-        needle = "\n" + prefix
-        at = text.find(needle)
+        needle = b"\n" + prefix
+        at = data.find(needle)
         while at >= 0:
             starts.add(at + 1)
-            at = text.find(needle, at + 1)
+            at = data.find(needle, at + 1)
     found = []
-    blanks = "".join(_BLANKS)
     for start in sorted(starts):
-        end = text.find("\n", start)
-        line = text[start:] if end < 0 else text[start:end]
+        end = data.find(b"\n", start)
+        line = (data[start:] if end < 0 else data[start:end]).decode("utf-8", "surrogateescape")
         body = line.lstrip(blanks)
         if any(body.startswith(key) and body[len(key):].lstrip(blanks).startswith(":")
                for key in keys):
@@ -169,10 +182,10 @@ class SubidEntry(NamedTuple):
         return self.start + self.count
 
 
-def all_entries(text: str, source: str) -> list[SubidEntry]:
+def all_entries(text: str | bytes, source: str) -> list[SubidEntry]:
     """Every owner's well-formed lines, as shadow would use them (for the diagnosis)."""
     out: list[SubidEntry] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(_as_text(text).split("\n"), 1):
         fields = line.split(":")
         if len(fields) == 3 and fields[0] and not line.startswith("#") \
                 and all(_decimal(f) and len(f) <= 10 for f in fields[1:]):
