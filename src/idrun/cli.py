@@ -37,15 +37,23 @@ class DecimalParam(click.ParamType):
         return number
 
 
-# Help sections, in order; an option not listed goes to the last one.
-_SECTIONS = {
-    "Mapping": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user", "map_auto",
-                "subuidname", "subgidname", "setgroups", "rootless", "caller", "subuid_file",
-                "subgid_file"),
+# Help sections, in order, with the options each lists; an option not listed goes to
+# the last one. --help and the man pages (manpage.py, via cliinfo) share these headings.
+SECTIONS = {
+    "Mapping options": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user",
+                        "map_auto", "subuidname", "subgidname", "setgroups", "rootless",
+                        "caller", "subuid_file", "subgid_file"),
     "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
-    "Process": ("user", "group_add", "fork", "die_with_parent", "no_new_privs", "preserve_fds"),
-    "Output": (),
+    "Process options": ("user", "group_add", "fork", "die_with_parent", "no_new_privs",
+                        "preserve_fds"),
+    "Sharing directories": ("volumes", "tmpfs", "rootfs", "workdir"),
+    "Output options": (),
 }
+
+
+def section_of(name: str | None) -> str:
+    """The help section of the option whose click name is ``name``."""
+    return next((t for t, names in SECTIONS.items() if name in names), "Output options")
 
 
 def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -55,7 +63,7 @@ def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None
 
 
 class _SectionedCommand(click.Command):
-    """Options listed under headings (mapping, namespaces, process, output)."""
+    """Options listed under the headings of ``SECTIONS``."""
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         # click's own translates its help text through gettext on every run, a search
@@ -67,16 +75,14 @@ class _SectionedCommand(click.Command):
                             callback=_show_help, help="Show this message and exit.")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in _SECTIONS}
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-            if record is None:
-                continue
-            title = next((t for t, names in _SECTIONS.items() if param.name in names), "Output")
-            rows[title].append(record)
+            if record is not None:
+                rows[section_of(param.name)].append(record)
         for title, records in rows.items():
             if records:
-                with formatter.section(f"{title} options"):
+                with formatter.section(title):
                     formatter.write_dl(records)
 
 

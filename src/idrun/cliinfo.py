@@ -27,7 +27,8 @@ class OptionInfo(NamedTuple):
     names: tuple[str, ...]          # every spelling, short ones first: ("-r", "--map-root-user")
     metavar: str | None             # None for a flag
     help: str
-    group: str                      # "mapping" (shared launcher/map options) or "command"
+    section: str                    # the --help heading it is listed under (cli.SECTIONS),
+                                    # "Options" for a command without headings
     kind: str = NONE                # how a shell completes the value
     choices: tuple[str, ...] = ()   # the candidates when kind is WORDS
     multiple: bool = False
@@ -70,7 +71,7 @@ def _value_kind(sub: str | None, param: click.Option) -> tuple[str, tuple[str, .
     return NONE, ()
 
 
-def _option(sub: str | None, param: click.Option, mapping_names: set[str]) -> OptionInfo:
+def _option(sub: str | None, param: click.Option, section: str) -> OptionInfo:
     names = tuple(sorted(param.opts + param.secondary_opts, key=lambda o: (o.startswith("--"), o)))
     if param.is_flag or param.count:
         metavar, kind, choices = None, NONE, ()
@@ -78,25 +79,20 @@ def _option(sub: str | None, param: click.Option, mapping_names: set[str]) -> Op
         kind, choices = _value_kind(sub, param)
         metavar = param.metavar or ("|".join(choices) if choices else param.type.name.upper())
     return OptionInfo(names=names, metavar=metavar, help=param.help or "",
-                      group="mapping" if param.name in mapping_names else "command",
+                      section=section,
                       kind=kind, choices=choices, multiple=bool(param.multiple))
 
 
-def _mapping_names() -> set[str]:
-    from .cli import _mapping_options
-
-    def probe() -> None: ...
-    return {p.name for p in getattr(_mapping_options(probe), "__click_params__", [])}
-
-
 def describe(cmd: click.Command, sub: str | None) -> CommandInfo:
-    mapping = _mapping_names()
+    from .cli import _SectionedCommand, section_of
     ctx = click.Context(cmd, info_name="idrun" if sub is None else f"idrun {sub}",
                         **cmd.context_settings)
+    sectioned = isinstance(cmd, _SectionedCommand)
     options, arguments = [], []
     for param in cmd.get_params(ctx):
         if isinstance(param, click.Option):
-            options.append(_option(sub, param, mapping))
+            section = section_of(param.name) if sectioned else "Options"
+            options.append(_option(sub, param, section))
         elif isinstance(param, click.Argument):
             arguments.append(param.metavar or param.name.upper())
     return CommandInfo(sub=sub, help=inspect.cleandoc(cmd.help or ""), epilog=cmd.epilog or "",
