@@ -355,7 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["help"]:
         # 'idrun help [SUBCOMMAND]' is '--help' of that command; a command named
         # help still runs as 'idrun -- help'.
-        args = args[1:2] + ["--help"] if args[1:2] and args[1] in SUBCOMMANDS else ["--help"]
+        if args[1:2] and args[1] not in SUBCOMMANDS:
+            from .errors import quoted
+            message = f"idrun help: no command {quoted(args[1])}"
+            hint = (f"the commands are {', '.join(SUBCOMMANDS)}; 'idrun help' shows the "
+                    "launcher's options")
+            return _fail(args, f"idrun: error: {message}; hint: {hint}", message, hint,
+                         EXIT_IDRUN)
+        args = args[1:2] + ["--help"]
     # A first word naming a subcommand selects it; anything else is the launcher,
     # whose command comes after its options (or after "--").
     if args and args[0] in SUBCOMMANDS:
