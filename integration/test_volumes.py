@@ -162,6 +162,42 @@ def test_root_eacces_and_eoverflow_observed(idrun, tree):
     assert p.returncode != 0 and "Value too large" in p.stderr, p.stderr
 
 
+def _preview_agrees(idrun, opts, src, user=()):
+    """``idrun map … --files`` says how each on-disk owner shows inside; a real launch
+    stats one file of every owner and must see exactly that (65534 for the overflow id)."""
+    vol = idrun.plan([*NS, *user, *opts, "--files"])["mounts"][0]["files"]
+    assert not vol["cut"] and vol["entries"] >= 2
+    owners = [o for o in vol["owners"] if o["kind"] == "uid"]
+    assert len({o["on_disk"] for o in owners}) >= 3, owners
+    paths = ["/mnt/" + o["example"] if o["example"] else "/mnt" for o in owners]
+    seen = [int(x) for x in idrun.ok([*NS, *user, *opts],
+                                     ["sh", "-c", STAT, "sh", *paths]).split()]
+    assert seen == [65534 if o["inside"] is None else o["inside"] for o in owners], \
+        (opts, owners, seen)
+    return vol
+
+
+@pytest.mark.root
+@pytest.mark.kernel
+def test_root_files_preview_agrees_with_a_launch(idrun, tree):
+    for opts in (["-v", f"{tree}:/mnt"], ["-v", f"{tree}:/mnt:idmap"],
+                 ["-v", f"{tree}:/mnt:uid=501:1000,uid=502:1001"],
+                 ["-v", f"{tree}:/mnt:idmap=uids=@501-1000-1"]):
+        _preview_agrees(idrun, opts, tree)
+    # Who can create files: root inside gets EOVERFLOW through uid=501:1000, uid 1000
+    # creates files owned by on-disk 501, as the preview says.
+    opts = ["-v", f"{tree}:/mnt:uid=501:1000"]
+    root = _preview_agrees(idrun, opts, tree)["create"]["uid"]
+    assert root["runs_as"] == 0 and root["runs_as_on_disk"] is None
+    assert root["can"] == [[1000, 1]]
+    p = idrun.run([*NS, *opts], ["touch", "/mnt/d501/root-file"])
+    assert p.returncode != 0 and "Value too large" in p.stderr, p.stderr
+    user = _preview_agrees(idrun, opts, tree, ["--user", "1000:1000"])["create"]["uid"]
+    assert user["runs_as"] == 1000 and user["runs_as_on_disk"] == 501
+    idrun.ok([*NS, "--user", "1000:1000", *opts], ["touch", "/mnt/d501/by-1000"])
+    assert os.stat(os.path.join(tree, "d501", "by-1000")).st_uid == 501
+
+
 @pytest.mark.root
 @pytest.mark.kernel
 def test_root_tmpfs_idmap_depends_on_kernel(idrun):

@@ -14,6 +14,7 @@ import click
 from .errors import EXIT_IDRUN, IdrunError
 from .plan import Request
 
+DEFAULT_FILES = 10_000    # ownership.DEFAULT_LIMIT, kept here so --help loads nothing
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -46,7 +47,7 @@ SECTIONS = {
     "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
     "Process options": ("user", "group_add", "fork", "die_with_parent", "no_new_privs",
                         "preserve_fds"),
-    "Sharing directories": ("volumes", "tmpfs", "rootfs", "workdir"),
+    "Sharing directories": ("volumes", "tmpfs", "rootfs", "workdir", "files"),
     "Output options": (),
 }
 
@@ -145,6 +146,16 @@ def _mount_options(f: Callable) -> Callable:
     return _stack(options, f)
 
 
+def _files_option(f: Callable) -> Callable:
+    return click.option(
+        "--files", type=DecimalParam(10**9), is_flag=False, flag_value=DEFAULT_FILES,
+        metavar="[N]",
+        help="With -v or --rootfs (and, for the launcher, --dry-run): read the owners of "
+             f"up to N entries under each SRC (default {DEFAULT_FILES}) and show how each "
+             "appears inside, and which inside ids can create files there. Write --files=N "
+             "when a command follows.")(f)
+
+
 def _mount_request(kw: dict):
     """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
     None when none is given (the mount modules then stay unloaded)."""
@@ -205,14 +216,27 @@ def _verify_mounts(plan, mplan, verify: bool) -> None:
         prepare(mplan, plan.rootless, verify_only=True).release()
 
 
-def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
+def _file_owners(plan, mplan, limit: int | None) -> list | None:
+    """With --files: the owners under each volume's (and the rootfs') source, read now
+    and translated as the mount will show them; None for a tmpfs."""
+    if limit is None or mplan is None:
+        return None
+    from .ownerscan import count_owners
+    from .ownership import preview
+    return [None if m.kind == "tmpfs" else preview(m, plan, count_owners(m.src, limit))
+            for m in mplan.mounts]
+
+
+def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None = None
+               ) -> None:
     import os
     from .report import mounts_dict, mounts_text, plan_dict, plan_text
+    owners = _file_owners(plan, mplan, files)
     if as_json:
         from .jsonout import dumps
         d = plan_dict(plan)
         if mplan is not None:
-            d.update(mounts_dict(mplan))
+            d.update(mounts_dict(mplan, owners))
         if verified is not None:
             from .ranges import IdMap
             d["verified"] = {"uid_map": [list(ln) for ln in IdMap.parse(verified.uid_map)],
@@ -226,7 +250,7 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
     else:
         click.echo(plan_text(plan))
         if mplan is not None:
-            click.echo(mounts_text(mplan))
+            click.echo(mounts_text(mplan, owners))
         if verified is not None:
             click.echo(f"verified on Linux {os.uname().release}: a throwaway namespace took "
                        "these maps (read back from /proc):")
@@ -271,6 +295,7 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                    "and namespace inodes once the command runs, its exit code when it ends. "
                    "idrun then stays as the command's parent, as with --fork.")
 @_mount_options
+@_files_option
 @click.option("--verbose", is_flag=True, help="Say more when something fails.")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
@@ -280,7 +305,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                    mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
                    fork: bool, no_new_privs: bool, preserve_fds: int, dry_run: bool,
                    as_json: bool, verbose: bool, die_with_parent: bool, verify: bool,
-                   json_status_fd: int | None, **kw) -> None:
+                   json_status_fd: int | None, files: int | None, **kw) -> None:
     """Run COMMAND (default: your shell) in a new user namespace.
 
     \b
@@ -294,7 +319,8 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     from .options import check_output_flags, launch_options
     from .prelaunch import prelaunch
     check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run,
-                       json_status_fd=json_status_fd)
+                       json_status_fd=json_status_fd, files=files,
+                       sources=bool(kw["volumes"] or kw["rootfs"]))
     opts = launch_options(net=net, pid=pid, mount_proc=mount_proc, mount=mount, uts=uts,
                           hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
                           no_new_privs=no_new_privs, preserve_fds=preserve_fds,
@@ -314,7 +340,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         _say(pre)
         if dry_run:
             _verify_mounts(pre.plan, pre.mounts, verify)
-            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts)
+            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts, files)
             return
         from . import engine
         from .launch import default_shell
