@@ -13,6 +13,9 @@ import click
 
 # Value kinds a shell can complete.
 NONE, WORDS, USERS, FILES, DIRS = "none", "words", "users", "files", "dirs"
+# -v SRC:DST[:OPTS]: a host path, then a path inside (nothing to offer), then these words.
+VOLUME = "volume"
+VOLUME_OPTIONS = ("ro", "rw", "idmap", "idmap=", "uid=", "gid=")
 
 # --userns is free text (modes with options), so its mode names are listed here;
 # tests/test_completion.py checks each one is accepted by the resolver.
@@ -30,12 +33,18 @@ class OptionInfo(NamedTuple):
     section: str                    # the --help heading it is listed under (cli.SECTIONS),
                                     # "Options" for a command without headings
     kind: str = NONE                # how a shell completes the value
-    choices: tuple[str, ...] = ()   # the candidates when kind is WORDS
+    choices: tuple[str, ...] = ()   # the candidates when kind is WORDS (VOLUME: its OPTS)
     multiple: bool = False
+    optional_value: bool = False    # --files or --files=N: a shell never takes the next word
 
     @property
     def takes_value(self) -> bool:
         return self.metavar is not None
+
+    @property
+    def takes_next_word(self) -> bool:
+        """Whether the word after the option is its value (not for --files[=N])."""
+        return self.takes_value and not self.optional_value
 
     @property
     def long(self) -> str:
@@ -59,9 +68,11 @@ def _value_kind(sub: str | None, param: click.Option) -> tuple[str, tuple[str, .
         return WORDS, tuple(str(c) for c in param.type.choices)
     if param.name == "userns":
         return WORDS, USERNS_MODES
+    if param.name == "volumes":
+        return VOLUME, VOLUME_OPTIONS
     if param.name in _USER_NAME_PARAMS or (sub, param.name) in _USER_NAME_IN:
         return USERS, ()
-    meta = (param.metavar or "").upper()
+    meta = (param.metavar or "").upper().split("[")[0]     # "DIR[:idmap]" is a DIR
     if isinstance(param.type, click.Path):
         return (DIRS if param.type.dir_okay and not param.type.file_okay else FILES), ()
     if meta in ("FILE", "PATH") or meta.endswith("FILE"):
@@ -80,7 +91,8 @@ def _option(sub: str | None, param: click.Option, section: str) -> OptionInfo:
         metavar = param.metavar or ("|".join(choices) if choices else param.type.name.upper())
     return OptionInfo(names=names, metavar=metavar, help=param.help or "",
                       section=section,
-                      kind=kind, choices=choices, multiple=bool(param.multiple))
+                      kind=kind, choices=choices, multiple=bool(param.multiple),
+                      optional_value=bool(getattr(param, "_flag_needs_value", False)))
 
 
 def describe(cmd: click.Command, sub: str | None) -> CommandInfo:
