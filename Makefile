@@ -21,7 +21,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make run ARGS='--uidmap 0:1000:1 -- id'  run this checkout with Debian's python3"
-	@echo "make test         unit tests (3.11, 3.12, 3.13), host integration (root + rootless), VM kernels"
+	@echo "make test         every phase in turn: unit, wheel-check, integration, vm-test"
 	@echo "make deps         install the Debian packages of the host phase (run-deps, deb-deps,"
 	@echo "                  vm-deps, vagrant-deps: those of theirs; all from mk/tools.txt)"
 	@echo "make unit         tests/: pure core, CLI and API contract (3.11, 3.12, 3.13)"

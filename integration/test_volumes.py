@@ -162,6 +162,43 @@ def test_root_eacces_and_eoverflow_observed(idrun, tree):
     assert p.returncode != 0 and "Value too large" in p.stderr, p.stderr
 
 
+def _preview_agrees(idrun, opts, ns=NS, user=(), min_owners=3):
+    """``idrun map … --files`` says how each on-disk owner shows inside; a real launch
+    stats one entry of every owner and must see exactly that (65534 for the overflow id)."""
+    vol = idrun.plan([*ns, *user, *opts, "--files"])["mounts"][0]["files"]
+    assert vol["entries"] >= 2
+    owners = vol["owners"]
+    assert len({o["on_disk"] for o in owners if o["kind"] == "uid"}) >= min_owners, owners
+    paths = ["/mnt/" + o["example"] if o["example"] else "/mnt" for o in owners]
+    fmt = 'for f in "$@"; do stat -c "%u %g" "$f"; done'
+    out = idrun.ok([*ns, *user, *opts], ["sh", "-c", fmt, "sh", *paths]).split("\n")
+    seen = [int(line.split()[o["kind"] == "gid"]) for line, o in zip(out, owners)]
+    assert seen == [65534 if o["inside"] is None else o["inside"] for o in owners], \
+        (opts, owners, seen)
+    return vol
+
+
+@pytest.mark.root
+@pytest.mark.kernel
+def test_root_files_preview_agrees_with_a_launch(idrun, tree):
+    for opts in (["-v", f"{tree}:/mnt"], ["-v", f"{tree}:/mnt:idmap"],
+                 ["-v", f"{tree}:/mnt:uid=501:1000,uid=502:1001"],
+                 ["-v", f"{tree}:/mnt:idmap=uids=@501-1000-1"]):
+        _preview_agrees(idrun, opts)
+    # Who can create files: root inside gets EOVERFLOW through uid=501:1000, uid 1000
+    # creates files owned by on-disk 501, as the preview says.
+    opts = ["-v", f"{tree}:/mnt:uid=501:1000"]
+    root = _preview_agrees(idrun, opts)["create"]["uid"]
+    assert root["runs_as"] == 0 and root["runs_as_on_disk"] is None
+    assert root["can"] == [[1000, 1]]
+    p = idrun.run([*NS, *opts], ["touch", "/mnt/d501/root-file"])
+    assert p.returncode != 0 and "Value too large" in p.stderr, p.stderr
+    user = _preview_agrees(idrun, opts, user=["--user", "1000:1000"])["create"]["uid"]
+    assert user["runs_as"] == 1000 and user["runs_as_on_disk"] == 501
+    idrun.ok([*NS, "--user", "1000:1000", *opts], ["touch", "/mnt/d501/by-1000"])
+    assert os.stat(os.path.join(tree, "d501", "by-1000")).st_uid == 501
+
+
 @pytest.mark.root
 @pytest.mark.kernel
 def test_root_tmpfs_idmap_depends_on_kernel(idrun):
@@ -233,6 +270,18 @@ def test_rootless_plain_volume(idrun, scratch):
     out = idrun.ok(["-r", "-v", f"{scratch}:/mnt:ro"],
                    ["sh", "-c", "stat -c %u /mnt/mine; touch /mnt/x 2>&1 || echo refused"])
     assert out.split()[0] == "0" and "refused" in out
+
+
+@pytest.mark.rootless
+@pytest.mark.kernel
+def test_rootless_files_preview_agrees_with_a_launch(idrun, scratch):
+    """Rootless, plain volumes: your files show as 0 under -r, root's (in /etc) as 65534."""
+    open(os.path.join(scratch, "mine"), "w").close()
+    mine = _preview_agrees(idrun, ["-v", f"{scratch}:/mnt"], ns=["-r"], min_owners=1)
+    assert {o["inside"] for o in mine["owners"]} == {0}
+    assert mine["create"]["uid"]["runs_as_on_disk"] == os.getuid()
+    etc = _preview_agrees(idrun, ["-v", "/etc:/mnt"], ns=["-r"], min_owners=1)
+    assert any(o["on_disk"] == 0 and o["inside"] is None for o in etc["owners"])
 
 
 @pytest.mark.rootless

@@ -99,6 +99,11 @@ def test_directory_as_command_and_help_word(tmp_path):
     assert res.returncode == 0 and res.stdout.startswith("Usage: idrun [OPTIONS]")
     res = subprocess.run([IDRUN, "help", "map"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.startswith("Usage: idrun map")
+    # an unknown word is an error naming the commands, not the launcher's help
+    res = subprocess.run([IDRUN, "help", "bogus"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 125 and res.stdout == "", res.stdout
+    assert res.stderr.count("\n") == 1 and "no command \"bogus\"" in res.stderr
+    assert all(sub in res.stderr for sub in ("map", "check", "show")), res.stderr
     res = subprocess.run([IDRUN, "--frobnicate"], capture_output=True, text=True, timeout=60)
     assert res.stderr.strip().endswith("; hint: see 'idrun --help'")
     assert ".;" not in res.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from idrun import completion
 from idrun.cli import SUBCOMMANDS, _subcommand, launch_command
-from idrun.cliinfo import USERNS_MODES, commands
+from idrun.cliinfo import USERNS_MODES, VOLUME_OPTIONS, commands
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
@@ -113,6 +113,38 @@ def test_files(script, tmp_path):
         ["other", "subuid.test"]
 
 
+def test_volume_and_rootfs(script, tmp_path):
+    """-v: host paths for SRC, nothing for DST (inside), then the option words;
+    --rootfs: directories only (issue 20 item 10)."""
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "a-file").write_text("")
+    cwd = str(tmp_path)
+    assert sorted(complete(script, "idrun -v a-", cwd=cwd)) == ["a-dir", "a-file"]
+    assert sorted(complete(script, "idrun map --volume=a-", cwd=cwd)) == ["a-dir", "a-file"]
+    assert complete(script, "idrun -v a-dir:", cwd=cwd) == []
+    assert complete(script, "idrun -v a-dir:/m", cwd=cwd) == []
+    assert complete(script, "idrun -v a-dir:/mnt:", cwd=cwd) == list(VOLUME_OPTIONS)
+    assert complete(script, "idrun map -v a-dir:/mnt:i", cwd=cwd) == ["idmap", "idmap="]
+    # after a ',' the next option; readline's word starts after the last ':'
+    assert complete(script, "idrun -v a-dir:/mnt:ro,u", cwd=cwd) == ["ro,uid="]
+    assert complete(script, "idrun -v a-dir:/mnt:uid=5", cwd=cwd) == []
+    assert complete(script, "idrun --rootfs a-", cwd=cwd) == ["a-dir"]
+    assert complete(script, "idrun map --rootfs=a", cwd=cwd) == ["a-dir"]
+    # the command after the volume still completes as a command
+    assert "echo" in complete(script, "idrun -r -v a-dir:/mnt -- ech", cwd=cwd)
+    # --files[=N] never takes the next word: options follow it
+    assert complete(script, "idrun map -r --files --uidm", cwd=cwd) == ["--uidmap"]
+
+
+def test_volume_options_are_the_parsers():
+    """Every option word offered after SRC:DST: is one parse_volume accepts."""
+    from idrun.volumes import parse_volume
+    for word in VOLUME_OPTIONS:
+        value = word + ("501:1000" if word in ("uid=", "gid=") else
+                        "uids=0-1-1" if word == "idmap=" else "")
+        parse_volume(f"/a:/b:{value}")
+
+
 def test_command_after_options(script):
     assert "echo" in complete(script, "idrun --uidmap 0:0:1 -- ech")
     assert "echo" in complete(script, "idrun --uidmap 0:0:1 ech")
@@ -195,6 +227,14 @@ def test_fish_completion(fish_script):
     assert "echo" in fish_complete(fish_script, "idrun -r -- ech")
     assert "echo" in fish_complete(fish_script, "idrun --uidmap 0:0:1 ech")
     assert "--uidmap" not in fish_complete(fish_script, "idrun -r -- ls --uid")
+    # -v SRC:DST[:OPTS] and --rootfs DIR
+    assert "/etc/subuid" in fish_complete(fish_script, "idrun -v /etc/subu")
+    assert fish_complete(fish_script, "idrun -v /etc:/m") == []
+    assert sorted(fish_complete(fish_script, "idrun map -v /etc:/mnt:i")) == \
+        ["/etc:/mnt:idmap", "/etc:/mnt:idmap="]
+    assert fish_complete(fish_script, "idrun -v /etc:/mnt:ro,u") == ["/etc:/mnt:ro,uid="]
+    assert fish_complete(fish_script, "idrun --rootfs /etc/subu") == []
+    assert "/etc/" in fish_complete(fish_script, "idrun --rootfs /et")
 
 
 # zsh completes only inside its line editor: drive an interactive zsh on a pty
@@ -246,3 +286,10 @@ def test_zsh_completion(zsh_dir, tmp_path):
     assert "root" in zsh_complete(zsh_dir, "idrun map --subuidname ro", tmp_path)
     assert {"--subuidname", "--subuid-file"} <= zsh_complete(zsh_dir, "idrun map --sub", tmp_path)
     assert "echo" in zsh_complete(zsh_dir, "idrun -r -- ech", tmp_path)
+    # -v SRC:DST[:OPTS]: files, nothing for DST, then the option words; --rootfs: dirs
+    assert "subuid" in zsh_complete(zsh_dir, "idrun -v /etc/subu", tmp_path)
+    assert zsh_complete(zsh_dir, "idrun -v /etc:/mnt:", tmp_path) == set(VOLUME_OPTIONS)
+    assert zsh_complete(zsh_dir, "idrun map -v /etc:/mnt:ro,i", tmp_path) == {"idmap", "idmap="}
+    # --rootfs takes directories (_files -/, as -w); what zsh then filters is its own
+    script = open(os.path.join(zsh_dir, "_idrun")).read()
+    assert re.search(r"'--rootfs\[[^]]*\]:[^']*:_files -/'", script), script

@@ -14,6 +14,7 @@ import click
 from .errors import EXIT_IDRUN, IdrunError
 from .plan import Request
 
+DEFAULT_FILES = 10_000    # ownership.DEFAULT_LIMIT, kept here so --help loads nothing
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -37,15 +38,23 @@ class DecimalParam(click.ParamType):
         return number
 
 
-# Help sections, in order; an option not listed goes to the last one.
-_SECTIONS = {
-    "Mapping": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user", "map_auto",
-                "subuidname", "subgidname", "setgroups", "rootless", "caller", "subuid_file",
-                "subgid_file"),
+# Help sections, in order, with the options each lists; an option not listed goes to
+# the last one. --help and the man pages (manpage.py, via cliinfo) share these headings.
+SECTIONS = {
+    "Mapping options": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user",
+                        "map_auto", "subuidname", "subgidname", "setgroups", "rootless",
+                        "caller", "subuid_file", "subgid_file"),
     "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
-    "Process": ("user", "group_add", "fork", "die_with_parent", "no_new_privs", "preserve_fds"),
-    "Output": (),
+    "Process options": ("user", "group_add", "fork", "die_with_parent", "no_new_privs",
+                        "preserve_fds"),
+    "Sharing directories": ("volumes", "tmpfs", "rootfs", "workdir", "files"),
+    "Output options": (),
 }
+
+
+def section_of(name: str | None) -> str:
+    """The help section of the option whose click name is ``name``."""
+    return next((t for t, names in SECTIONS.items() if name in names), "Output options")
 
 
 def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -55,7 +64,7 @@ def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None
 
 
 class _SectionedCommand(click.Command):
-    """Options listed under headings (mapping, namespaces, process, output)."""
+    """Options listed under the headings of ``SECTIONS``."""
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         # click's own translates its help text through gettext on every run, a search
@@ -67,16 +76,14 @@ class _SectionedCommand(click.Command):
                             callback=_show_help, help="Show this message and exit.")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in _SECTIONS}
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-            if record is None:
-                continue
-            title = next((t for t, names in _SECTIONS.items() if param.name in names), "Output")
-            rows[title].append(record)
+            if record is not None:
+                rows[section_of(param.name)].append(record)
         for title, records in rows.items():
             if records:
-                with formatter.section(f"{title} options"):
+                with formatter.section(title):
                     formatter.write_dl(records)
 
 
@@ -139,6 +146,16 @@ def _mount_options(f: Callable) -> Callable:
     return _stack(options, f)
 
 
+def _files_option(f: Callable) -> Callable:
+    return click.option(
+        "--files", type=DecimalParam(10**9), is_flag=False, flag_value=DEFAULT_FILES,
+        metavar="[N]",
+        help="With -v or --rootfs (and, for the launcher, --dry-run): read the owners of "
+             f"up to N entries under each SRC (default {DEFAULT_FILES}) and show how each "
+             "appears inside, and which inside ids can create files there. Write --files=N "
+             "when a command follows.")(f)
+
+
 def _mount_request(kw: dict):
     """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
     None when none is given (the mount modules then stay unloaded)."""
@@ -199,14 +216,27 @@ def _verify_mounts(plan, mplan, verify: bool) -> None:
         prepare(mplan, plan.rootless, verify_only=True).release()
 
 
-def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
+def _file_owners(plan, mplan, limit: int | None) -> list | None:
+    """With --files: the owners under each volume's (and the rootfs') source, read now
+    and translated as the mount will show them; None for a tmpfs."""
+    if limit is None or mplan is None:
+        return None
+    from .ownerscan import count_owners
+    from .ownership import preview
+    return [None if m.kind == "tmpfs" else preview(m, plan, count_owners(m.src, limit))
+            for m in mplan.mounts]
+
+
+def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None = None
+               ) -> None:
     import os
     from .report import mounts_dict, mounts_text, plan_dict, plan_text
+    owners = _file_owners(plan, mplan, files)
     if as_json:
         from .jsonout import dumps
         d = plan_dict(plan)
         if mplan is not None:
-            d.update(mounts_dict(mplan))
+            d.update(mounts_dict(mplan, owners))
         if verified is not None:
             from .ranges import IdMap
             d["verified"] = {"uid_map": [list(ln) for ln in IdMap.parse(verified.uid_map)],
@@ -220,7 +250,7 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
     else:
         click.echo(plan_text(plan))
         if mplan is not None:
-            click.echo(mounts_text(mplan))
+            click.echo(mounts_text(mplan, owners))
         if verified is not None:
             click.echo(f"verified on Linux {os.uname().release}: a throwaway namespace took "
                        "these maps (read back from /proc):")
@@ -265,6 +295,7 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                    "and namespace inodes once the command runs, its exit code when it ends. "
                    "idrun then stays as the command's parent, as with --fork.")
 @_mount_options
+@_files_option
 @click.option("--verbose", is_flag=True, help="Say more when something fails.")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
@@ -274,7 +305,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                    mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
                    fork: bool, no_new_privs: bool, preserve_fds: int, dry_run: bool,
                    as_json: bool, verbose: bool, die_with_parent: bool, verify: bool,
-                   json_status_fd: int | None, **kw) -> None:
+                   json_status_fd: int | None, files: int | None, **kw) -> None:
     """Run COMMAND (default: your shell) in a new user namespace.
 
     \b
@@ -288,7 +319,8 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     from .options import check_output_flags, launch_options
     from .prelaunch import prelaunch
     check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run,
-                       json_status_fd=json_status_fd)
+                       json_status_fd=json_status_fd, files=files,
+                       sources=bool(kw["volumes"] or kw["rootfs"]))
     opts = launch_options(net=net, pid=pid, mount_proc=mount_proc, mount=mount, uts=uts,
                           hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
                           no_new_privs=no_new_privs, preserve_fds=preserve_fds,
@@ -308,7 +340,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         _say(pre)
         if dry_run:
             _verify_mounts(pre.plan, pre.mounts, verify)
-            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts)
+            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts, files)
             return
         from . import engine
         from .launch import default_shell
@@ -349,7 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["help"]:
         # 'idrun help [SUBCOMMAND]' is '--help' of that command; a command named
         # help still runs as 'idrun -- help'.
-        args = args[1:2] + ["--help"] if args[1:2] and args[1] in SUBCOMMANDS else ["--help"]
+        if args[1:2] and args[1] not in SUBCOMMANDS:
+            from .errors import quoted
+            message = f"idrun help: no command {quoted(args[1])}"
+            hint = (f"the commands are {', '.join(SUBCOMMANDS)}; 'idrun help' shows the "
+                    "launcher's options")
+            return _fail(args, f"idrun: error: {message}; hint: {hint}", message, hint,
+                         EXIT_IDRUN)
+        args = args[1:2] + ["--help"]
     # A first word naming a subcommand selects it; anything else is the launcher,
     # whose command comes after its options (or after "--").
     if args and args[0] in SUBCOMMANDS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cliinfo import DIRS, FILES, USERS, WORDS, CommandInfo, OptionInfo, commands
+from .cliinfo import DIRS, FILES, USERS, VOLUME, WORDS, CommandInfo, OptionInfo, commands
 
 
 def _words(items) -> str:
@@ -23,10 +23,12 @@ def _bash_value_case(cmd: CommandInfo) -> str:
     """``case $prev in`` arms completing each option's value for one command."""
     arms = []
     for o in cmd.options:
-        if not o.takes_value:
+        if not o.takes_next_word:
             continue
         pattern = "|".join(o.names)
-        if o.kind == WORDS:
+        if o.kind == VOLUME:
+            action = f'_idrun_volume "{_words(o.choices)}"'
+        elif o.kind == WORDS:
             action = f'COMPREPLY=($(compgen -W "{_words(o.choices)}" -- "$cur"))'
         elif o.kind == USERS:
             action = 'COMPREPLY=($(compgen -u -- "$cur"))'
@@ -42,7 +44,7 @@ def _bash_value_case(cmd: CommandInfo) -> str:
 
 def _bash_options_arm(cmd: CommandInfo) -> str:
     opts = _words(n for o in cmd.options for n in o.names)
-    valued = _words(n for o in cmd.options if o.takes_value for n in o.names)
+    valued = _words(n for o in cmd.options if o.takes_next_word for n in o.names)
     return f"""        {cmd.sub or "launch"})
             opts="{opts}"
             valued=" {valued} " ;;"""
@@ -93,6 +95,25 @@ _idrun_command() {{
     else
         compopt -o filenames 2>/dev/null
         COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+}}
+
+# -v SRC:DST[:OPTS]: host paths for SRC; nothing for DST (a path inside, which the
+# host cannot list); after the second ':' the option words ($1), each after a ','.
+# COMPREPLY holds what replaces readline's own word, which ends at the last ':' or '='.
+_idrun_volume() {{
+    local opt=${{cur##*[:,]}} word=${{COMP_WORDS[COMP_CWORD]}}
+    if [[ $cur != *:* ]]; then
+        compopt -o filenames 2>/dev/null
+        COMPREPLY=($(compgen -f -- "$cur"))
+    elif [[ $cur == *:*:* && $opt != *=* ]]; then
+        [[ $word == : ]] && word=
+        local pre=
+        [[ $word == *,* ]] && pre=${{word%,*}},
+        compopt -o nospace 2>/dev/null
+        COMPREPLY=($(compgen -P "$pre" -W "$1" -- "$opt"))
+    else
+        COMPREPLY=()
     fi
 }}
 
@@ -151,7 +172,27 @@ def _zsh_escape(text: str) -> str:
 def _zsh_action(o: OptionInfo) -> str:
     if o.kind == WORDS:
         return f"({_words(o.choices)})"
-    return {USERS: "_users", FILES: "_files", DIRS: "_files -/"}.get(o.kind, " ")
+    return {USERS: "_users", FILES: "_files", DIRS: "_files -/",
+            VOLUME: "_idrun_volume"}.get(o.kind, " ")
+
+
+def _zsh_volume(cmds: list[CommandInfo]) -> str:
+    """-v SRC:DST[:OPTS]: files, then nothing (DST is inside), then the option words."""
+    words = next((o.choices for c in cmds for o in c.options if o.kind == VOLUME), ())
+    plain = " ".join(w for w in words if not w.endswith("="))
+    valued = " ".join(w for w in words if w.endswith("="))
+    return f"""_idrun_volume() {{
+    if compset -P '*:*:'; then
+        compset -P '*,'
+        [[ $PREFIX == *=* ]] && return 1
+        compadd -q -S , -- {plain}
+        compadd -S '' -- {valued}
+    elif compset -P '*:'; then
+        _message 'DST: a path inside the namespace'
+    else
+        _files
+    fi
+}}"""
 
 
 def _zsh_spec(o: OptionInfo) -> str:
@@ -159,6 +200,9 @@ def _zsh_spec(o: OptionInfo) -> str:
     names = o.names if len(o.names) == 1 else None
     value = f":{_zsh_escape(o.metavar or '')}:{_zsh_action(o)}" if o.takes_value else ""
     repeat = "*" if o.multiple else ""
+    if names and o.optional_value:
+        # --files or --files=N: an optional value, only in the same word
+        return f"'{repeat}{o.names[0]}=-[{help_text}]:{value}'"
     if names:
         return f"'{repeat}{o.names[0]}[{help_text}]{value}'"
     group = " ".join(o.names)
@@ -183,7 +227,7 @@ def zsh(cmds: list[CommandInfo]) -> str:
     subs = " ".join("'{}:{}'".format(c.sub, c.help.splitlines()[0].replace("'", "'\\''"))
                     for c in cmds if c.sub)
     return ("#compdef idrun\n# zsh completion for idrun; generated from its click options by "
-            "idrun.completion.\n\n" + "\n\n".join(funcs) + f"""
+            "idrun.completion.\n\n" + _zsh_volume(cmds) + "\n\n" + "\n\n".join(funcs) + f"""
 
 _idrun() {{
     local -a subcommands
@@ -207,13 +251,19 @@ def _fish_line(o: OptionInfo, cond: str) -> str:
     parts = ["complete -c idrun", f"-n '{cond}'"]
     for n in o.names:
         parts.append(f"-l {n[2:]}" if n.startswith("--") else f"-s {n[1:]}")
-    if o.takes_value:
+    if o.takes_value and not o.takes_next_word:
+        parts.append("-f")           # --files or --files=N: the next word is not its value
+    elif o.takes_value:
         parts.append("-r")
         if o.kind == WORDS:
             parts.append(f"-f -a '{_words(o.choices)}'")
+        elif o.kind == VOLUME:
+            parts.append(f"-f -a '(__idrun_volume {_words(o.choices)})'")
         elif o.kind == USERS:
             parts.append("-f -a '(__fish_complete_users)'")
-        elif o.kind in (FILES, DIRS):
+        elif o.kind == DIRS:
+            parts.append("-f -a '(__fish_complete_directories (commandline -ct | string replace -r -- \"^--?[^=]*=\" \"\"))'")
+        elif o.kind == FILES:
             parts.append("-F")
         else:
             parts.append("-f")
@@ -224,7 +274,7 @@ def _fish_line(o: OptionInfo, cond: str) -> str:
 
 def fish(cmds: list[CommandInfo]) -> str:
     subs = " ".join(c.sub for c in cmds if c.sub)
-    valued = _words(n for o in cmds[0].options if o.takes_value for n in o.names)
+    valued = _words(n for o in cmds[0].options if o.takes_next_word for n in o.names)
     head = f"""# fish completion for idrun; generated from its click options by idrun.completion.
 
 # Where the cursor is: "sub" (in a subcommand), "empty" (no option yet), "options"
@@ -269,6 +319,24 @@ function __idrun_command_words
         set i (math $i + 1)
     end
     printf '%s\\n' $words[$i..-1] (commandline -ct)
+end
+
+# -v SRC:DST[:OPTS]: paths for SRC, nothing for DST (a path inside), then the option
+# words given as arguments, each after a ','.
+function __idrun_volume
+    set -l tok (commandline -ct | string replace -r -- '^--volume=' '')
+    set -l parts (string split -m 2 -- : $tok)
+    switch (count $parts)
+        case 1
+            __fish_complete_path $tok
+        case 3
+            set -l last (string split -- , $parts[3])[-1]
+            string match -q -- '*=*' $last; and return
+            set -l pre (string replace -r -- '[^,:]*$' '' $tok)
+            for word in $argv
+                echo $pre$word
+            end
+    end
 end
 
 complete -c idrun -f

@@ -3,7 +3,8 @@
 ``python3 -m idrun.manpage OUTDIR`` writes them (the Debian package builds and
 installs them; see debian/rules). Options and descriptions come from the same
 click definitions as ``--help`` (via ``cliinfo``); only the reference sections
-that ``--help`` does not have (mapping syntax, files, environment) are prose here.
+that ``--help`` does not have (mapping syntax, sharing directories, exit status, files,
+environment) are prose here, each on the pages of the commands it concerns.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .cli import SECTIONS
 from .cliinfo import CommandInfo, OptionInfo, commands
 
 SUMMARY = {
@@ -69,32 +71,134 @@ the command was killed by signal N.
 CHECK_EXIT = """\
 .TP
 .B 0
-a rootless launch will work.
+launches that map only your own ids (\\fB\\-r\\fR, \\fB\\-c\\fR, \\fB\\-\\-userns keep\\-id\\fR) \
+work; a FAIL or WARN line may still say that sub\\-id mappings do not (the last line, \
+\\fB"sub_ids"\\fR in \\fB\\-\\-json\\fR).
 .TP
 .B 1
-at least one check failed.
+not even those work (kernel, sysctls, AppArmor).
 .TP
 .B 125
-an error of idrun itself.
+an error of idrun itself (e.g. an unknown \\fB\\-\\-user\\fR).
 """
 
-FILES = """\
+MAP_EXIT = """\
+.TP
+.B 0
+the mapping (and every mount option) is valid.
+.TP
+.B 125
+it is not, or another error of idrun: one line on stderr says what, where and why.
+"""
+
+SHOW_EXIT = """\
+.TP
+.B 0
+the maps were shown.
+.TP
+.B 125
+an error of idrun itself, e.g. no such process or its maps are unreadable.
+"""
+
+SHARING = """\
+.PP
+Any of these gives the command a private mount namespace; nothing is mounted in the host's. \
+Without \\fB\\-\\-rootfs\\fR, \\fIDST\\fR must exist. The volume options \\fIOPTS\\fR, \
+separated by commas:
+.TP
+.B ro\\fR, \\fBrw
+read\\-only or writable (the default).
+.TP
+.B idmap
+an id\\-mapped mount with the launched namespace's own map: files keep their on\\-disk \
+numbers inside (podman's default).
+.TP
+.B idmap=uids=\\fIA\\fB\\-\\fIB\\fB\\-\\fIN\\fB[#...][;gids=...]
+podman's custom map: on\\-disk ids \\fIA\\fR... show as host ids \\fIB\\fR...; a leading \
+\\fB@\\fR makes \\fIB\\fR an id inside the namespace.
+.TP
+.B uid=\\fIHOST\\fB:\\fIINSIDE\\fR, \\fBgid=\\fIHOST\\fB:\\fIINSIDE
+multipass's pairs (host first, repeatable): files of on\\-disk id \\fIHOST\\fR show as \
+\\fIINSIDE\\fR. A \\fBuid=\\fR pair alone leaves the gids as \\fBidmap\\fR does: they keep \
+their on\\-disk numbers inside.
+.PP
+A file whose on\\-disk owner the mount's map leaves out shows as the overflow id (65534, \
+nobody); writing into such a directory fails with EACCES whatever its mode, and creating a \
+file as an inside id the map cannot take back fails with EOVERFLOW. \
+\\fBidrun map \\-v \\fISRC\\fB:\\fIDST\\fB:\\fIOPTS\\fB \\-\\-files\\fR counts the owners \
+under \\fISRC\\fR and shows how each appears inside, before anything runs. Id\\-mapped \
+mounts need root (CAP_SYS_ADMIN over the host filesystem); rootless, idmap is refused and \
+plain volumes and \\fB\\-\\-rootfs\\fR work (put your own uid where you want it with \
+\\fB\\-\\-userns keep\\-id:uid=\\fIN\\fR).
+.PP
+\\fB\\-\\-tmpfs\\fR takes \\fBsize=\\fR, \\fBmode=\\fR, \\fBnr_inodes=\\fR, \\fBuid=\\fR, \
+\\fBgid=\\fR, \\fBro\\fR, \\fBnosuid\\fR, \\fBnodev\\fR, \\fBnoexec\\fR and \\fBidmap\\fR \
+(Linux 6.3 or later). \\fB\\-\\-rootfs \\fIDIR\\fR[\\fB:idmap\\fR] runs the command with \
+\\fIDIR\\fR as its root filesystem: a minimal /dev with a private devpts, a fresh /proc with \
+\\fB\\-\\-pid\\fR (else a read\\-only bind of the host's); missing mount points are created \
+inside \\fIDIR\\fR only.
+"""
+
+# FILES and ENVIRONMENT entries; each page lists those its command reads.
+F_SUBIDS = """\
 .TP
 .I /etc/subuid
 .TQ
 .I /etc/subgid
-the sub-id ranges delegated to each user (\\fBsubuid\\fR(5), \\fBsubgid\\fR(5)); rootless \
-mappings may use only these.
+the sub\\-id ranges delegated to each user (\\fBsubuid\\fR(5), \\fBsubgid\\fR(5)); rootless \
+mappings may use only these."""
+F_PROC = """\
 .TP
 .I /proc/PID/uid_map\\fR, \\fI/proc/PID/gid_map\\fR, \\fI/proc/PID/setgroups
-the maps written (as root) or read (\\fBidrun show\\fR).
-"""
+the maps written (as root) or read (\\fBidrun show\\fR)."""
+F_LEASES = """\
+.TP
+.I /run/idrun
+.TQ
+.I $XDG_RUNTIME_DIR/idrun
+.TQ
+.I ~/.local/state/idrun
+the \\fB\\-\\-userns auto\\fR lease registry, one file per live namespace's block: as root \
+\\fI/run/idrun\\fR; rootless \\fI$XDG_RUNTIME_DIR/idrun\\fR when that runtime directory is \
+yours and private, else \\fI~/.local/state/idrun\\fR. \\fBIDRUN_LEASE_DIR\\fR overrides both; \
+\\fBidrun show \\-\\-leases\\fR lists the leases."""
+F_HELPERS = """\
+.TP
+.I /usr/bin/newuidmap\\fR, \\fI/usr/bin/newgidmap
+shadow's setuid helpers that write a rootless namespace's sub\\-id maps, looked for only in \
+/usr/bin, /bin, /usr/sbin and /sbin (never in $PATH)."""
 
-ENVIRONMENT = """\
+E_AUTO = """\
+.TP
+.B IDRUN_AUTO_USER
+as root, the user whose /etc/subuid and /etc/subgid ranges are the \\fB\\-\\-userns auto\\fR \
+pool (default \\fBcontainers\\fR, as podman's root\\-auto\\-userns\\-user)."""
+E_LEASES = """\
+.TP
+.B IDRUN_LEASE_DIR
+the \\fB\\-\\-userns auto\\fR lease registry directory, instead of the default (see FILES).
+.TP
+.B XDG_RUNTIME_DIR
+rootless, the registry is its \\fIidrun\\fR directory when the runtime directory is yours and \
+mode 0700."""
+E_HELPERS = """\
 .TP
 .B IDRUN_NEWUIDMAP\\fR, \\fBIDRUN_NEWGIDMAP
-absolute paths of the newuidmap and newgidmap helpers to use instead of the system's.
-"""
+absolute paths of the newuidmap and newgidmap helpers to use instead of the system's."""
+E_SHELL = """\
+.TP
+.B SHELL
+the command run when none is given (else the login shell from passwd)."""
+
+# Per page (None: the launcher): its exit status, the files and the environment it reads.
+EXIT = {None: EXIT_STATUS, "map": MAP_EXIT, "check": CHECK_EXIT, "show": SHOW_EXIT}
+FILES = {None: (F_SUBIDS, F_PROC, F_LEASES, F_HELPERS), "map": (F_SUBIDS, F_LEASES, F_HELPERS),
+         "check": (F_SUBIDS, F_HELPERS), "show": (F_PROC, F_LEASES)}
+ENVIRONMENT = {None: (E_AUTO, E_LEASES, E_HELPERS, E_SHELL),
+               "map": (E_AUTO, E_LEASES, E_HELPERS), "check": (E_HELPERS,),
+               "show": (E_LEASES,)}
+# Prose after a section's options.
+AFTER_SECTION = {"Sharing directories": SHARING}
 
 SEE_ALSO = ("newuidmap(1), newgidmap(1), unshare(1), podman-run(1), user_namespaces(7), "
             "subuid(5), subgid(5)")
@@ -162,18 +266,23 @@ def render(c: CommandInfo, all_cmds: list[CommandInfo]) -> str:
            ".SH DESCRIPTION", _paragraphs(description)]
     if c.epilog and c.sub is not None:
         out.append(_paragraphs(c.epilog))
-    groups = [("MAPPING OPTIONS", [o for o in c.options if o.group == "mapping"]),
-              ("OPTIONS", [o for o in c.options if o.group != "mapping"])]
-    for title, opts in groups:
-        if opts:
-            out += [f".SH {title}"] + [_option(o) for o in opts]
-    if any(o.group == "mapping" for o in c.options):
+    # In the order of --help's headings (cli.SECTIONS), "Options" last.
+    order = list(SECTIONS)
+    sections: dict[str, list[OptionInfo]] = {}
+    for o in sorted(c.options, key=lambda o: order.index(o.section) if o.section in order
+                    else len(order)):
+        sections.setdefault(o.section, []).append(o)
+    for title, opts in sections.items():
+        out += [f".SH {title.upper()}"] + [_option(o) for o in opts]
+        if title in AFTER_SECTION:
+            out.append(AFTER_SECTION[title].rstrip())
+    if "Mapping options" in sections:
         out += [".SH MAPPING SYNTAX", MAPPING_SYNTAX.rstrip()]
-    if c.sub != "show":
-        out += [".SH EXIT STATUS", (CHECK_EXIT if c.sub == "check" else EXIT_STATUS).rstrip()]
-    out += [".SH FILES", FILES.rstrip()]
-    if c.sub in (None, "map", "check"):
-        out += [".SH ENVIRONMENT", ENVIRONMENT.rstrip()]
+    out += [".SH EXIT STATUS", EXIT[c.sub].rstrip()]
+    if FILES[c.sub]:
+        out += [".SH FILES"] + list(FILES[c.sub])
+    if ENVIRONMENT[c.sub]:
+        out += [".SH ENVIRONMENT"] + list(ENVIRONMENT[c.sub])
     if examples:
         out += [".SH EXAMPLES", ".nf", _esc(examples), ".fi"]
     others = [f"{page_name(o)}(1)" for o in all_cmds if o is not c]

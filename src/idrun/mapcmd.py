@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import (_CONTEXT, _SectionedCommand, _mapping_options, _mount_options,
+from .cli import (_CONTEXT, _SectionedCommand, _files_option, _mapping_options, _mount_options,
                   _mount_request, _request, _say, _show_plan, _verified, _verify_mounts)
 from .errors import IdrunError
 
@@ -26,8 +26,10 @@ from .errors import IdrunError
               help="Also have the kernel take the maps: a throwaway namespace gets them "
                    "written as a launch would, they are read back, nothing is run.")
 @_mount_options
+@_files_option
 def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
-                subgid_file: str | None, as_json: bool, verify: bool, **kw) -> None:
+                subgid_file: str | None, as_json: bool, verify: bool, files: int | None,
+                **kw) -> None:
     """Resolve and validate a mapping without starting anything.
 
     Prints the exact uid_map/gid_map lines idrun would write; rootless, also the
@@ -43,6 +45,9 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                          "simulate another caller or sub-id file",
                          "drop --rootless/--caller/--subuid-file/--subgid-file, or run "
                          "--verify as that user")
+    if files is not None:
+        from .options import check_files
+        check_files(files, bool(kw["volumes"] or kw["rootfs"]))
     who = parse_caller(caller) if caller else None
     # Only root resolves rootful: any other caller would run idrun rootless.
     pre = prelaunch(_request(kw), LaunchOptions(), _mount_request(kw), hold=False,
@@ -51,4 +56,4 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     _say(pre)
     plan, mplan = pre.plan, pre.mounts
     _verify_mounts(plan, mplan, verify)
-    _show_plan(plan, as_json, _verified(plan, verify), mplan)
+    _show_plan(plan, as_json, _verified(plan, verify), mplan, files)

@@ -18,9 +18,17 @@ HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
 
 
 def check_output_flags(*, as_json: bool, verify: bool, dry_run: bool,
-                       json_status_fd: int | None = None) -> None:
-    """--json and --verify only change what --dry-run does; --json-status-fd reports a
-    launch, which --dry-run does not make."""
+                       json_status_fd: int | None = None, files: int | None = None,
+                       sources: bool = False) -> None:
+    """--json, --verify and --files only change what --dry-run does; --json-status-fd
+    reports a launch, which --dry-run does not make. ``sources``: a -v or --rootfs is
+    given, whose files --files reads."""
+    if files is not None:
+        check_files(files, sources)
+        if not dry_run:
+            raise IdrunError("--files only changes what --dry-run prints (it reads the owners "
+                             "under each volume's SRC)",
+                             "add --dry-run, or use idrun map … --files")
     if as_json and not dry_run:
         raise IdrunError("--json only changes what --dry-run prints",
                          "add --dry-run, or drop --json")
@@ -30,6 +38,17 @@ def check_output_flags(*, as_json: bool, verify: bool, dry_run: bool,
     if json_status_fd is not None and dry_run:
         raise IdrunError("--json-status-fd reports a running command, and --dry-run starts "
                          "none", "drop --json-status-fd, or --dry-run")
+
+
+def check_files(files: int, sources: bool) -> None:
+    """--files[=N]: at least one entry, and a volume or root filesystem to read."""
+    if files == 0:
+        raise IdrunError("--files=0 reads no entry", "give at least 1, or --files alone for "
+                         "the default of 10000")
+    if not sources:
+        raise IdrunError("--files reads the owners under each -v SRC (or --rootfs DIR), and "
+                         "none is given", "add -v SRC:DST[:OPTS], e.g. idrun map -r -v "
+                         "~/p:/mnt --files")
 
 
 def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,

@@ -105,27 +105,113 @@ def _mount_options(m) -> list[str]:
     return opts
 
 
-def mounts_dict(mplan) -> dict:
-    """The mounts of a volumes.MountPlan; idmapped ones with the mapping namespace's maps."""
-    return {"mounts": [{"kind": m.kind, "source": m.src, "destination": m.dst,
-                        "options": _mount_options(m),
-                        "idmap": None if m.idmap is None else
-                        {"uid_map": _triples(m.idmap.uid), "gid_map": _triples(m.idmap.gid)}}
-                       for m in mplan.mounts],
-            "rootfs": mplan.rootfs, "workdir": mplan.workdir,
+def mounts_dict(mplan, files=None) -> dict:
+    """The mounts of a volumes.MountPlan; idmapped ones with the mapping namespace's maps;
+    with ``files`` (an ownership.FilesPreview or None per mount, from --files) their owners."""
+    mounts = []
+    for i, m in enumerate(mplan.mounts):
+        d = {"kind": m.kind, "source": m.src, "destination": m.dst,
+             "options": _mount_options(m),
+             "idmap": None if m.idmap is None else
+             {"uid_map": _triples(m.idmap.uid), "gid_map": _triples(m.idmap.gid)}}
+        if files and files[i] is not None:
+            d["files"] = files_dict(files[i])
+        mounts.append(d)
+    return {"mounts": mounts, "rootfs": mplan.rootfs, "workdir": mplan.workdir,
             "mount_warnings": list(mplan.warnings)}
 
 
-def mounts_text(mplan) -> str:
+def mounts_text(mplan, files=None) -> str:
     out = ["mounts (new mount namespace, private propagation):" if mplan.mounts
            else "mounts: none"]
-    for m in mplan.mounts:
+    for i, m in enumerate(mplan.mounts):
         src = "" if m.kind == "tmpfs" else f"{m.src} "
         out.append(f"  {m.kind} {src}on {m.dst} ({','.join(_mount_options(m))})")
         if m.idmap is not None:
             for kind, lines in (("uid", m.idmap.uid), ("gid", m.idmap.gid)):
                 out.append(f"    {kind}_map of the mapping namespace:")
                 out += ["      " + f"{ln.inside} {ln.outside} {ln.count}" for ln in lines]
+        if files and files[i] is not None:
+            out.append(files_text(files[i]))
     if mplan.workdir is not None:
         out.append(f"workdir: {mplan.workdir}")
     return "\n".join(out)
+
+
+# --- idrun map --files: the owners under each mount's source ---------------------
+
+_OWNERS_SHOWN = 20   # per kind in the text; --json carries every owner
+
+
+def _id_ranges(spans, limit: int = 6) -> str:
+    """``[(0, 1000), (1001, 65536)]`` as ``0-999, 1001-65535``."""
+    shown = [str(a) if b - a == 1 else f"{a}-{b - 1}" for a, b in spans[:limit]]
+    if len(spans) > limit:
+        shown.append(f"… ({len(spans) - limit} more ranges)")
+    return ", ".join(shown)
+
+
+def _owner_line(v, m, src: str) -> str:
+    from .ownership import OVERFLOW_ID
+    if v.entries == 1:
+        where = f"1 entry: {src} itself" if v.example == "" else f"1 entry: {v.example}"
+    else:
+        where = f"{v.entries} entries"
+    head = f"on-disk {v.kind} {v.disk} ({where}) → "
+    if v.inside is not None:
+        return head + f"inside {v.inside}"
+    if v.host is None:
+        return (head + f"unmapped by the mount's idmap, shows as {OVERFLOW_ID}, read-only for "
+                "the command (EACCES)")
+    return (head + f"host {v.kind} {v.host}, which the namespace does not map: shows as "
+            f"{OVERFLOW_ID}, only its 'other' permission bits apply")
+
+
+def _create_lines(c, mount_mapped: bool) -> list[str]:
+    k = c.kind
+    out = []
+    if c.runs_as is not None:
+        if c.runs_as_disk is not None:
+            out.append(f"the command ({k} {c.runs_as}) creates files owned by on-disk "
+                       f"{k} {c.runs_as_disk}")
+        else:
+            out.append(f"the command ({k} {c.runs_as}) cannot create files here: EOVERFLOW "
+                       f"(the mount's idmap has no on-disk {k} for it)")
+    if c.cannot:
+        out.append(f"inside {k}s that can create files: {_id_ranges(c.can) or 'none'}; "
+                   f"EOVERFLOW for {_id_ranges(c.cannot)}")
+    elif mount_mapped:
+        out.append(f"every {k} the namespace maps can create files")
+    return out
+
+
+def files_text(p) -> str:
+    """An ownership.FilesPreview as the lines under a mount in ``idrun map``."""
+    from .ownership import KINDS
+    c, src = p.count, p.mount.src
+    read = (f"stopped after {c.entries} entries (--files=N reads more)" if c.cut
+            else f"{c.entries} entr{'y' if c.entries == 1 else 'ies'} read")
+    out = [f"    files under {src}: {read}"
+           + (f", {c.unreadable} unreadable director{'y' if c.unreadable == 1 else 'ies'}"
+              if c.unreadable else "")]
+    for kind in KINDS:
+        views = [v for v in p.owners if v.kind == kind]
+        out += ["      " + _owner_line(v, p.mount, src) for v in views[:_OWNERS_SHOWN]]
+        if len(views) > _OWNERS_SHOWN:
+            out.append(f"      … {len(views) - _OWNERS_SHOWN} more on-disk {kind}s (--json "
+                       "lists them all)")
+    for cv in p.create:
+        out += ["      " + line for line in _create_lines(cv, p.mount.idmap is not None)]
+    return "\n".join(out)
+
+
+def files_dict(p) -> dict:
+    c = p.count
+    return {"entries": c.entries, "limit": c.limit, "cut": c.cut, "unreadable": c.unreadable,
+            "owners": [{"kind": v.kind, "on_disk": v.disk, "entries": v.entries,
+                        "example": v.example, "host": v.host, "inside": v.inside}
+                       for v in p.owners],
+            "create": {cv.kind: {"can": [[a, b - a] for a, b in cv.can],
+                                 "eoverflow": [[a, b - a] for a, b in cv.cannot],
+                                 "runs_as": cv.runs_as, "runs_as_on_disk": cv.runs_as_disk}
+                       for cv in p.create}}
