@@ -265,7 +265,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None) -> None:
                    "and namespace inodes once the command runs, its exit code when it ends. "
                    "idrun then stays as the command's parent, as with --fork.")
 @_mount_options
-@click.option("--verbose", is_flag=True, help="Say more when something fails.")
+@click.option("--verbose", is_flag=True,
+              help="Also print the notes 'idrun map' and --dry-run show (a launch otherwise "
+                   "notes only likely mistakes); say more when something fails.")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
               help="Print the version, the Python and the native part, and exit.")

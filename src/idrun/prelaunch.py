@@ -63,7 +63,9 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
         if hold:
             plan.require_target()
             from .options import unreachable_terminals
-            notes += plan.notes
+            # A launch says only what is likely a mistake; --verbose says everything
+            # idrun map and --dry-run show.
+            notes += plan.notes if opts.verbose else plan.launch_notes
             warnings += unreachable_terminals(plan.uid.lines, plan.userns)
         mplan = None
         if mounts is not None:
@@ -71,6 +73,8 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
             mplan = plan_mounts(mounts, plan)
             if mplan is not None:
                 warnings += mplan.warnings
+                if hold and opts.verbose:
+                    notes += mplan.notes
                 if hold:
                     done.opts = opts._replace(mounts=prepare(mplan, plan.rootless))
         done.plan, done.mounts = plan, mplan

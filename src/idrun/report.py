@@ -113,7 +113,7 @@ def mounts_dict(mplan) -> dict:
                         {"uid_map": _triples(m.idmap.uid), "gid_map": _triples(m.idmap.gid)}}
                        for m in mplan.mounts],
             "rootfs": mplan.rootfs, "workdir": mplan.workdir,
-            "mount_warnings": list(mplan.warnings)}
+            "mount_warnings": list(mplan.warnings), "mount_notes": list(mplan.notes)}
 
 
 def mounts_text(mplan) -> str:
@@ -128,4 +128,5 @@ def mounts_text(mplan) -> str:
                 out += ["      " + f"{ln.inside} {ln.outside} {ln.count}" for ln in lines]
     if mplan.workdir is not None:
         out.append(f"workdir: {mplan.workdir}")
+    out += [f"note: {n}" for n in mplan.notes]
     return "\n".join(out)

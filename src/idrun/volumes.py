@@ -101,6 +101,7 @@ class MountPlan(NamedTuple):
     rootfs: str | None = None
     workdir: str | None = None
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()        # for idrun map, --dry-run and --verbose only
 
     @property
     def active(self) -> bool:
@@ -366,6 +367,7 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
     """Parse and check every mount option against the resolved plan."""
     mounts: list[Mount] = []
     warnings: list[str] = []
+    notes: list[str] = []
     rootfs = None
     if request.rootfs is not None:
         r = parse_rootfs(request.rootfs)
@@ -378,8 +380,8 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
         v = parse_volume(value)
         idmap = _idmap_for(v.origin, v.idmap, v.uids, v.gids, plan)
         if v.idmap == IDMAP_NS and plan.user_uid == 0:
-            warnings.append(f"{v.origin}: with idmap, files root creates inside are owned by "
-                            "real host root (uid 0) on disk")
+            notes.append(f"{v.origin}: with idmap, files root creates inside are owned by "
+                         "real host root (uid 0) on disk")
         mounts.append(Mount("volume", v.src, v.dst, v.readonly, idmap, origin=v.origin))
     for value in request.tmpfs:
         t = parse_tmpfs(value)
@@ -396,7 +398,7 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
         seen[dst] = m.origin
     if request.workdir is not None:
         _check_dst(request.workdir, "--workdir", request.workdir, "the directory")
-    return MountPlan(tuple(mounts), rootfs, request.workdir, tuple(warnings))
+    return MountPlan(tuple(mounts), rootfs, request.workdir, tuple(warnings), tuple(notes))
 
 
 def owner_warning(m: Mount, uid: int, gid: int) -> str | None:
