@@ -40,3 +40,20 @@ def test_userns_auto_notes_only_with_verbose(idrun, subids):
     p = idrun.run(["--dry-run", "--userns", "auto:size=16"], None)
     assert p.returncode == 0, p.stderr
     assert "note: auto: " in p.stdout
+
+
+def test_bare_idrun_runs_the_default_mapping_silently(idrun, caller):
+    """Issue 20.13: no mapping was refused. The default runs the command as root inside,
+    prints nothing on stderr, and is what idrun map shows."""
+    plan = idrun.plan([])
+    p = idrun.run([], ["sh", "-c", "id -u; id -g; cat /proc/self/uid_map"])
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+    out = p.stdout.split("\n", 2)
+    assert out[:2] == ["0", "0"]
+    assert [[int(x) for x in ln.split()] for ln in out[2].splitlines()] == plan["uid_map"]
+    if caller.privileged:
+        assert plan["uid_map"] == [[0, 0, 1]] and plan["setgroups"] == "deny"
+    else:
+        assert plan["uid_map"][0] == [0, caller.uid, 1]
+    assert any(n.startswith("no mapping given: the default") for n in plan["notes"])

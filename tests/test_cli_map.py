@@ -73,7 +73,11 @@ BAD = [
     (["map", "--userns", "bogus"], "unknown --userns mode"),
     (["map", "--bogus"], "No such option"),
     (["map", "-r", "-c"], "exclude each other"),
-    (["map"], "no mapping given"),
+    (["id", "--uidmap", "0:1:1"], "hint: put idrun's options before the command: "
+                                  "idrun --uidmap 0:1:1 -- id (or, if the command takes "
+                                  "--uidmap itself: idrun -- id --uidmap 0:1:1)"),
+    (["--pid", "sh", "-c", "true", "-r", "--userns=keep-id"],
+     "idrun --pid --userns=keep-id -- sh -c true -r"),
     (["map", "--setgroups", "maybe", "--uidmap", "0:0:1"], "Invalid value"),
     (["map", "--caller", "x", "--uidmap", "0:0:1"], "UID:GID"),
     (["--bogus", "--", "true"], "No such option"),
@@ -90,6 +94,33 @@ def test_bad_input_exits_125_with_one_line(args, match):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("idrun: error: ")
     assert res.stdout == ""
+
+
+def test_options_after_command_belong_to_it_with_dash_dash():
+    """Issue 20.12: after an explicit '--' the command's own --uidmap is not idrun's."""
+    res = run(["--", "sh", "-c", 'echo "$@"', "sh", "--uidmap", "0:1:1"])
+    assert res.returncode == 0 and res.stdout == "--uidmap 0:1:1\n", res.stderr
+    # -c (and -r) are the command's: sh -c runs under the default mapping.
+    res = run(["sh", "-c", 'echo "$@"', "sh", "-r"])
+    assert res.returncode == 0 and res.stdout == "-r\n" and res.stderr == "", res.stderr
+
+
+def test_default_mapping_shown_by_map(subid):
+    """Issue 20.13: no mapping was refused; rootless the default is podman unshare's
+    (0 = you, 1… = your sub-ids), without sub-ids just 0 = you."""
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--json", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    d = idrun_json(res.stdout)
+    assert d["uid_map"] == d["gid_map"] == [[0, 1000, 1], [1, 100000, 65536]]
+    assert d["user"] == {"uid": 0, "gid": 0}
+    assert any("podman unshare's: 0 = you (uid 1000), 1… = your sub-ids" in n
+               for n in d["notes"])
+    res = run(["map", "--json", *rootless_args(subid("other:100000:65536\n"))])
+    assert res.returncode == 0, res.stderr
+    d = idrun_json(res.stdout)
+    assert d["uid_map"] == d["gid_map"] == [[0, 1000, 1]] and d["setgroups"] == "deny"
+    assert any("no sub-ids are delegated to you" in n for n in d["notes"])
 
 
 def test_subid_file_problems(subid, tmp_path):

@@ -600,13 +600,41 @@ def _spaces(host: Host, said: _Said) -> dict[str, _Space]:
             for kind, subids in (("uid", subuid), ("gid", subgid))}
 
 
-def _preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset | None:
-    """Phase 2a: a --userns mode or a util-linux shorthand, if one was given."""
+def _preset(request: Request, host: Host, spaces: dict[str, _Space],
+            said: _Said) -> _Preset | None:
+    """Phase 2a: a --userns mode or a util-linux shorthand, if one was given; the
+    default mapping when nothing describes one."""
     if request.userns is not None:
         return _userns_preset(request, host, spaces)
     if request.map_root_user or request.map_current_user or request.map_auto:
         return _shorthand_preset(request, host, spaces)
+    if not (request.uidmap or request.gidmap or request.subuidname or request.subgidname):
+        return _default_preset(host, spaces, said)
     return None
+
+
+def _default_preset(host: Host, spaces: dict[str, _Space], said: _Said) -> _Preset:
+    """No mapping given. Rootless: podman unshare's namespace, 0 = you and 1… = your
+    sub-ids (just 0 = you without them). As root: root alone, mapped to itself (as
+    bwrap --unshare-user maps its caller): the command keeps exactly root's power over
+    files, and every other id stays unmapped rather than being handed to a namespace
+    nobody asked for; unshare -U would map nothing at all, and podman unshare would
+    create no user namespace."""
+    if host.rootless:
+        maps = {k: [Piece(0, 0, spaces[k].size, "the default mapping (podman unshare's)")]
+                for k in KINDS}
+        subs = (", 1… = your sub-ids" if spaces["uid"].size > 1 else
+                " (no sub-ids are delegated to you, so nothing else is mapped)")
+        said.notes.append(f"no mapping given: the default, podman unshare's: 0 = you (uid "
+                          f"{host.uid}){subs}; pass --uidmap/--userns/-r/-c for another")
+        return _Preset(maps, user=(0, 0))
+    maps = {k: [Piece(0, spaces[k].own_id, 1, "the default mapping (root alone)")]
+            for k in KINDS}
+    said.notes.append(f"no mapping given: the default as root maps root alone to itself "
+                      f"(uid {host.uid} and gid {host.gid} are 0 inside, as -r would map "
+                      "them), so the command keeps root's access to files and every other "
+                      "id shows as nobody; pass --uidmap/--userns for more")
+    return _Preset(maps, user=(0, 0), setgroups="deny")
 
 
 def _value_pieces(request: Request, host: Host, spaces: dict[str, _Space],
@@ -766,7 +794,7 @@ def resolve(request: Request, host: Host) -> Plan:
                              "write --setgroups allow or --setgroups deny")
     said = _Said([], [])
     spaces = _spaces(host, said)
-    preset = _preset(request, host, spaces)
+    preset = _preset(request, host, spaces, said)
     pieces = preset.maps if preset is not None else _value_pieces(request, host, spaces, said)
     userns = preset.userns if preset is not None else True
     container, written = _maps(pieces, spaces, userns)
