@@ -57,3 +57,61 @@ def test_bare_idrun_runs_the_default_mapping_silently(idrun, caller):
     else:
         assert plan["uid_map"][0] == [0, caller.uid, 1]
     assert any(n.startswith("no mapping given: the default") for n in plan["notes"])
+
+
+def _run_on_pty(idrun, opts, owner=None, wrap=()):
+    """idrun OPTS -- true with stdin on a fresh pty of mode 0620 (owned by ``owner`` when
+    given, which needs root), as a terminal kept across su/runuser would be."""
+    import os
+    import subprocess
+    master, slave = os.openpty()
+    try:
+        os.fchmod(slave, 0o620)
+        if owner is not None:
+            os.fchown(slave, owner, -1)
+        return subprocess.run([*wrap, *idrun.argv(opts, ["true"])], stdin=slave,
+                              capture_output=True, text=True, timeout=120, cwd="/")
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+@pytest.mark.root
+def test_terminal_warning_only_when_its_owner_is_unmapped_as_root(idrun):
+    """Issue 20.4: the stdin warning advised '-r' although -r was given. As root, -r maps
+    root: a pty of root's is fine, another user's is named with advice that fits."""
+    p = _run_on_pty(idrun, ["-r"], owner=0)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    p = _run_on_pty(idrun, ["-r"], owner=4242)
+    assert p.returncode == 0, p.stderr
+    assert "warning: stdin is /dev/pts/" in p.stderr and "owned by uid 4242" in p.stderr
+    assert "map host uid 4242 too (e.g. --uidmap 4242:4242:1" in p.stderr
+    assert "-r" not in p.stderr.split("(", 1)[1]
+    p = _run_on_pty(idrun, ["--uidmap", "0:0:1", "--uidmap", "4242:4242:1"], owner=4242)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+@pytest.mark.root
+def test_terminal_of_root_under_a_rootless_user(it, idrun):
+    """runuser/su - as an ordinary user keeps root's pty: rootless -r cannot map it, and
+    the warning says so instead of advising -r."""
+    import shutil
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        it.env_missing("setpriv(1) (util-linux) is not installed")
+    wrap = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    p = _run_on_pty(idrun, ["-r"], owner=0, wrap=wrap)
+    if p.returncode != 0 and "idrun:" not in p.stderr:
+        it.env_missing(f"idrun does not start as nobody here: {p.stderr[-300:]}")
+    assert p.returncode == 0, p.stderr
+    assert "owned by uid 0" in p.stderr and "uid 0 owns it, not you" in p.stderr, p.stderr
+    assert "e.g. -r" not in p.stderr
+
+
+@pytest.mark.rootless
+def test_own_terminal_rootless(idrun, subids):
+    p = _run_on_pty(idrun, ["-r"])
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    p = _run_on_pty(idrun, ["--uidmap", f"0:1:{subids.common_total}"])
+    assert p.returncode == 0, p.stderr
+    assert "map your own uid (rootless: intermediate 0" in p.stderr, p.stderr

@@ -66,7 +66,8 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
             # A launch says only what is likely a mistake; --verbose says everything
             # idrun map and --dry-run show.
             notes += plan.notes if opts.verbose else plan.launch_notes
-            warnings += unreachable_terminals(plan.uid.lines, plan.userns)
+            warnings += unreachable_terminals(plan.uid.lines, plan.userns, plan.caller_uid,
+                                              plan.rootless, plan.uid.intermediate)
         mplan = None
         if mounts is not None:
             from .mounts import plan_mounts, prepare
