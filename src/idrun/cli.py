@@ -401,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cmd, prog = launch_command, "idrun"
     try:
+        if prog in ("idrun", "idrun map"):
+            args = _peer_spellings(cmd, args)
         rv = cmd.main(args, prog_name=prog, standalone_mode=False, obj={"args": args})
         return rv if isinstance(rv, int) else 0
     except IdrunError as e:
@@ -414,6 +416,15 @@ def main(argv: list[str] | None = None) -> int:
         # click ends its sentences with '.'; ours continue with '; hint: …'.
         message = e.format_message().rstrip(".")
         return _fail(args, f"idrun: error: {message}; hint: {hint}", message, hint, EXIT_IDRUN)
+
+
+def _peer_spellings(cmd: click.Command, args: list[str]) -> list[str]:
+    """unshare's, bubblewrap's and podman's spellings of idrun's options (peers.py)."""
+    from .peers import translate
+    valued = [o for p in cmd.params if isinstance(p, click.Option) and not p.is_flag
+              for o in (*p.opts, *p.secondary_opts)]
+    return translate(args, frozenset(valued),
+                     "".join(o[1] for o in valued if len(o) == 2 and o[0] == "-"))
 
 
 def _fail(args: list[str], line: str, message: str, hint: str | None, status: int) -> int:
