@@ -163,9 +163,23 @@ def test_root_eacces_and_eoverflow_observed(idrun, tree):
     # The mount root's owner (0) is unmapped: EACCES although its mode is 0777.
     p = idrun.run([*opts, "--user", "1000:1000"], ["touch", "/mnt/nope"])
     assert p.returncode != 0 and "Permission denied" in p.stderr, p.stderr
-    # Root inside cannot be mapped back to an on-disk id: EOVERFLOW.
+    # Root inside cannot be mapped back to an on-disk id: EOVERFLOW, warned about before
+    # anything runs (issue 20.3); running as a mapped uid:gid is not (only the top
+    # directory's owner is still warned about).
     p = idrun.run(opts, ["touch", "/mnt/d501/root-file"])
     assert p.returncode != 0 and "Value too large" in p.stderr, p.stderr
+    assert p.stderr.startswith("idrun: warning: ") and "EOVERFLOW" in p.stderr, p.stderr
+    p = idrun.run([*opts, "--user", "1000:1000"], ["true"])
+    assert p.returncode == 0 and "EOVERFLOW" not in p.stderr and "gid 0" not in p.stderr
+    # --user 1000 alone runs as gid 0, which the uid= pair leaves on disk as gid 0.
+    p = idrun.run([*opts, "--user", "1000"], ["touch", "/mnt/d501/gid0"])
+    assert p.returncode == 0, p.stderr
+    assert "owned on disk by uid 501 and gid 0" in p.stderr, p.stderr
+    st = os.stat(os.path.join(tree, "d501", "gid0"))
+    assert (st.st_uid, st.st_gid) == (501, 0)
+    # A host target the namespace does not map is refused like the pair's (issue 20.6).
+    p = idrun.run([*NS, "-v", f"{tree}:/mnt:idmap=uids=501-1000-1"], ["true"])
+    _refused(p, "host uid 1000 is not mapped by the launched namespace")
 
 
 @pytest.mark.root
@@ -278,3 +292,13 @@ def test_root_unsupported_filesystem_is_one_line_and_verify_checks_mounts(idrun,
     _refused(p, "(proc)", "EINVAL")
     out = idrun.ok(["map", "--verify", *NS, "-v", f"{tree}:/mnt:idmap"], None)
     assert "id-mapped mounts: 1 built detached and dropped again" in out
+
+
+@pytest.mark.rootless
+def test_rootless_own_id_pair_hint(idrun, caller, tree):
+    """Issue 20.5: the caller's own uid in a pair gets the exact command that works."""
+    p = idrun.run(["-r", "-v", f"{tree}:/mnt:uid={caller.uid}:1000"], ["true"])
+    _refused(p, f"--userns keep-id:uid=1000 -v {tree}:/mnt")
+    p = idrun.run(["--userns", "keep-id:uid=1000", "-v", f"{tree}:/mnt"],
+                  ["stat", "-c", "%u", "/mnt"])
+    assert p.returncode == 0 and p.stdout.split() == ["1000"] and p.stderr == "", p.stderr
