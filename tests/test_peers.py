@@ -80,3 +80,15 @@ def test_unshare_style_launch_runs():
     res = subprocess.run([idrun, "-Ur", "-p", "-f", "id", "-u"], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0 and res.stdout == "0\n" and res.stderr == "", res.stderr
+
+
+def test_plain_launch_does_not_load_peers():
+    """The peer tables load only when a word before the command is not idrun's."""
+    import subprocess
+    import sys
+    code = ("import sys; from idrun.cli import _peer_spellings, launch_command; "
+            "a = ['--uidmap=0:1:2', '-r', '-v', '/a:/b', '--net', '--', '-U']; "
+            "assert _peer_spellings(launch_command, a) == a; "
+            "print('idrun.peers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout == "False\n", out.stderr

@@ -420,9 +420,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _peer_spellings(cmd: click.Command, args: list[str]) -> list[str]:
     """unshare's, bubblewrap's and podman's spellings of idrun's options (peers.py)."""
+    options = [p for p in cmd.params if isinstance(p, click.Option)]
+    known = {o for p in options for o in (*p.opts, *p.secondary_opts)}
+    known.update(("--", "-h", "--help"))
+    valued = [o for p in options if not p.is_flag for o in (*p.opts, *p.secondary_opts)]
+    # Most command lines spell only idrun's own options: then peers.py stays unloaded.
+    if all(w[:1] != "-" or w in known or w.partition("=")[0] in valued for w in args):
+        return args
     from .peers import translate
-    valued = [o for p in cmd.params if isinstance(p, click.Option) and not p.is_flag
-              for o in (*p.opts, *p.secondary_opts)]
     return translate(args, frozenset(valued),
                      "".join(o[1] for o in valued if len(o) == 2 and o[0] == "-"))
 
