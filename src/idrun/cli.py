@@ -425,7 +425,8 @@ def _peer_spellings(cmd: click.Command, args: list[str]) -> list[str]:
     known.update(("--", "-h", "--help"))
     valued = [o for p in options if not p.is_flag for o in (*p.opts, *p.secondary_opts)]
     # Most command lines spell only idrun's own options: then peers.py stays unloaded.
-    if all(w[:1] != "-" or w in known or w.partition("=")[0] in valued for w in args):
+    own = args[:args.index("--")] if "--" in args else args
+    if all(w[:1] != "-" or w in known or w.partition("=")[0] in valued for w in own):
         return args
     from .peers import translate
     return translate(args, frozenset(valued),
