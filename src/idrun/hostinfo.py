@@ -175,7 +175,8 @@ def parse_caller(text: str) -> tuple[int, int]:
 
 def _accounts(request: Request) -> tuple[tuple[str, int, str], ...]:
     """(kind, id, name) of the host users and groups among the single from ids of the
-    --uidmap/--gidmap values: rootless, such an id was probably meant as a host id.
+    --uidmap/--gidmap values (0 is you and 1 the first sub-id: never asked): rootless,
+    such an id was probably meant as a host id.
     A value that does not parse is left to the resolver to refuse."""
     from .syntax import parse_value
     wanted = set()
@@ -186,7 +187,7 @@ def _accounts(request: Request) -> tuple[tuple[str, int, str], ...]:
             except MapSyntaxError:      # the resolver refuses it, with its one line
                 continue
             wanted.update(t.from_id for t in triples
-                          if t.amount == 1 and not t.host and t.from_id != 0)
+                          if t.amount == 1 and not t.host and t.from_id > 1)
     if not wanted:
         return ()
     import grp
