@@ -187,9 +187,11 @@ def _check_late_options(command: tuple[str, ...]) -> None:
     option typed after the command to the command ('idrun id --uidmap 0:1:1'): refuse
     that, unless '--' said the command starts there, and show the line meant."""
     ctx = click.get_current_context()
-    args = (ctx.obj or {}).get("args") or []
+    args = (ctx.obj or {}).get("args")
+    if not args or not command:         # not run through main(): the words are unknown
+        return
     start = len(args) - len(command)
-    if not command or (start > 0 and args[start - 1] == "--"):
+    if start > 0 and args[start - 1] == "--":
         return
     moved: list[str] = []
     rest: list[str] = [command[0]]
