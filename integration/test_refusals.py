@@ -85,7 +85,7 @@ BAD_INPUT = {
     "userns-with-uidmap": ["--userns", "keep-id", "--uidmap", "0:0:1"],
     "root-and-current": ["-r", "-c"],
     "unknown-option": ["-r", "--no-such-option"],
-    "no-mapping": [],
+    "late-mapping-option": ["id", "--uidmap", "0:0:1"],
     "bad-user": ["-r", "--user", "abc"],
     "unmapped-user": ["-r", "--user", "4000"],
     "bad-preserve-fds": ["-r", "--preserve-fds", "-1"],
@@ -94,7 +94,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", core_first(BAD_INPUT, {
-    "not-a-number", "id-2^32", "from-overlap", "unknown-option", "no-mapping"}))
+    "not-a-number", "id-2^32", "from-overlap", "unknown-option", "late-mapping-option"}))
 def test_bad_input_refused(it, idrun, shared_dir, case):
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(BAD_INPUT[case], ["touch", marker])

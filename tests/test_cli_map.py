@@ -73,7 +73,11 @@ BAD = [
     (["map", "--userns", "bogus"], "unknown --userns mode"),
     (["map", "--bogus"], "No such option"),
     (["map", "-r", "-c"], "exclude each other"),
-    (["map"], "no mapping given"),
+    (["id", "--uidmap", "0:1:1"], "hint: put idrun's options before the command: "
+                                  "idrun --uidmap 0:1:1 -- id (or, if the command takes "
+                                  "--uidmap itself: idrun -- id --uidmap 0:1:1)"),
+    (["--pid", "sh", "-c", "true", "-r", "--userns=keep-id"],
+     "idrun --pid --userns=keep-id -- sh -c true -r"),
     (["map", "--setgroups", "maybe", "--uidmap", "0:0:1"], "Invalid value"),
     (["map", "--caller", "x", "--uidmap", "0:0:1"], "UID:GID"),
     (["--bogus", "--", "true"], "No such option"),
@@ -90,6 +94,33 @@ def test_bad_input_exits_125_with_one_line(args, match):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("idrun: error: ")
     assert res.stdout == ""
+
+
+def test_options_after_command_belong_to_it_with_dash_dash():
+    """Issue 20.12: after an explicit '--' the command's own --uidmap is not idrun's."""
+    res = run(["--", "sh", "-c", 'echo "$@"', "sh", "--uidmap", "0:1:1"])
+    assert res.returncode == 0 and res.stdout == "--uidmap 0:1:1\n", res.stderr
+    # -c (and -r) are the command's: sh -c runs under the default mapping.
+    res = run(["sh", "-c", 'echo "$@"', "sh", "-r"])
+    assert res.returncode == 0 and res.stdout == "-r\n" and res.stderr == "", res.stderr
+
+
+def test_default_mapping_shown_by_map(subid):
+    """Issue 20.13: no mapping was refused; rootless the default is podman unshare's
+    (0 = you, 1… = your sub-ids), without sub-ids just 0 = you."""
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--json", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    d = idrun_json(res.stdout)
+    assert d["uid_map"] == d["gid_map"] == [[0, 1000, 1], [1, 100000, 65536]]
+    assert d["user"] == {"uid": 0, "gid": 0}
+    assert any("podman unshare's: 0 = you (uid 1000), 1… = your sub-ids" in n
+               for n in d["notes"])
+    res = run(["map", "--json", *rootless_args(subid("other:100000:65536\n"))])
+    assert res.returncode == 0, res.stderr
+    d = idrun_json(res.stdout)
+    assert d["uid_map"] == d["gid_map"] == [[0, 1000, 1]] and d["setgroups"] == "deny"
+    assert any("no sub-ids are delegated to you" in n for n in d["notes"])
 
 
 def test_subid_file_problems(subid, tmp_path):
@@ -229,10 +260,36 @@ def test_own_id_as_rootless_from_id_gets_a_note_and_host_id_a_hint(subid):
     f = subid("1000:100000:65536\n")
     res = run(["map", "--uidmap", "0:1000:1", *rootless_args(f)])
     assert res.returncode == 0
-    assert "note: --uidmap \"0:1000:1\": rootless, from uid 1000 is intermediate 1000 " \
-           "(host uid 100999)" in res.stdout and "@1000" in res.stdout
+    assert "note: --uidmap \"0:1000:1\": rootless, from uid/gid 1000 is intermediate 1000 " \
+           "(host id 100999), not your own id, which is intermediate 0" in res.stdout
     res = run(["map", "--uidmap", "0:100000:1", *rootless_args(f)])
     assert res.returncode == 125 and "hint: write @100000 to mean host uid 100000" in res.stderr
+
+
+@pytest.mark.parametrize("value", ["0:1:65536", "0:1:1000", "1000:1:1", "0:0:1", "1:1001:2"])
+def test_rootless_sub_id_ranges_get_no_host_id_note(subid, value):
+    """Issue 20.1: 0:1:65536 (podman's standard map) contains the caller's uid 1000 as an
+    intermediate id and got two notes about it; only a likely host id gets one."""
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--uidmap", value, *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    assert "note:" not in res.stdout and "rootless, from" not in res.stdout + res.stderr
+
+
+def test_rootless_range_starting_at_own_id_and_host_account_get_the_note(subid):
+    """Issue 20.1: a range that starts at the caller's own id, or one id that is a host
+    account's, is likely meant as a host id."""
+    import pwd
+    f = subid("1000:100000:65536\n")
+    res = run(["map", "--uidmap", "0:1000:100", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    assert "from uid/gid 1000 is intermediate 1000" in res.stdout
+    account = pwd.getpwuid(65534).pw_name           # nobody: in every passwd
+    res = run(["map", "--uidmap", "0:65534:1", *rootless_args(f)])
+    assert res.returncode == 0, res.stderr
+    assert f"from uid/gid 65534 is intermediate 65534 (host id 165533), not host uid 65534 " \
+           f"({account}) or not host gid 65534" in res.stdout
+    assert "@65534 names a host id" in res.stdout
 
 
 HUGE = "9" * 5000

@@ -339,7 +339,6 @@ ERROR_CASES = [
     (dict(userns="auto:uidmapping=+0:0:1"), MapSyntaxError, "flags are not allowed"),
     (dict(userns="auto:uidmapping=0:0"), SubidError, "containers"),
     (dict(userns="host:x=1"), MapSyntaxError, "no options"),
-    (dict(), MapValidationError, "no mapping given"),
     (dict(uidmap=("g0:0:1",), gidmap=("u0:0:1",)), MapValidationError, "map no id"),
     (dict(uidmap=("0:0:1",), user="abc"), MapSyntaxError, "not a decimal number"),
     (dict(uidmap=("0:0:1",), group_add=("5",)), MapValidationError, "not mapped"),
@@ -393,3 +392,20 @@ def test_setgroups_denied_above_is_inherited():
         resolve(Request(uidmap=("0:0:1",), setgroups="allow"), host)
     with pytest.raises(MapConflictError, match="--group-add"):
         resolve(Request(uidmap=("0:0:10",), group_add=("1",)), host)
+
+
+def test_default_mapping_without_any_mapping_option():
+    """Issue 20.13: a request that describes no mapping gets the documented default:
+    as root, root alone mapped to itself (setgroups deny, as -r); rootless, podman
+    unshare's 0 = you and 1… = your sub-ids, or just you without sub-ids."""
+    plan = resolve(Request(), ROOT)
+    assert lines(plan) == lines(plan, "gid") == [[0, 0, 1]]
+    assert (plan.user_uid, plan.user_gid, plan.setgroups) == (0, 0, "deny")
+    assert any("root alone" in n for n in plan.notes) and not plan.launch_notes
+    plan = resolve(Request(), rootless())
+    assert lines(plan) == lines(plan, "gid") == [[0, 1000, 1], [1, 100000, 65536]]
+    assert (plan.user_uid, plan.user_gid, plan.setgroups) == (0, 0, "allow")
+    plan = resolve(Request(), rootless(subuid=()))
+    assert lines(plan) == [[0, 1000, 1]] and plan.setgroups == "deny"
+    plan = resolve(Request(user="0:0", group_add=()), rootless())
+    assert lines(plan) == [[0, 1000, 1], [1, 100000, 65536]]

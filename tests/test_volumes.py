@@ -95,23 +95,35 @@ def test_multipass_examples():
 
 
 def test_podman_custom_and_at():
-    assert uid_lines("/a:/b:idmap=uids=0-200000-10#10-300000-5") == [
-        [0, 200000, 10], [10, 300000, 5]]
+    assert uid_lines("/a:/b:idmap=uids=0-120000-10#10-130000-5") == [
+        [0, 120000, 10], [10, 130000, 5]]
     assert uid_lines("/a:/b:idmap=uids=@501-1000-1") == [[501, 101000, 1]]
-    m = mounts("/a:/b:idmap=gids=0-5-1").mounts[0]
+    m = mounts("/a:/b:idmap=gids=0-100005-1").mounts[0]
     assert m.idmap.uid == (Line(0, 100000, 65536),)     # kind not given: the namespace's
-    assert m.idmap.gid == (Line(0, 5, 1),)
+    assert m.idmap.gid == (Line(0, 100005, 1),)
     with pytest.raises(MapValidationError, match="triplet 1 .* and .*triplet 2 .* on-disk"):
-        mounts("/a:/b:idmap=uids=0-200000-10#5-300000-10")
+        mounts("/a:/b:idmap=uids=0-120000-10#5-130000-10")
     with pytest.raises(MapValidationError, match="both show files as host uid 200005"):
         mounts("/a:/b:idmap=uids=0-200000-10#100-200005-1;gids=0-1-1",
                plan=resolve(Request(userns="host"), ROOT))
 
 
+def test_host_target_not_mapped_is_refused_like_the_pair():
+    """Issue 20.6: idmap=uids=501-1000-1 showed files as 65534 silently, where the pair
+    uid=501:70000 (an inside id the namespace does not map) is refused."""
+    with pytest.raises(MapValidationError, match="host uid 1000 is not mapped by the launched "
+                                                 "namespace, so files owned on disk by uid "
+                                                 "501 would show as nobody"):
+        mounts("/a:/b:idmap=uids=501-1000-1")
+    with pytest.raises(MapValidationError, match="host gid 165536 is not mapped .* on disk "
+                                                 "by gid 65536"):
+        mounts("/a:/b:idmap=gids=0-100000-65537")
+
+
 def test_limits():
     with pytest.raises(MapValidationError, match="reaches 4294967295"):
         mounts("/a:/b:idmap=uids=4294967290-0-10")
-    many = "#".join(f"{i * 2}-{300000 + i * 2}-1" for i in range(341))
+    many = "#".join(f"{i * 2}-{100000 + i * 2}-1" for i in range(341))
     with pytest.raises(MapValidationError, match="341 lines; the kernel accepts at most 340"):
         mounts(f"/a:/b:idmap=uids={many}")
 
@@ -144,9 +156,47 @@ def test_duplicate_destination_and_warnings():
     with pytest.raises(IdrunError, match="both mount on /b"):
         mounts("/a:/b", "/c:/b/")
     mp = mounts("/a:/b:idmap")
-    assert any("real host root" in w for w in mp.warnings)
+    # A note for idrun map/--dry-run/--verbose, not a warning on every launch (issue 20.2).
+    assert any("real host root" in n for n in mp.notes) and not mp.warnings
     m = mounts("/a:/b:uid=501:1000").mounts[0]
     assert "uid 0" in owner_warning(m, 0, 0)
     assert owner_warning(m, 501, 0) is None       # gid 0 is in the namespace's gid map
     with pytest.raises(IdrunError, match="--workdir"):
         resolve_mounts(MountRequest(workdir="rel"), NS)
+
+
+def test_own_ids_rootless_get_the_keep_id_command():
+    """Issue 20.5: a rootless pair of the caller's own uid was refused with "drop idmap";
+    the hint is now the exact command that works."""
+    host = Host(rootless=True, uid=2402, gid=2402, login="alice",
+                subuid=SubidSet("/etc/subuid", (SubidRange(100000, 65536, 1),)),
+                subgid=SubidSet("/etc/subgid", (SubidRange(100000, 65536, 1),)))
+    plan = resolve(Request(uidmap=("0:1:65536",)), host)
+    with pytest.raises(MapValidationError) as e:
+        mounts("/home/alice/p:/mnt:uid=2402:1000", plan=plan)
+    assert "hint: your own ids need no id-mapped mount: run idrun --userns keep-id:uid=1000 " \
+           "-v /home/alice/p:/mnt (instead of" in str(e.value)
+    with pytest.raises(MapValidationError) as e:
+        mounts("/p:/mnt:uid=2402:1000,gid=2402:1000,ro", plan=plan)
+    assert "--userns keep-id:uid=1000,gid=1000 -v /p:/mnt:ro" in str(e.value)
+    with pytest.raises(MapValidationError) as e:
+        mounts("/p:/mnt:uid=501:1000", plan=plan)       # not the caller's: no such command
+    assert "keep-id:uid=N" in str(e.value)
+
+
+def test_creation_warnings():
+    """Issue 20.3: -v SRC:DST:uid=501:1000 under --uidmap 0:100000:65536 as root inside:
+    creating a file fails with EOVERFLOW; as --user 1000 it gets on-disk gid 0."""
+    w = mounts("/a:/b:uid=501:1000").warnings
+    assert len(w) == 1 and "inside uid 0, which the idmap cannot store on disk" in w[0]
+    assert "EOVERFLOW" in w[0] and "uid=HOST:0" in w[0]
+    assert not mounts("/a:/b:uid=501:1000,ro").warnings
+    plan = resolve(Request(uidmap=("0:100000:65536",), user="1000"), ROOT)
+    w = mounts("/a:/b:uid=501:1000", plan=plan).warnings
+    assert len(w) == 1 and "owned on disk by uid 501 and gid 0 (root's group)" in w[0]
+    plan = resolve(Request(uidmap=("0:100000:65536",), user="1000:1000"), ROOT)
+    assert not mounts("/a:/b:uid=501:1000", plan=plan).warnings
+    assert not mounts("/a:/b:uid=501:1000,gid=20:0", plan=resolve(
+        Request(uidmap=("0:100000:65536",), user="1000"), ROOT)).warnings
+    w = mounts("/a:/b:uid=501:1000,gid=20:5", plan=plan).warnings
+    assert len(w) == 1 and "inside gid 1000" in w[0]

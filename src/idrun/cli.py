@@ -192,6 +192,49 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
+# The launcher's long options that describe a mapping, and whether each takes a value;
+# not -r/-c, which many commands take themselves (sh -c).
+_MAPPING_OPTS = {"--uidmap": True, "--gidmap": True, "--userns": True, "--subuidname": True,
+                 "--subgidname": True, "--map-root-user": False, "--map-current-user": False,
+                 "--map-auto": False}
+
+
+def _check_late_options(command: tuple[str, ...]) -> None:
+    """Without a mapping of its own, idrun would run the default one and hand a mapping
+    option typed after the command to the command ('idrun id --uidmap 0:1:1'): refuse
+    that, unless '--' said the command starts there, and show the line meant."""
+    ctx = click.get_current_context()
+    args = (ctx.obj or {}).get("args")
+    if not args or not command:         # not run through main(): the words are unknown
+        return
+    start = len(args) - len(command)
+    if start > 0 and args[start - 1] == "--":
+        return
+    moved: list[str] = []
+    rest: list[str] = [command[0]]
+    i = 1
+    while i < len(command):
+        word = command[i]
+        name = word.partition("=")[0]
+        if name in _MAPPING_OPTS:
+            takes = _MAPPING_OPTS[name] and "=" not in word
+            moved += command[i:i + 1 + takes]
+            i += 1 + takes
+        else:
+            rest.append(word)
+            i += 1
+    if not moved:
+        return
+    import shlex
+    before = args[:start]
+    raise IdrunError(
+        f"{moved[0]} comes after the command {shlex.quote(command[0])}, so it belongs to "
+        "that command, and idrun got no mapping",
+        "put idrun's options before the command: "
+        f"{shlex.join(['idrun', *before, *moved, '--', *rest])} (or, if the command takes "
+        f"{moved[0]} itself: {shlex.join(['idrun', *before, '--', *command])})")
+
+
 def _say(pre) -> None:
     """A prelaunch's notes and warnings, on stderr, before anything starts."""
     for note in pre.notes:
@@ -296,7 +339,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
                    "idrun then stays as the command's parent, as with --fork.")
 @_mount_options
 @_files_option
-@click.option("--verbose", is_flag=True, help="Say more when something fails.")
+@click.option("--verbose", is_flag=True,
+              help="Also print the notes 'idrun map' and --dry-run show (a launch otherwise "
+                   "notes only likely mistakes); say more when something fails.")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version,
               help="Print the version, the Python and the native part, and exit.")
@@ -307,6 +352,9 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                    as_json: bool, verbose: bool, die_with_parent: bool, verify: bool,
                    json_status_fd: int | None, files: int | None, **kw) -> None:
     """Run COMMAND (default: your shell) in a new user namespace.
+
+    Without a mapping option the default is podman unshare's rootless (0 = you, 1… =
+    your sub-ids) and, as root, root alone mapped to itself; 'idrun map' shows it.
 
     \b
     Examples:
@@ -330,9 +378,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
             or request.map_current_user or request.map_auto or request.subuidname
             or request.subgidname):
-        raise IdrunError("no mapping given",
-                         "pass --uidmap/--gidmap, a --userns mode, or -r/-c/--map-auto "
-                         "(e.g. idrun --uidmap 0:1000:1 -- id)")
+        _check_late_options(command)
     # --userns=auto: this process (which becomes the command, or waits for it) owns
     # the lease; a failed launch gives it back, a finished one leaves it to be reclaimed.
     pre = prelaunch(request, opts, _mount_request(kw), hold=not dry_run)
@@ -396,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cmd, prog = launch_command, "idrun"
     try:
-        rv = cmd.main(args, prog_name=prog, standalone_mode=False)
+        if prog in ("idrun", "idrun map"):
+            args = _peer_spellings(cmd, args)
+        rv = cmd.main(args, prog_name=prog, standalone_mode=False, obj={"args": args})
         return rv if isinstance(rv, int) else 0
     except IdrunError as e:
         return _fail(args, f"idrun: error: {e}", e.message, e.hint, e.exit_status)
@@ -409,6 +457,21 @@ def main(argv: list[str] | None = None) -> int:
         # click ends its sentences with '.'; ours continue with '; hint: …'.
         message = e.format_message().rstrip(".")
         return _fail(args, f"idrun: error: {message}; hint: {hint}", message, hint, EXIT_IDRUN)
+
+
+def _peer_spellings(cmd: click.Command, args: list[str]) -> list[str]:
+    """unshare's, bubblewrap's and podman's spellings of idrun's options (peers.py)."""
+    options = [p for p in cmd.params if isinstance(p, click.Option)]
+    known = {o for p in options for o in (*p.opts, *p.secondary_opts)}
+    known.update(("--", "-h", "--help"))
+    valued = [o for p in options if not p.is_flag for o in (*p.opts, *p.secondary_opts)]
+    # Most command lines spell only idrun's own options: then peers.py stays unloaded.
+    own = args[:args.index("--")] if "--" in args else args
+    if all(w[:1] != "-" or w in known or w.partition("=")[0] in valued for w in own):
+        return args
+    from .peers import translate
+    return translate(args, frozenset(valued),
+                     "".join(o[1] for o in valued if len(o) == 2 and o[0] == "-"))
 
 
 def _fail(args: list[str], line: str, message: str, hint: str | None, status: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import SubidError, quoted
+from .errors import MapSyntaxError, SubidError, quoted
 from .plan import Host, Request, SubidSet
 from . import procfs
 from .syntax import decimal, decimal_id, parse_userns
@@ -180,6 +180,36 @@ def parse_caller(text: str) -> tuple[int, int]:
     return uid, entry.pw_gid if entry is not None else uid
 
 
+def _accounts(request: Request) -> tuple[tuple[str, int, str], ...]:
+    """(kind, id, name) of the host users and groups among the single from ids of the
+    --uidmap/--gidmap values (0 is you and 1 the first sub-id: never asked): rootless,
+    such an id was probably meant as a host id.
+    A value that does not parse is left to the resolver to refuse."""
+    from .syntax import parse_value
+    wanted = set()
+    for option, values in (("--uidmap", request.uidmap), ("--gidmap", request.gidmap)):
+        for value in values:
+            try:
+                triples = parse_value(value, option)
+            except MapSyntaxError:      # the resolver refuses it, with its one line
+                continue
+            wanted.update(t.from_id for t in triples
+                          if t.amount == 1 and not t.host and t.from_id > 1)
+    if not wanted:
+        return ()
+    import grp
+    import pwd
+    found = []
+    for ident in sorted(wanted):
+        for kind, get in (("uid", lambda i: pwd.getpwuid(i).pw_name),
+                          ("gid", lambda i: grp.getgrgid(i).gr_name)):
+            try:
+                found.append((kind, ident, get(ident)))
+            except (KeyError, OverflowError):
+                pass
+    return tuple(found)
+
+
 def gather(request: Request, rootless: bool | None = None,
            caller: tuple[int, int] | None = None, subuid_file: str | None = None,
            subgid_file: str | None = None) -> Host:
@@ -225,6 +255,8 @@ def gather(request: Request, rootless: bool | None = None,
         except KeyError:
             owner_uid = decimal(name)
         table[name] = source.lookup(name, owner_uid)
+    if rootless:
+        host_kwargs["accounts"] = _accounts(request)
     try:
         with open("/proc/self/setgroups") as f:
             host_kwargs["parent_setgroups"] = f.read().strip() or "allow"

@@ -119,12 +119,16 @@ def check_status_fd(fd: int) -> None:
         raise IdrunError(f"--json-status-fd {fd}: descriptor {fd} is open read-only", hint)
 
 
-def unreachable_terminals(uid_lines, mapped: bool) -> list[str]:
+def unreachable_terminals(uid_lines, mapped: bool, caller_uid: int | None = None,
+                          rootless: bool = False, intermediate=()) -> list[str]:
     """Warnings for a terminal on stdin/stdout the namespace cannot access.
 
     Inside, a file whose owner is not mapped shows as the overflow uid
     (nobody), so only its 'other' permission bits apply: a terminal of mode
-    0620 then cannot be reopened or read by the command.
+    0620 then cannot be reopened or read by the command. Only a terminal whose
+    owner the uid map really leaves out is named, with advice for that owner:
+    the caller's own uid can be mapped; another user's terminal (after su or
+    runuser) can be mapped only by root, and rootless not at all.
     """
     from .ranges import IdMap
     if not mapped:
@@ -147,8 +151,20 @@ def unreachable_terminals(uid_lines, mapped: bool) -> list[str]:
                 path = os.ttyname(fd)
             except OSError:
                 path = "the terminal"
-            out.append(f"{name} is {path}, owned by uid {st.st_uid}, which the uid map does "
+            owner = st.st_uid
+            if owner == caller_uid:
+                advice = ("map your own uid (rootless: intermediate 0, e.g. -r or --userns "
+                          "keep-id), or redirect stdin/stdout")
+            elif rootless and IdMap(intermediate).inward(owner) is None:
+                advice = (f"uid {owner} owns it, not you (a terminal kept across su or "
+                          "runuser), and no rootless map can include it: log in as yourself "
+                          "(ssh, machinectl shell), or redirect stdin/stdout")
+            else:
+                at = "@" if rootless else ""
+                advice = (f"map host uid {owner} too (e.g. --uidmap {owner}:{at}{owner}:1 "
+                          "besides the rest), or redirect stdin/stdout")
+            out.append(f"{name} is {path}, owned by uid {owner}, which the uid map does "
                        f"not map: inside it shows as nobody with mode "
                        f"{st.st_mode & 0o777:o}, and the command may fail to use it "
-                       "(map your own uid, e.g. with -r, or redirect stdin/stdout)")
+                       f"({advice})")
     return out

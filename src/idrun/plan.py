@@ -104,6 +104,9 @@ class Host(NamedTuple):
     auto_block: AutoBlock | None = None
     # Whose sub-ids form root's --userns=auto pool (podman: root-auto-userns-user).
     auto_owner: str = "containers"
+    # Rootless: (kind, id, name) of the host accounts (passwd/group entries) among
+    # the single from ids typed, which are then likely meant as host ids.
+    accounts: tuple[tuple[str, int, str], ...] = ()
 
     def named(self, kind: str) -> dict[str, SubidSet]:
         return (self.named_subuid if kind == "uid" else self.named_subgid) or {}
@@ -146,7 +149,9 @@ class Plan(NamedTuple):
     # --user): fine for `idrun map`, refused by a launch.
     unswitchable: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()          # informational lines for --dry-run
+    notes: tuple[str, ...] = ()          # informational lines for map/--dry-run/--verbose
+    # The notes about a likely mistake (a subset of ``notes``), said on a launch too.
+    launch_notes: tuple[str, ...] = ()
 
     @property
     def mode(self) -> str:

@@ -63,14 +63,19 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
         if hold:
             plan.require_target()
             from .options import unreachable_terminals
-            notes += plan.notes
-            warnings += unreachable_terminals(plan.uid.lines, plan.userns)
+            # A launch says only what is likely a mistake; --verbose says everything
+            # idrun map and --dry-run show.
+            notes += plan.notes if opts.verbose else plan.launch_notes
+            warnings += unreachable_terminals(plan.uid.lines, plan.userns, plan.caller_uid,
+                                              plan.rootless, plan.uid.intermediate)
         mplan = None
         if mounts is not None:
             from .mounts import plan_mounts, prepare
             mplan = plan_mounts(mounts, plan)
             if mplan is not None:
                 warnings += mplan.warnings
+                if hold and opts.verbose:
+                    notes += mplan.notes
                 if hold:
                     done.opts = opts._replace(mounts=prepare(mplan, plan.rootless))
         done.plan, done.mounts = plan, mplan

@@ -118,7 +118,7 @@ def mounts_dict(mplan, files=None) -> dict:
             d["files"] = files_dict(files[i])
         mounts.append(d)
     return {"mounts": mounts, "rootfs": mplan.rootfs, "workdir": mplan.workdir,
-            "mount_warnings": list(mplan.warnings)}
+            "mount_warnings": list(mplan.warnings), "mount_notes": list(mplan.notes)}
 
 
 def mounts_text(mplan, files=None) -> str:
@@ -135,6 +135,7 @@ def mounts_text(mplan, files=None) -> str:
             out.append(files_text(files[i]))
     if mplan.workdir is not None:
         out.append(f"workdir: {mplan.workdir}")
+    out += [f"note: {n}" for n in mplan.notes]
     return "\n".join(out)
 
 

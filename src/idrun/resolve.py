@@ -507,20 +507,39 @@ def _compose(kind: str, lines: list[Line], space: _Space, origins: list[Piece]) 
     return out
 
 
-def _own_id_notes(triples: dict[str, list[Triple]], spaces: dict[str, _Space]) -> list[str]:
-    """A rootless from id equal to the caller's own id reads like a host id, but is not."""
-    notes = []
+def _host_id_notes(triples: dict[str, list[Triple]], spaces: dict[str, _Space],
+                   accounts: tuple[tuple[str, int, str], ...]) -> list[str]:
+    """Rootless from ids that are likely meant as host ids: a range starting at the
+    caller's own id, or a single id that is a host account's. Others (0:1:65536, which
+    merely contains the caller's id) are the usual sub-id ranges and get no note; so is
+    1, the first sub-id, where keep-id-like maps start (even though uid 1 is daemon)."""
+    names = {(kind, ident): name for kind, ident, name in accounts}
+    found: dict[tuple[str, int, str], tuple[list[str], list[str]]] = {}
     for kind in KINDS:
-        own = spaces[kind].own_id
-        host = spaces[kind].parent.outward(own)
-        means = f"host {kind} {host}" if host is not None else "beyond your ids"
+        space = spaces[kind]
         for t in triples[kind]:
-            if not t.host and t.from_id <= own < t.from_id + t.amount:
-                notes.append(
-                    f"{t.origin}: rootless, from {kind} {own} is intermediate {own} ({means}), "
-                    f"not your own {kind}; your own {kind} is intermediate 0, and @{own} would "
-                    "name a host id; 'idrun map' shows the table")
-    return notes
+            if t.host or t.from_id <= 1:
+                continue
+            if t.from_id == space.own_id:
+                why = "not your own id, which is intermediate 0 (e.g. 0:0:1, or -r)"
+            elif t.amount == 1 and (kind, t.from_id) in names:
+                why = f"not host {kind} {t.from_id} ({names[kind, t.from_id]})"
+            else:
+                continue
+            host = space.parent.outward(t.from_id)
+            means = f"host id {host}" if host is not None else "beyond your ids"
+            kinds, whys = found.setdefault((t.origin, t.from_id, means), ([], []))
+            kinds.append(kind)
+            if why not in whys:
+                whys.append(why)
+    out = []
+    for (origin, ident, means), (kinds, whys) in found.items():
+        text = (f"{origin}: rootless, from {'/'.join(kinds)} {ident} is intermediate {ident} "
+                f"({means}), {' or '.join(whys)}")
+        if any(w.startswith("not host") for w in whys):
+            text += f"; @{ident} names a host id, and only ids delegated to you can be mapped"
+        out.append(text + "; 'idrun map' shows the table")
+    return out
 
 
 # --- the whole thing -------------------------------------------------------------
@@ -553,11 +572,12 @@ class _Said:
     """What resolution has to tell the user besides the plan (a plain class: resolve is
     on the launch path, where each NamedTuple costs a little to define)."""
 
-    __slots__ = ("warnings", "notes")
+    __slots__ = ("warnings", "notes", "mistakes")
 
     def __init__(self, warnings: list[str], notes: list[str]) -> None:
         self.warnings = warnings
         self.notes = notes
+        self.mistakes: list[str] = []     # notes about a likely mistake: a launch says them
 
 
 def _spaces(host: Host, said: _Said) -> dict[str, _Space]:
@@ -580,13 +600,41 @@ def _spaces(host: Host, said: _Said) -> dict[str, _Space]:
             for kind, subids in (("uid", subuid), ("gid", subgid))}
 
 
-def _preset(request: Request, host: Host, spaces: dict[str, _Space]) -> _Preset | None:
-    """Phase 2a: a --userns mode or a util-linux shorthand, if one was given."""
+def _preset(request: Request, host: Host, spaces: dict[str, _Space],
+            said: _Said) -> _Preset | None:
+    """Phase 2a: a --userns mode or a util-linux shorthand, if one was given; the
+    default mapping when nothing describes one."""
     if request.userns is not None:
         return _userns_preset(request, host, spaces)
     if request.map_root_user or request.map_current_user or request.map_auto:
         return _shorthand_preset(request, host, spaces)
+    if not (request.uidmap or request.gidmap or request.subuidname or request.subgidname):
+        return _default_preset(host, spaces, said)
     return None
+
+
+def _default_preset(host: Host, spaces: dict[str, _Space], said: _Said) -> _Preset:
+    """No mapping given. Rootless: podman unshare's namespace, 0 = you and 1… = your
+    sub-ids (just 0 = you without them). As root: root alone, mapped to itself (as
+    bwrap --unshare-user maps its caller): the command keeps exactly root's power over
+    files, and every other id stays unmapped rather than being handed to a namespace
+    nobody asked for; unshare -U would map nothing at all, and podman unshare would
+    create no user namespace."""
+    if host.rootless:
+        maps = {k: [Piece(0, 0, spaces[k].size, "the default mapping (podman unshare's)")]
+                for k in KINDS}
+        subs = (", 1… = your sub-ids" if spaces["uid"].size > 1 else
+                " (no sub-ids are delegated to you, so nothing else is mapped)")
+        said.notes.append(f"no mapping given: the default, podman unshare's: 0 = you (uid "
+                          f"{host.uid}){subs}; pass --uidmap/--userns/-r/-c for another")
+        return _Preset(maps, user=(0, 0))
+    maps = {k: [Piece(0, spaces[k].own_id, 1, "the default mapping (root alone)")]
+            for k in KINDS}
+    said.notes.append(f"no mapping given: the default as root maps root alone to itself "
+                      f"(uid {host.uid} and gid {host.gid} are 0 inside, as -r would map "
+                      "them), so the command keeps root's access to files and every other "
+                      "id shows as nobody; pass --uidmap/--userns for more")
+    return _Preset(maps, user=(0, 0), setgroups="deny")
 
 
 def _value_pieces(request: Request, host: Host, spaces: dict[str, _Space],
@@ -594,7 +642,7 @@ def _value_pieces(request: Request, host: Host, spaces: dict[str, _Space],
     """Phase 2b: --subuidname/--subgidname and the --uidmap/--gidmap values, per kind."""
     triples = _parse_all(request, said.warnings)
     if host.rootless:
-        said.notes.extend(_own_id_notes(triples, spaces))
+        said.mistakes.extend(_host_id_notes(triples, spaces, host.accounts))
     named = _subidname_pieces(request, host, spaces)
     built = build_pieces(triples["uid"], spaces["uid"])
     # Both kinds usually get the same values (copy-over) against the same
@@ -746,7 +794,7 @@ def resolve(request: Request, host: Host) -> Plan:
                              "write --setgroups allow or --setgroups deny")
     said = _Said([], [])
     spaces = _spaces(host, said)
-    preset = _preset(request, host, spaces)
+    preset = _preset(request, host, spaces, said)
     pieces = preset.maps if preset is not None else _value_pieces(request, host, spaces, said)
     userns = preset.userns if preset is not None else True
     container, written = _maps(pieces, spaces, userns)
@@ -768,4 +816,5 @@ def resolve(request: Request, host: Host) -> Plan:
                 uid=kinds["uid"], gid=kinds["gid"], setgroups=setgroups,
                 user_uid=ids["uid"], user_gid=ids["gid"], groups=tuple(groups),
                 unswitchable=tuple(unswitchable),
-                warnings=tuple(dict.fromkeys(said.warnings)), notes=tuple(said.notes))
+                warnings=tuple(dict.fromkeys(said.warnings)),
+                notes=tuple(said.mistakes + said.notes), launch_notes=tuple(said.mistakes))

@@ -101,6 +101,7 @@ class MountPlan(NamedTuple):
     rootfs: str | None = None
     workdir: str | None = None
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()        # for idrun map, --dry-run and --verbose only
 
     @property
     def active(self) -> bool:
@@ -320,6 +321,15 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
                     f"map {kind} {inside} with --{kind}map, or pick a mapped inside {kind}")
         else:
             got = [line]
+            runs = ranges.IdMap(ns).inward_runs(e.target, e.count) if userns else []
+            if isinstance(runs, int):
+                # Like a pair's unmapped inside id: those files would only show as nobody.
+                raise MapValidationError(
+                    f"{origin}: {e.origin}: host {kind} {runs} is not mapped by the launched "
+                    f"namespace, so files owned on disk by {kind} "
+                    f"{e.disk + runs - e.target} would show as nobody",
+                    f"give a host {kind} the namespace maps, or an inside {kind} with a "
+                    f"leading @ (e.g. @{e.disk}-INSIDE-{e.count})")
         lines += got
         pieces += [(ln.outside, ln.outside_end, e) for ln in got]
     clash = _first_overlap(pieces)
@@ -335,14 +345,32 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
     return tuple(sorted(lines))
 
 
+def _own_id_command(volume: "Volume | None", plan: Plan) -> str | None:
+    """Rootless pairs that only map the caller's own ids: the keep-id command that shows
+    the caller's files as those inside ids without an id-mapped mount."""
+    if volume is None or not volume.uids or len(volume.uids) > 1 or len(volume.gids) > 1:
+        return None
+    pairs = ([(e, plan.caller_uid) for e in volume.uids]
+             + [(e, plan.caller_gid) for e in volume.gids])
+    if not all(e.inside and e.count == 1 and e.disk == own for e, own in pairs):
+        return None
+    opts = f"uid={volume.uids[0].target}" + (f",gid={volume.gids[0].target}"
+                                              if volume.gids else "")
+    ro = ":ro" if volume.readonly else ""
+    return f"--userns keep-id:{opts} -v {volume.src}:{volume.dst}{ro}"
+
+
 def _idmap_for(what: str, mode: str, uids: tuple[MapEntry, ...], gids: tuple[MapEntry, ...],
-               plan: Plan) -> IdMap | None:
+               plan: Plan, volume: "Volume | None" = None) -> IdMap | None:
     if mode == IDMAP_NONE:
         return None
     if plan.rootless:
+        command = _own_id_command(volume, plan)
         raise MapValidationError(
             f"{what}: an id-mapped mount needs CAP_SYS_ADMIN over the host filesystem, which "
             "an unprivileged user never has (the kernel answers EPERM)",
+            f"your own ids need no id-mapped mount: run idrun {command} (instead of the other "
+            "mapping options)" if command else
             "drop idmap for a plain volume and put your own uid where you want it inside "
             "with --userns keep-id:uid=N, or a --uidmap that maps intermediate id 0 to N")
     if not plan.userns and not (uids and gids and not any(e.inside for e in uids + gids)):
@@ -366,6 +394,7 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
     """Parse and check every mount option against the resolved plan."""
     mounts: list[Mount] = []
     warnings: list[str] = []
+    notes: list[str] = []
     rootfs = None
     if request.rootfs is not None:
         r = parse_rootfs(request.rootfs)
@@ -376,10 +405,12 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
     seen: dict[str, str] = {}
     for value in request.volumes:
         v = parse_volume(value)
-        idmap = _idmap_for(v.origin, v.idmap, v.uids, v.gids, plan)
+        idmap = _idmap_for(v.origin, v.idmap, v.uids, v.gids, plan, v)
         if v.idmap == IDMAP_NS and plan.user_uid == 0:
-            warnings.append(f"{v.origin}: with idmap, files root creates inside are owned by "
-                            "real host root (uid 0) on disk")
+            notes.append(f"{v.origin}: with idmap, files root creates inside are owned by "
+                         "real host root (uid 0) on disk")
+        if v.idmap == IDMAP_CUSTOM and not v.readonly and idmap is not None:
+            warnings += _creation_warnings(v, idmap, plan)
         mounts.append(Mount("volume", v.src, v.dst, v.readonly, idmap, origin=v.origin))
     for value in request.tmpfs:
         t = parse_tmpfs(value)
@@ -396,7 +427,33 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
         seen[dst] = m.origin
     if request.workdir is not None:
         _check_dst(request.workdir, "--workdir", request.workdir, "the directory")
-    return MountPlan(tuple(mounts), rootfs, request.workdir, tuple(warnings))
+    return MountPlan(tuple(mounts), rootfs, request.workdir, tuple(warnings), tuple(notes))
+
+
+def _creation_warnings(v: Volume, idmap: IdMap, plan: Plan) -> list[str]:
+    """What a custom map does to the files the command creates under DST: EOVERFLOW when
+    its ids have no on-disk id, a surprising on-disk group when only uids were given."""
+    if not plan.userns or plan.user_uid is None or plan.user_gid is None:
+        return []
+    disk: dict[str, int | None] = {}
+    out = []
+    for kind, ident, kp, lines in (("uid", plan.user_uid, plan.uid, idmap.uid),
+                                   ("gid", plan.user_gid, plan.gid, idmap.gid)):
+        host = ranges.IdMap(kp.lines).outward(ident)
+        disk[kind] = None if host is None else ranges.IdMap(lines).inward(host)
+        if disk[kind] is None:
+            option = "--user" if kind == "uid" else "--user UID:GID"
+            out.append(f"{v.origin}: the command runs as inside {kind} {ident}, which the idmap "
+                       f"cannot store on disk, so creating files under {v.dst} fails with "
+                       f"EOVERFLOW (map it too, e.g. {kind}=HOST:{ident}, pick a mapped "
+                       f"{kind} with {option}, or add :ro)")
+    if v.uids and not v.gids and disk["gid"] == 0 and disk["uid"] not in (None, 0):
+        out.append(f"{v.origin}: files the command creates under {v.dst} are owned on disk by "
+                   f"uid {disk['uid']} and gid 0 (root's group): a uid= pair leaves gids as "
+                   f"the namespace maps them, on-disk gid = inside gid {plan.user_gid} (add "
+                   f"gid=HOST:{plan.user_gid} for the group you want, or run as --user "
+                   f"{plan.user_uid}:GID)")
+    return out
 
 
 def owner_warning(m: Mount, uid: int, gid: int) -> str | None:
