@@ -3,12 +3,20 @@
 Ownership is checked from both sides: `stat` inside the namespace and os.stat()
 on the host, for files made before the run and during it. Every test also checks
 that no mount is left in the host's mount namespace.
+
+Every test runs twice (the ``idrun`` fixture below): once with / private and once with
+/ rshared, as systemd leaves it, each in a mount namespace of the test's own made by
+integration/propagation.py, which plays the host and records any mount that appears
+in it. The VM guests' / is rshared already (guest/init.sh), and they run the rshared
+case only (the private one is a ``permutation``).
 """
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -27,6 +35,54 @@ def no_mount_left():
     before = _mounts()
     yield
     assert _mounts() - before == set(), "a mount was left in the host's mount namespace"
+
+
+PROPAGATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "propagation.py")
+
+
+def root_propagation(path: str = "/proc/self/mountinfo") -> str:
+    """'shared', 'slave' or 'private': how / propagates in a mount namespace."""
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/":
+                tags = fields[6:fields.index("-")]
+                for tag, name in (("shared:", "rshared"), ("master:", "rslave")):
+                    if any(t.startswith(tag) for t in tags):
+                        return name
+                return "private"
+    return "private"
+
+
+@pytest.fixture(params=["rshared", pytest.param("private", marks=pytest.mark.permutation)])
+def host_propagation(request, it) -> str:
+    return request.param
+
+
+@pytest.fixture
+def idrun(idrun, it, host_propagation):
+    """The idrun under test, run (as root) in a mount namespace of the test's own whose /
+    has ``host_propagation``; a mount that appears there during the launch fails the test.
+    Rootless, such a namespace cannot be made without a user namespace of its own (which
+    would change what idrun does), so the test runs where the caller's / already has that
+    propagation (private on a developer host, rshared in the VM guests) and is skipped
+    in the other case."""
+    if not it.CALLER.privileged:
+        if root_propagation() != host_propagation:
+            pytest.skip(f"the caller's / is {root_propagation()}; only root can make a "
+                        f"{host_propagation} one of its own")
+        yield idrun
+        return
+    fd, leaks = tempfile.mkstemp(prefix="idrun-leaks-")
+    os.close(fd)
+    try:
+        yield it.Idrun([sys.executable, PROPAGATION, host_propagation, leaks, "--",
+                        *idrun.prefix])
+        with open(leaks) as f:
+            leaked = f.read()
+        assert not leaked, f"mounts appeared in the host's namespace:\n{leaked}"
+    finally:
+        os.unlink(leaks)
 
 
 def _kernel() -> tuple[int, int]:
@@ -187,7 +243,8 @@ def _busybox_root(base: str) -> str:
     root = os.path.join(base, "root")
     os.makedirs(os.path.join(root, "bin"))
     shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
-    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo"):
+    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo", "mount",
+                   "umount", "mkdir"):
         os.symlink("busybox", os.path.join(root, "bin", applet))
     return root
 
@@ -272,3 +329,74 @@ def test_root_unsupported_filesystem_is_one_line_and_verify_checks_mounts(idrun,
     _refused(p, "(proc)", "EINVAL")
     out = idrun.ok(["map", "--verify", *NS, "-v", f"{tree}:/mnt:idmap"], None)
     assert "id-mapped mounts: 1 built detached and dropped again" in out
+
+
+LEAK_SCRIPT = ("mkdir -p /mnt/sub /mnt/b 2>/dev/null; mount -t tmpfs idrun-leak /mnt/sub && mount --bind /mnt/sub /mnt/b "
+               "&& echo ready && read x; exit 0")
+
+
+def _launch_and_look(idrun, opts, outer_dirs):
+    """Run LEAK_SCRIPT (a tmpfs and a bind made inside, through /mnt) and look at the
+    host's namespace while it waits and after it ended: neither may show them."""
+    before = _mounts_full("/proc/self/mountinfo")
+    p = idrun.popen(opts, ["sh", "-c", LEAK_SCRIPT], stdin=subprocess.PIPE)
+    try:
+        line = p.stdout.readline()
+        assert line == "ready\n", (line, p.stderr.read() if not line else "")
+        # The wrapper (propagation.py, as root) is the host here; rootless, this process.
+        where = (f"/proc/{p.pid}/mountinfo" if idrun.prefix[1:2] == [PROPAGATION]
+                 else "/proc/self/mountinfo")
+        during = [m for m in _mounts_full(where) - before
+                  if "idrun-leak" in m or any(f" {d}/" in m for d in outer_dirs)]
+        assert during == [], f"mounts made inside reached the host's namespace: {during}"
+    finally:
+        p.stdin.close()
+        err = p.stderr.read()
+        p.wait(60)
+    # The documented owner warning of :idmap volumes may be there; nothing else.
+    other = [ln for ln in err.splitlines() if not ln.startswith("idrun: warning:")]
+    assert p.returncode == 0 and other == [], (opts, p.returncode, err)
+
+
+def _mounts_full(path: str) -> set[str]:
+    """'root mountpoint fstype source' per mount: a copied namespace compares equal."""
+    out = set()
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            dash = fields.index("-")
+            out.add(" ".join(fields[3:5] + fields[dash + 1:dash + 3]))
+    return out
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("host_propagation", [
+    "rshared", pytest.param("rslave", marks=pytest.mark.permutation),
+    pytest.param("private", marks=pytest.mark.permutation)])
+def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_propagation):
+    """Finding 1 of issue 18: through an :idmap volume, a tmpfs and a bind made inside
+    appeared in the host's namespace (shared /) and stayed after the run. Each kind of
+    mount idrun attaches, rootful and rootless: nothing made inside reaches outside."""
+    root = os.geteuid() == 0
+    base = tempfile.mkdtemp(prefix="idrun-prop-", dir=_idmap_dir() if root else "/tmp")
+    try:
+        src = os.path.join(base, "src")
+        rootfs = _busybox_root(base)
+        for d in (src, rootfs):
+            for sub in ("mnt/sub", "mnt/b") if d == rootfs else ("sub", "b"):
+                os.makedirs(os.path.join(d, sub))
+        opts = basic_opts if not root else NS
+        cases = [["-v", f"{src}:/mnt"], ["-v", f"{src}:/mnt:ro"],
+                 ["--tmpfs", "/mnt"], ["--rootfs", rootfs],
+                 ["--rootfs", rootfs, "-v", f"{src}:/mnt"]]
+        if root:
+            cases += [["-v", f"{src}:/mnt:idmap"], ["-v", f"{src}:/mnt:ro,idmap"],
+                      ["--rootfs", f"{rootfs}:idmap"],
+                      ["--rootfs", f"{rootfs}:idmap", "-v", f"{src}:/mnt:idmap"]]
+            if _kernel() >= (6, 3):
+                cases.append(["--tmpfs", "/mnt:idmap"])
+        os.chmod(base, 0o755)
+        for case in cases:
+            _launch_and_look(idrun, [*opts, *case], (src, rootfs, "/mnt"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

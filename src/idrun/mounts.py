@@ -237,6 +237,8 @@ def _dev_tree() -> int:
     except OSError as e:
         raise LaunchError(f"--rootfs: cannot make a tmpfs for /dev: {e.strerror}") from None
     try:
+        syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH, 0,
+                               propagation=syscalls.MS_PRIVATE)
         _populate_dev(fd)
     except OSError as e:
         os.close(fd)
@@ -257,9 +259,12 @@ def _idmapped_tree(m: Mount, src: str, userns_fd: int) -> int:
     except OSError as e:
         raise mount_error(e, m, step, src) from None
     try:
+        # MS_PRIVATE in the same call: a clone made by open_tree in the host's namespace
+        # stays in the host mount's peer group, and once attached inside, a mount made
+        # under it by the command would propagate back to the host (issue 18, finding 1).
         attr = syscalls.MOUNT_ATTR_IDMAP | (syscalls.MOUNT_ATTR_RDONLY if m.readonly else 0)
         syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE, attr,
-                               userns_fd)
+                               userns_fd, propagation=syscalls.MS_PRIVATE)
     except OSError as e:
         fstype = syscalls.statfs_type(fd)
         os.close(fd)
@@ -273,9 +278,11 @@ def _bind(src: str, target: str, m: Mount | None, readonly: bool) -> None:
     from .diagnose import mount_error
     try:
         syscalls.mount(src, target, None, syscalls.MS_BIND | syscalls.MS_REC)
-        if readonly:
-            syscalls.mount_setattr(syscalls.AT_FDCWD, target, syscalls.AT_RECURSIVE,
-                                   syscalls.MOUNT_ATTR_RDONLY)
+        # The namespace's / is rprivate already, so the copy is too; said again here so
+        # that no tree is ever attached without it (issue 18: private before use).
+        syscalls.mount_setattr(syscalls.AT_FDCWD, target, syscalls.AT_RECURSIVE,
+                               syscalls.MOUNT_ATTR_RDONLY if readonly else 0,
+                               propagation=syscalls.MS_PRIVATE)
     except OSError as e:
         if m is None:
             raise LaunchError(f"cannot bind {src} on {target}: {e.strerror}") from None

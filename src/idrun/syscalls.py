@@ -275,11 +275,12 @@ def move_mount(from_fd: int, to_path: str, to_dirfd: int = AT_FDCWD) -> None:
 
 
 def mount_setattr(fd: int, path: str, flags: int, attr_set: int, userns_fd: int = 0,
-                  attr_clr: int = 0) -> None:
-    """mount_setattr(2) with ``struct mount_attr`` (size 32)."""
+                  attr_clr: int = 0, propagation: int = 0) -> None:
+    """mount_setattr(2) with ``struct mount_attr`` (size 32); ``propagation`` is one of
+    MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE, or 0 to leave it."""
     api = _ctypes_libc()
     c = api["ctypes"]
-    attr = api["MountAttr"](attr_set, attr_clr, 0, userns_fd)  # type: ignore[operator]
+    attr = api["MountAttr"](attr_set, attr_clr, propagation, userns_fd)  # type: ignore[operator]
     _syscall(SYS_MOUNT_SETATTR, c.c_int(fd), _path(path), c.c_uint(flags), c.byref(attr),
              c.c_size_t(c.sizeof(attr)), what=path or None)
 
