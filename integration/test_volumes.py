@@ -243,7 +243,7 @@ def _busybox_root(base: str) -> str:
     root = os.path.join(base, "root")
     os.makedirs(os.path.join(root, "bin"))
     shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
-    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo", "mount",
+    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo", "true", "mount",
                    "umount", "mkdir"):
         os.symlink("busybox", os.path.join(root, "bin", applet))
     return root
@@ -400,3 +400,103 @@ def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_pro
             _launch_and_look(idrun, [*opts, *case], (src, rootfs, "/mnt"))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _swapper(a: str, b: str, uid: int) -> int:
+    """A process of ``uid`` that swaps ``a`` and ``b`` (renameat2 RENAME_EXCHANGE) in a
+    loop until killed: an unprivileged owner of a rootfs racing root's launches."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            ea, eb = os.fsencode(a), os.fsencode(b)
+            while True:
+                libc.renameat2(-100, ea, -100, eb, 2)      # AT_FDCWD, RENAME_EXCHANGE
+        finally:
+            os._exit(1)
+    return pid
+
+
+@pytest.mark.root
+def test_root_hostile_rootfs_race_creates_nothing_outside(idrun, host_propagation):
+    """Finding 2 of issue 18: root checked DIR/DST with realpath, then created the mount
+    point by path; the rootfs's owner swapping a component for a symlink made root
+    create directories outside the root. 200 launches against a racing swapper:
+    nothing appears outside, and every failure is one line with exit 125."""
+    if host_propagation != "rshared":
+        pytest.skip("one propagation is enough: the race is in the path walk")
+    nobody = 65534
+    base = tempfile.mkdtemp(prefix="idrun-race-")
+    try:
+        os.chmod(base, 0o755)
+        victim = os.path.join(base, "victim")          # root-only, outside the root
+        os.mkdir(victim, 0o700)
+        data = os.path.join(base, "data")
+        os.mkdir(data)
+        root = _busybox_root(base)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), nobody, nobody)
+        os.chown(root, nobody, nobody)
+        a, link = os.path.join(root, "a"), os.path.join(root, "link")
+        os.mkdir(a)
+        os.symlink("../victim", link)
+        for p in (a, link):
+            os.lchown(p, nobody, nobody)
+        swapper = _swapper(a, link, nobody)
+        results = []
+        try:
+            for n in range(int(os.environ.get("IDRUN_RACE_LAUNCHES", "200"))):
+                p = idrun.run(["--uidmap", "0:100000:65536", "--rootfs", root,
+                               "-v", f"{data}:/a/d{n}/x"], ["/bin/true"])
+                results.append(p.returncode)
+                assert "Traceback" not in p.stderr, p.stderr
+                assert p.returncode in (0, 125), (p.returncode, p.stderr)
+                if p.returncode == 125:
+                    assert p.stderr.startswith("idrun: error:"), p.stderr
+                    assert len(p.stderr.splitlines()) <= 2, p.stderr   # the line, a hint
+        finally:
+            os.kill(swapper, 9)
+            os.waitpid(swapper, 0)
+        assert os.listdir(victim) == [], f"created outside the root: {os.listdir(victim)}"
+        assert sorted(os.listdir(base)) == ["data", "root", "victim"], os.listdir(base)
+        assert 0 in results, "no launch got through: the test did not race anything"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.kernel
+def test_rootfs_symlinks_resolve_inside_the_root(idrun, basic_opts, scratch):
+    """Finding 2 of issue 18, without a race: a --rootfs that is a symlink to / made root
+    create the mount point on the host. A symlink --rootfs is resolved once (to / it is
+    refused); a symlink in DST resolves with the root as "/", as runc's securejoin."""
+    root = _busybox_root(scratch)
+    outside = os.path.join(scratch, "outside")
+    os.mkdir(outside)
+    to_slash = os.path.join(scratch, "to-slash")
+    os.symlink("/", to_slash)
+    mark = f"idrun-test-{os.getpid()}"
+    p = idrun.run([*basic_opts, "--rootfs", to_slash, "-v", f"{scratch}:/tmp/{mark}/x"],
+                  ["true"])
+    _refused(p, "resolves to /")
+    assert not os.path.exists(f"/tmp/{mark}")
+    # ../outside and /abs escape the root if followed by path: inside, they stay in it.
+    # (Their targets exist inside the root: a dangling one is refused in one line.)
+    os.makedirs(os.path.join(root, "outside"))
+    os.makedirs(os.path.join(root, outside.lstrip("/")))
+    os.symlink("../outside", os.path.join(root, "up"))
+    os.symlink(outside, os.path.join(root, "abs"))
+    link = os.path.join(scratch, "link-to-root")
+    os.symlink(root, link)
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    open(os.path.join(src, "marker"), "w").close()
+    out = idrun.ok([*basic_opts, "--rootfs", link, "-v", f"{src}:/up/m1",
+                    "-v", f"{src}:/abs/m2"], ["sh", "-c", "ls /outside/m1 /" + outside.lstrip("/")
+                                              + "/m2"])
+    assert out.split().count("marker") == 2, out
+    assert os.listdir(outside) == [], "a mount point was created outside the root"
