@@ -386,7 +386,10 @@ def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_pro
             for sub in ("mnt/sub", "mnt/b") if d == rootfs else ("sub", "b"):
                 os.makedirs(os.path.join(d, sub))
         opts = basic_opts if not root else NS
-        cases = [["-v", f"{src}:/mnt"], ["-v", f"{src}:/mnt:ro"],
+        # Rootless, a read-only mount takes CAP_SYS_ADMIN from the command (ro holds only
+        # so): mounting inside then needs it back, with the warning that ro is advisory.
+        ro_mounting = [] if root else ["--cap-add", "SYS_ADMIN"]
+        cases = [["-v", f"{src}:/mnt"], ["-v", f"{src}:/mnt:ro", *ro_mounting],
                  ["--tmpfs", "/mnt"], ["--rootfs", rootfs],
                  ["--rootfs", rootfs, "-v", f"{src}:/mnt"]]
         if root:
@@ -500,3 +503,52 @@ def test_rootfs_symlinks_resolve_inside_the_root(idrun, basic_opts, scratch):
                                               + "/m2"])
     assert out.split().count("marker") == 2, out
     assert os.listdir(outside) == [], "a mount point was created outside the root"
+
+
+RO_ATTACKS = {
+    "remount,rw": "mount -o remount,rw /mnt",
+    "remount,bind,rw": "mount -o remount,bind,rw /mnt",
+    "bind over, then rw": "mount --bind /mnt /mnt && mount -o remount,bind,rw /mnt",
+    "umount": "umount /mnt && echo UNMOUNTED",
+    "umount -l": "umount -l /mnt && echo UNMOUNTED",
+}
+
+
+@pytest.mark.kernel
+def test_ro_holds_against_container_root(idrun, basic_opts, it):
+    """Finding 3 of issue 18: `-v SRC:DST:ro` then `mount -o remount,bind,rw DST` inside
+    succeeded and the command wrote. Container root (all capabilities in its namespace)
+    tries each way to undo ro, for plain, idmap and tmpfs mounts: none may let it write
+    or uncover what is beneath."""
+    root = os.geteuid() == 0
+    base = tempfile.mkdtemp(prefix="idrun-ro-", dir=_idmap_dir() if root else "/tmp")
+    try:
+        os.chmod(base, 0o777)
+        opts = NS if root else basic_opts
+        cases = {"plain": ["-v", f"{base}:/mnt:ro"], "tmpfs": ["--tmpfs", "/mnt:ro"]}
+        if root:
+            cases["idmap"] = ["-v", f"{base}:/mnt:ro,idmap"]
+        for kind, case in cases.items():
+            for attack, script in RO_ATTACKS.items():
+                p = idrun.run([*opts, *case], ["sh", "-c", f"{script}; touch /mnt/w 2>/dev/null "
+                                               "&& echo WROTE; exit 0"])
+                assert p.returncode == 0, (kind, attack, p.stderr)
+                assert "WROTE" not in p.stdout and "UNMOUNTED" not in p.stdout, \
+                    (kind, attack, p.stdout, p.stderr)
+                assert os.listdir(base) == [], (kind, attack)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.rootless
+@pytest.mark.kernel
+def test_rootless_rootfs_without_own_uid(idrun, scratch, subids):
+    """Finding 5 of issue 18: rootless `--uidmap 0:1:N --rootfs DIR` failed to build /dev
+    (EOVERFLOW: the caller's own ids are unmapped inside, so it could not create the
+    tmpfs's entries). podman runs it; so does idrun now, /dev/null and all."""
+    root = _busybox_root(scratch)
+    out = idrun.ok(["--uidmap", "0:1:2048", "--gidmap", "0:1:2048", "--rootfs", root],
+                   ["/bin/sh", "-c", "id -u; echo x > /dev/null && echo devnull-ok; "
+                                     "ls /dev | wc -l"])
+    uid, ok, n = out.split()
+    assert (uid, ok) == ("0", "devnull-ok") and int(n) >= 10, out

@@ -48,6 +48,33 @@ more than 340 lines or 4096 bytes, and ids not delegated to the caller are error
 anything starts; \\fBidrun map\\fR shows what a mapping resolves to.
 """
 
+SHARING = """\
+What \fB\-\-volume\fR, \fB\-\-tmpfs\fR and \fB\-\-rootfs\fR guarantee, on hosts whose \fB/\fR \
+is shared (systemd), slave or private:
+.TP
+.B propagation
+every tree idrun attaches (id-mapped volumes, binds, tmpfs, the rootfs, /dev, /proc) is made \
+private before it is attached, so no mount the command makes reaches the host or any other \
+namespace, and no host mount event reaches inside.
+.TP
+.B ro
+as root, the mounts are built in a mount namespace the initial user namespace owns, and the \
+command's namespaces are made from it: the kernel locks them, so the command, even as root \
+with every capability in its namespace, cannot remount them read-write or unmount them to \
+uncover what is beneath. Rootless there is no such owner, so a launch with a read-only mount \
+leaves CAP_SYS_ADMIN out of the command's capability sets; \fB\-\-cap\-add SYS_ADMIN\fR gives \
+it back and makes \fBro\fR advisory (said once).
+.TP
+.B paths inside the root
+\fB\-\-rootfs\fR \fIDIR\fR is resolved once (a symlink to / is refused) and opened as a \
+descriptor; every mount point is looked up and created relative to it (openat2 \
+RESOLVE_IN_ROOT, mkdirat, O_EXCL|O_NOFOLLOW), so a symlink in DST resolves inside the root and \
+a tree changed during the launch makes it fail (125), never creates or mounts anything outside.
+.PP
+The command can still make mounts of its own inside its namespace (with CAP_SYS_ADMIN there), \
+over or under idrun's; they stay in its namespace.
+"""
+
 EXIT_STATUS = """\
 .TP
 .B 0
@@ -169,6 +196,8 @@ def render(c: CommandInfo, all_cmds: list[CommandInfo]) -> str:
             out += [f".SH {title}"] + [_option(o) for o in opts]
     if any(o.group == "mapping" for o in c.options):
         out += [".SH MAPPING SYNTAX", MAPPING_SYNTAX.rstrip()]
+    if c.sub is None:
+        out += [".SH SHARING DIRECTORIES", SHARING.rstrip()]
     if c.sub != "show":
         out += [".SH EXIT STATUS", (CHECK_EXIT if c.sub == "check" else EXIT_STATUS).rstrip()]
     out += [".SH FILES", FILES.rstrip()]

@@ -40,6 +40,10 @@ class Prepared(NamedTuple):
     fds: list[int | None]
     rootfs: str | None                 # real path of --rootfs DIR, resolved once
     root_id: tuple[int, int] | None = None   # its (st_dev, st_ino), checked at each open
+    # Root: attach in a mount namespace the initial user namespace owns, before the
+    # command's user namespace exists (attach_early), so the kernel locks the mounts.
+    early: bool = False
+    done: list[bool] = []              # [True] once attached; prepare() gives each its own
 
     def release(self) -> None:
         """Close this process's copies of the detached trees; safe to call again."""
@@ -298,7 +302,7 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
     finally:
         for fd in userns.values():
             os.close(fd)
-    return Prepared(mplan, sources, fds, root, root_id)
+    return Prepared(mplan, sources, fds, root, root_id, early=not rootless, done=[False])
 
 
 def _populate_dev(dev: int) -> None:
@@ -422,6 +426,19 @@ def _reopen(top: int, name: str, under: int) -> int:
     return fd
 
 
+def _as_mapped_fsids() -> None:
+    """Rootless with a map that leaves the caller's own uid out (--uidmap 0:1:65536): this
+    process's ids are unmapped inside, and a file it creates in the new tmpfs cannot get
+    an owner (EOVERFLOW). Create as the first mapped id instead (setfsuid/setfsgid, with
+    the CAP_SETUID/CAP_SETGID it holds in its namespace); the exec resets both to the
+    command's effective ids."""
+    for kind, call in (("gid", "setfsgid"), ("uid", "setfsuid")):
+        with open(f"/proc/self/{kind}_map", "rb") as f:
+            first = f.readline().split()
+        if first:
+            syscalls.set_fsid(call, int(first[0]))
+
+
 def _minimal_dev(top: int, dev_fd: int | None) -> None:
     """A tmpfs /dev (prepared by root, or made here rootless, where this process's
     own uid is mapped), the host's devices bound in and a private devpts."""
@@ -432,6 +449,7 @@ def _minimal_dev(top: int, dev_fd: int | None) -> None:
             syscalls.move_mount(dev_fd, "", under)
             dev = _reopen(top, "dev", under)
         else:
+            _as_mapped_fsids()          # the tmpfs's root is owned by the fsuid too
             syscalls.mount("tmpfs", _fdpath(under), "tmpfs",
                            syscalls.MS_NOSUID | syscalls.MS_NOEXEC, "mode=755,size=64k")
             dev = _reopen(top, "dev", under)
@@ -455,11 +473,16 @@ def _minimal_dev(top: int, dev_fd: int | None) -> None:
             os.close(dev)
 
 
-def _proc(top: int, fresh: bool) -> None:
+def _proc(top: int, fresh: bool, later: bool) -> None:
+    """/proc in the root: a fresh one (``fresh``: a new PID namespace), else a read-only
+    bind of the host's. ``later``: the fresh one is mounted by the PID namespace's init
+    after the user namespace exists; until then a read-write bind of the host's stands
+    in, which the kernel requires to be there (a procfs fully visible, not locked
+    read-only) before it lets a user namespace mount a new one, and which it covers."""
     target = resolve_in_root(top, "proc", "--rootfs")
     try:
-        if not fresh:
-            _bind("/proc", target, None, readonly=True)
+        if not fresh or later:
+            _bind("/proc", target, None, readonly=not fresh)
             return
         syscalls.mount("proc", _fdpath(target), "proc",
                        syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
@@ -530,19 +553,51 @@ def _attach_root(prepared: Prepared, m: Mount, fd: int | None) -> int:
         os.close(under)
 
 
-def attach(prepared: Prepared, fresh_proc: bool) -> None:
+def attach_early(prepared: Prepared, fresh_proc: bool) -> None:
+    """As root, before the command's user namespace is created: a mount namespace of
+    this process (owned by the initial user namespace), every mount attached in it.
+
+    The command's namespaces are then unshared from this one, and the kernel marks
+    every mount copied into a namespace of a less privileged user namespace locked:
+    its read-only, nosuid, nodev and noexec flags cannot be cleared, and it cannot be
+    unmounted to uncover what is beneath (MNT_LOCK_*, MNT_LOCKED). So container root,
+    with every capability in its namespace, cannot undo ``ro``."""
+    if not prepared.early or prepared.done[0]:
+        return
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    except OSError as e:
+        raise LaunchError(f"cannot make a mount namespace to build the mounts in: "
+                          f"{e.strerror}") from None
+    attach(prepared, fresh_proc, later=True)
+
+
+def attach(prepared: Prepared, fresh_proc: bool, later: bool = False) -> None:
     """Put every mount in place in this process's (new, private) mount namespace.
 
     ``fresh_proc``: the process is in a new PID namespace, so --rootfs gets a
-    /proc of its own; otherwise a read-only bind of the host's.
+    /proc of its own; otherwise a read-only bind of the host's. ``later``: the
+    fresh /proc is mounted by a second call (attach_early's namespace is not yet in
+    the PID namespace).
     """
+    if prepared.done[0]:
+        if fresh_proc and prepared.rootfs is not None:
+            try:
+                syscalls.mount("proc", "/proc", "proc",
+                               syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+            except OSError as e:
+                raise LaunchError(f"--rootfs: cannot mount a fresh /proc: "
+                                  f"{e.strerror}") from None
+        return
+    prepared.done[0] = True
     top = None
     try:
         for m, src, fd in zip(prepared.plan.mounts, prepared.sources, prepared.fds):
             if m.kind == "rootfs":
                 top = _attach_root(prepared, m, fd)
                 _minimal_dev(top, prepared.fds[-1])
-                _proc(top, fresh_proc)
+                _proc(top, fresh_proc, later)
             elif top is not None:
                 target = resolve_in_root(top, m.dst, m.origin)
                 try:

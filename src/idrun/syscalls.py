@@ -147,6 +147,21 @@ def _prctl(option: int, arg: int | bytes = 0) -> int:
                      ulong(0), ulong(0), ulong(0))
 
 
+def prctl3(option: int, arg2: int, arg3: int) -> int:
+    """prctl(2) with two arguments (PR_CAP_AMBIENT and its sub-commands)."""
+    _prctl(PR_GET_DUMPABLE)              # makes sure the argument type exists
+    ulong = _ulong[0]
+    return _call_int("prctl", option, ulong(arg2), ulong(arg3), ulong(0), ulong(0))
+
+
+def set_fsid(call: str, value: int) -> None:
+    """setfsuid(2)/setfsgid(2): they return the old id and report no error; the new id
+    is checked by reading it back (a call with -1 changes nothing)."""
+    _libc(call)(value)
+    if _libc(call)(-1) != value:
+        raise OSError(1, f"{call}({value}) was refused", None)
+
+
 def set_pdeathsig(sig: int) -> None:
     """Ask the kernel to send ``sig`` when the parent *thread* exits.
 
