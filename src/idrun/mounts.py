@@ -589,6 +589,7 @@ def attach(prepared: Prepared, fresh_proc: bool, later: bool = False) -> None:
             except OSError as e:
                 raise LaunchError(f"--rootfs: cannot mount a fresh /proc: "
                                   f"{e.strerror}") from None
+        _workdir(prepared.plan.workdir)     # again: the API's cwd= came in between
         return
     prepared.done[0] = True
     top = None
@@ -612,7 +613,10 @@ def attach(prepared: Prepared, fresh_proc: bool, later: bool = False) -> None:
         prepared.release()
         if top is not None:
             os.close(top)
-    workdir = prepared.plan.workdir
+    _workdir(prepared.plan.workdir)
+
+
+def _workdir(workdir: str | None) -> None:
     if workdir is not None:
         try:
             os.chdir(workdir)
