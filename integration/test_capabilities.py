@@ -65,3 +65,18 @@ def test_dry_run_shows_the_set(idrun, basic_opts):
     assert p.returncode == 0, p.stderr
     doc = __import__("json").loads(p.stdout)
     assert "CAP_NET_RAW" not in doc["capabilities"] and "CAP_SYS_ADMIN" in doc["capabilities"]
+
+
+@pytest.mark.rootless
+@pytest.mark.kernel
+def test_rootless_read_only_mount_takes_sys_admin(idrun, shared_dir):
+    """Rootless, the kernel does not lock the mounts (their namespace belongs to the
+    command's user namespace): idrun leaves CAP_SYS_ADMIN out so ro holds, unless
+    --cap-add SYS_ADMIN asks for it, which is warned about once."""
+    opts = ["-r", "-v", f"{shared_dir}:/mnt:ro"]
+    caps = _caps(idrun, opts)
+    assert caps["CapEff"] == caps["CapBnd"] == ALL & ~(1 << CAP_SYS_ADMIN), caps
+    assert _caps(idrun, ["-r"])["CapEff"] == ALL          # without ro: the default
+    p = idrun.run([*opts, "--cap-add", "SYS_ADMIN"], ["grep", "^CapEff", "/proc/self/status"])
+    assert p.returncode == 0 and int(p.stdout.split()[1], 16) == ALL, p.stdout
+    assert p.stderr.count("advisory") == 1 and len(p.stderr.splitlines()) == 1, p.stderr

@@ -465,6 +465,7 @@ def test_root_hostile_rootfs_race_creates_nothing_outside(idrun, host_propagatio
         finally:
             os.kill(swapper, 9)
             os.waitpid(swapper, 0)
+        print(f"race: {results.count(0)} launched, {results.count(125)} refused (125)")
         assert os.listdir(victim) == [], f"created outside the root: {os.listdir(victim)}"
         assert sorted(os.listdir(base)) == ["data", "root", "victim"], os.listdir(base)
         assert 0 in results, "no launch got through: the test did not race anything"
