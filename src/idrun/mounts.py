@@ -9,10 +9,14 @@ Two steps, split by who can do them:
   ``mount_setattr(MOUNT_ATTR_IDMAP)`` with a throwaway user namespace holding
   the mapping. The detached trees are file descriptors, inherited by the
   process that becomes the command.
-* ``attach`` runs in that process after it unshared its mount namespace, while
-  it still holds its capabilities there: it makes nothing shared, binds the
-  plain volumes, moves the prepared trees into place, and for ``--rootfs``
-  builds /dev and /proc and pivots into the new root.
+* ``attach`` puts every tree in place, each made private before it is attached
+  (no mount made inside may propagate to the host), and for ``--rootfs`` builds
+  /dev and /proc and pivots into the new root, every target a descriptor
+  resolved inside the root. As root it runs in the launcher *before* the user
+  namespace exists (``attach_early``: a mount namespace the initial user
+  namespace owns), so the kernel locks the mounts the command's namespace
+  copies; rootless it runs in the new namespaces (caps.for_read_only then keeps
+  ``ro`` by leaving CAP_SYS_ADMIN out).
 
 Every failure is one ``LaunchError`` line naming the mount, the filesystem type
 and the errno (``diagnose.mount_error``).
@@ -543,7 +547,10 @@ def _attach_root(prepared: Prepared, m: Mount, fd: int | None) -> int:
     root = prepared.rootfs
     under, _ = open_root(root, prepared.root_id)     # type: ignore[arg-type]
     try:
-        _put(m, root, fd, under) if fd is not None else _bind(under, under, m, m.readonly)
+        if fd is not None:                           # the id-mapped tree prepare() made
+            _put(m, root, fd, under)  # type: ignore[arg-type]
+        else:
+            _bind(under, under, m, m.readonly)
         top, _ = open_root(root, prepared.root_id)   # type: ignore[arg-type]
         if _mnt_id(top) == _mnt_id(under):
             os.close(top)
