@@ -109,6 +109,17 @@ def idmap_capable(path: str) -> bool:
     return kind in ("ext4", "xfs", "btrfs", "f2fs") or (kind == "tmpfs" and _kernel() >= (6, 3))
 
 
+def _scratch_base(root: bool) -> tuple[str, bool]:
+    """Where a test that covers plain and id-mapped mounts makes its tree, and whether the
+    id-mapped cases can run there: the plain cases run whatever the filesystem (a guest
+    whose /tmp cannot be id-mapped still tests propagation and ro on them)."""
+    if root:
+        for base in ("/tmp", "/var/tmp", "/root"):
+            if os.path.isdir(base) and idmap_capable(base):
+                return base, True
+    return "/tmp", False
+
+
 def _idmap_dir() -> str:
     """A scratch place on a filesystem this kernel can id-map: the VM guests run from an
     initramfs with tmpfs /tmp, which Linux before 6.3 cannot id-map (the tmpfs test
@@ -378,7 +389,8 @@ def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_pro
     appeared in the host's namespace (shared /) and stayed after the run. Each kind of
     mount idrun attaches, rootful and rootless: nothing made inside reaches outside."""
     root = os.geteuid() == 0
-    base = tempfile.mkdtemp(prefix="idrun-prop-", dir=_idmap_dir() if root else "/tmp")
+    where, idmap_ok = _scratch_base(root)
+    base = tempfile.mkdtemp(prefix="idrun-prop-", dir=where)
     try:
         src = os.path.join(base, "src")
         rootfs = _busybox_root(base)
@@ -392,7 +404,7 @@ def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_pro
         cases = [["-v", f"{src}:/mnt"], ["-v", f"{src}:/mnt:ro", *ro_mounting],
                  ["--tmpfs", "/mnt"], ["--rootfs", rootfs],
                  ["--rootfs", rootfs, "-v", f"{src}:/mnt"]]
-        if root:
+        if idmap_ok:
             cases += [["-v", f"{src}:/mnt:idmap"], ["-v", f"{src}:/mnt:ro,idmap"],
                       ["--rootfs", f"{rootfs}:idmap"],
                       ["--rootfs", f"{rootfs}:idmap", "-v", f"{src}:/mnt:idmap"]]
@@ -522,12 +534,13 @@ def test_ro_holds_against_container_root(idrun, basic_opts, it):
     tries each way to undo ro, for plain, idmap and tmpfs mounts: none may let it write
     or uncover what is beneath."""
     root = os.geteuid() == 0
-    base = tempfile.mkdtemp(prefix="idrun-ro-", dir=_idmap_dir() if root else "/tmp")
+    where, idmap_ok = _scratch_base(root)
+    base = tempfile.mkdtemp(prefix="idrun-ro-", dir=where)
     try:
         os.chmod(base, 0o777)
         opts = NS if root else basic_opts
         cases = {"plain": ["-v", f"{base}:/mnt:ro"], "tmpfs": ["--tmpfs", "/mnt:ro"]}
-        if root:
+        if idmap_ok:
             cases["idmap"] = ["-v", f"{base}:/mnt:ro,idmap"]
         for kind, case in cases.items():
             for attack, script in RO_ATTACKS.items():
