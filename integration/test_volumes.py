@@ -3,12 +3,20 @@
 Ownership is checked from both sides: `stat` inside the namespace and os.stat()
 on the host, for files made before the run and during it. Every test also checks
 that no mount is left in the host's mount namespace.
+
+Every test runs twice (the ``idrun`` fixture below): once with / private and once with
+/ rshared, as systemd leaves it, each in a mount namespace of the test's own made by
+integration/propagation.py, which plays the host and records any mount that appears
+in it. The VM guests' / is rshared already (guest/init.sh), and they run the rshared
+case only (the private one is a ``permutation``).
 """
 from __future__ import annotations
 
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -27,6 +35,54 @@ def no_mount_left():
     before = _mounts()
     yield
     assert _mounts() - before == set(), "a mount was left in the host's mount namespace"
+
+
+PROPAGATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "propagation.py")
+
+
+def root_propagation(path: str = "/proc/self/mountinfo") -> str:
+    """'shared', 'slave' or 'private': how / propagates in a mount namespace."""
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/":
+                tags = fields[6:fields.index("-")]
+                for tag, name in (("shared:", "rshared"), ("master:", "rslave")):
+                    if any(t.startswith(tag) for t in tags):
+                        return name
+                return "private"
+    return "private"
+
+
+@pytest.fixture(params=["rshared", pytest.param("private", marks=pytest.mark.permutation)])
+def host_propagation(request, it) -> str:
+    return request.param
+
+
+@pytest.fixture
+def idrun(idrun, it, host_propagation):
+    """The idrun under test, run (as root) in a mount namespace of the test's own whose /
+    has ``host_propagation``; a mount that appears there during the launch fails the test.
+    Rootless, such a namespace cannot be made without a user namespace of its own (which
+    would change what idrun does), so the test runs where the caller's / already has that
+    propagation (private on a developer host, rshared in the VM guests) and is skipped
+    in the other case."""
+    if not it.CALLER.privileged:
+        if root_propagation() != host_propagation:
+            pytest.skip(f"the caller's / is {root_propagation()}; only root can make a "
+                        f"{host_propagation} one of its own")
+        yield idrun
+        return
+    fd, leaks = tempfile.mkstemp(prefix="idrun-leaks-")
+    os.close(fd)
+    try:
+        yield it.Idrun([sys.executable, PROPAGATION, host_propagation, leaks, "--",
+                        *idrun.prefix])
+        with open(leaks) as f:
+            leaked = f.read()
+        assert not leaked, f"mounts appeared in the host's namespace:\n{leaked}"
+    finally:
+        os.unlink(leaks)
 
 
 def _kernel() -> tuple[int, int]:
@@ -51,6 +107,17 @@ def fs_type(path: str) -> str:
 def idmap_capable(path: str) -> bool:
     kind = fs_type(path)
     return kind in ("ext4", "xfs", "btrfs", "f2fs") or (kind == "tmpfs" and _kernel() >= (6, 3))
+
+
+def _scratch_base(root: bool) -> tuple[str, bool]:
+    """Where a test that covers plain and id-mapped mounts makes its tree, and whether the
+    id-mapped cases can run there: the plain cases run whatever the filesystem (a guest
+    whose /tmp cannot be id-mapped still tests propagation and ro on them)."""
+    if root:
+        for base in ("/tmp", "/var/tmp", "/root"):
+            if os.path.isdir(base) and idmap_capable(base):
+                return base, True
+    return "/tmp", False
 
 
 def _idmap_dir() -> str:
@@ -244,7 +311,8 @@ def _busybox_root(base: str) -> str:
     root = os.path.join(base, "root")
     os.makedirs(os.path.join(root, "bin"))
     shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
-    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo"):
+    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo", "true", "mount",
+                   "umount", "mkdir"):
         os.symlink("busybox", os.path.join(root, "bin", applet))
     return root
 
@@ -351,3 +419,227 @@ def test_rootless_own_id_pair_hint(idrun, caller, tree):
     p = idrun.run(["--userns", "keep-id:uid=1000", "-v", f"{tree}:/mnt"],
                   ["stat", "-c", "%u", "/mnt"])
     assert p.returncode == 0 and p.stdout.split() == ["1000"] and p.stderr == "", p.stderr
+LEAK_SCRIPT = ("mkdir -p /mnt/sub /mnt/b 2>/dev/null; mount -t tmpfs idrun-leak /mnt/sub && mount --bind /mnt/sub /mnt/b "
+               "&& echo ready && read x; exit 0")
+
+
+def _launch_and_look(idrun, opts, outer_dirs):
+    """Run LEAK_SCRIPT (a tmpfs and a bind made inside, through /mnt) and look at the
+    host's namespace while it waits and after it ended: neither may show them."""
+    before = _mounts_full("/proc/self/mountinfo")
+    p = idrun.popen(opts, ["sh", "-c", LEAK_SCRIPT], stdin=subprocess.PIPE)
+    try:
+        line = p.stdout.readline()
+        assert line == "ready\n", (line, p.stderr.read() if not line else "")
+        # The wrapper (propagation.py, as root) is the host here; rootless, this process.
+        where = (f"/proc/{p.pid}/mountinfo" if idrun.prefix[1:2] == [PROPAGATION]
+                 else "/proc/self/mountinfo")
+        during = [m for m in _mounts_full(where) - before
+                  if "idrun-leak" in m or any(f" {d}/" in m for d in outer_dirs)]
+        assert during == [], f"mounts made inside reached the host's namespace: {during}"
+    finally:
+        p.stdin.close()
+        err = p.stderr.read()
+        p.wait(60)
+    # The documented owner warning of :idmap volumes may be there; nothing else.
+    other = [ln for ln in err.splitlines() if not ln.startswith("idrun: warning:")]
+    assert p.returncode == 0 and other == [], (opts, p.returncode, err)
+
+
+def _mounts_full(path: str) -> set[str]:
+    """'root mountpoint fstype source' per mount: a copied namespace compares equal."""
+    out = set()
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            dash = fields.index("-")
+            out.add(" ".join(fields[3:5] + fields[dash + 1:dash + 3]))
+    return out
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("host_propagation", [
+    "rshared", pytest.param("rslave", marks=pytest.mark.permutation),
+    pytest.param("private", marks=pytest.mark.permutation)])
+def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_propagation):
+    """Finding 1 of issue 18: through an :idmap volume, a tmpfs and a bind made inside
+    appeared in the host's namespace (shared /) and stayed after the run. Each kind of
+    mount idrun attaches, rootful and rootless: nothing made inside reaches outside."""
+    root = os.geteuid() == 0
+    where, idmap_ok = _scratch_base(root)
+    base = tempfile.mkdtemp(prefix="idrun-prop-", dir=where)
+    try:
+        src = os.path.join(base, "src")
+        rootfs = _busybox_root(base)
+        for d in (src, rootfs):
+            for sub in ("mnt/sub", "mnt/b") if d == rootfs else ("sub", "b"):
+                os.makedirs(os.path.join(d, sub))
+        opts = basic_opts if not root else NS
+        # Rootless, a read-only mount takes CAP_SYS_ADMIN from the command (ro holds only
+        # so): mounting inside then needs it back, with the warning that ro is advisory.
+        ro_mounting = [] if root else ["--cap-add", "SYS_ADMIN"]
+        cases = [["-v", f"{src}:/mnt"], ["-v", f"{src}:/mnt:ro", *ro_mounting],
+                 ["--tmpfs", "/mnt"], ["--rootfs", rootfs],
+                 ["--rootfs", rootfs, "-v", f"{src}:/mnt"]]
+        if idmap_ok:
+            cases += [["-v", f"{src}:/mnt:idmap"], ["-v", f"{src}:/mnt:ro,idmap"],
+                      ["--rootfs", f"{rootfs}:idmap"],
+                      ["--rootfs", f"{rootfs}:idmap", "-v", f"{src}:/mnt:idmap"]]
+            if _kernel() >= (6, 3):
+                cases.append(["--tmpfs", "/mnt:idmap"])
+        os.chmod(base, 0o755)
+        for case in cases:
+            _launch_and_look(idrun, [*opts, *case], (src, rootfs, "/mnt"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _swapper(a: str, b: str, uid: int) -> int:
+    """A process of ``uid`` that swaps ``a`` and ``b`` (renameat2 RENAME_EXCHANGE) in a
+    loop until killed: an unprivileged owner of a rootfs racing root's launches."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            ea, eb = os.fsencode(a), os.fsencode(b)
+            while True:
+                libc.renameat2(-100, ea, -100, eb, 2)      # AT_FDCWD, RENAME_EXCHANGE
+        finally:
+            os._exit(1)
+    return pid
+
+
+@pytest.mark.root
+def test_root_hostile_rootfs_race_creates_nothing_outside(idrun, host_propagation):
+    """Finding 2 of issue 18: root checked DIR/DST with realpath, then created the mount
+    point by path; the rootfs's owner swapping a component for a symlink made root
+    create directories outside the root. 200 launches against a racing swapper:
+    nothing appears outside, and every failure is one line with exit 125."""
+    if host_propagation != "rshared":
+        pytest.skip("one propagation is enough: the race is in the path walk")
+    nobody = 65534
+    base = tempfile.mkdtemp(prefix="idrun-race-")
+    try:
+        os.chmod(base, 0o755)
+        victim = os.path.join(base, "victim")          # root-only, outside the root
+        os.mkdir(victim, 0o700)
+        data = os.path.join(base, "data")
+        os.mkdir(data)
+        root = _busybox_root(base)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                os.lchown(os.path.join(dirpath, n), nobody, nobody)
+        os.chown(root, nobody, nobody)
+        a, link = os.path.join(root, "a"), os.path.join(root, "link")
+        os.mkdir(a)
+        os.symlink("../victim", link)
+        for p in (a, link):
+            os.lchown(p, nobody, nobody)
+        swapper = _swapper(a, link, nobody)
+        results = []
+        try:
+            for n in range(int(os.environ.get("IDRUN_RACE_LAUNCHES", "200"))):
+                p = idrun.run(["--uidmap", "0:100000:65536", "--rootfs", root,
+                               "-v", f"{data}:/a/d{n}/x"], ["/bin/true"])
+                results.append(p.returncode)
+                assert "Traceback" not in p.stderr, p.stderr
+                assert p.returncode in (0, 125), (p.returncode, p.stderr)
+                if p.returncode == 125:
+                    assert p.stderr.startswith("idrun: error:"), p.stderr
+                    assert len(p.stderr.splitlines()) <= 2, p.stderr   # the line, a hint
+        finally:
+            os.kill(swapper, 9)
+            os.waitpid(swapper, 0)
+        print(f"race: {results.count(0)} launched, {results.count(125)} refused (125)")
+        assert os.listdir(victim) == [], f"created outside the root: {os.listdir(victim)}"
+        assert sorted(os.listdir(base)) == ["data", "root", "victim"], os.listdir(base)
+        assert 0 in results, "no launch got through: the test did not race anything"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.kernel
+def test_rootfs_symlinks_resolve_inside_the_root(idrun, basic_opts, scratch):
+    """Finding 2 of issue 18, without a race: a --rootfs that is a symlink to / made root
+    create the mount point on the host. A symlink --rootfs is resolved once (to / it is
+    refused); a symlink in DST resolves with the root as "/", as runc's securejoin."""
+    root = _busybox_root(scratch)
+    outside = os.path.join(scratch, "outside")
+    os.mkdir(outside)
+    to_slash = os.path.join(scratch, "to-slash")
+    os.symlink("/", to_slash)
+    mark = f"idrun-test-{os.getpid()}"
+    p = idrun.run([*basic_opts, "--rootfs", to_slash, "-v", f"{scratch}:/tmp/{mark}/x"],
+                  ["true"])
+    _refused(p, "resolves to /")
+    assert not os.path.exists(f"/tmp/{mark}")
+    # ../outside and /abs escape the root if followed by path: inside, they stay in it.
+    # (Their targets exist inside the root: a dangling one is refused in one line.)
+    os.makedirs(os.path.join(root, "outside"))
+    os.makedirs(os.path.join(root, outside.lstrip("/")))
+    os.symlink("../outside", os.path.join(root, "up"))
+    os.symlink(outside, os.path.join(root, "abs"))
+    link = os.path.join(scratch, "link-to-root")
+    os.symlink(root, link)
+    src = os.path.join(scratch, "src")
+    os.mkdir(src)
+    open(os.path.join(src, "marker"), "w").close()
+    out = idrun.ok([*basic_opts, "--rootfs", link, "-v", f"{src}:/up/m1",
+                    "-v", f"{src}:/abs/m2"], ["sh", "-c", "ls /outside/m1 /" + outside.lstrip("/")
+                                              + "/m2"])
+    assert out.split().count("marker") == 2, out
+    assert os.listdir(outside) == [], "a mount point was created outside the root"
+
+
+RO_ATTACKS = {
+    "remount,rw": "mount -o remount,rw /mnt",
+    "remount,bind,rw": "mount -o remount,bind,rw /mnt",
+    "bind over, then rw": "mount --bind /mnt /mnt && mount -o remount,bind,rw /mnt",
+    "umount": "umount /mnt && echo UNMOUNTED",
+    "umount -l": "umount -l /mnt && echo UNMOUNTED",
+}
+
+
+@pytest.mark.kernel
+def test_ro_holds_against_container_root(idrun, basic_opts, it):
+    """Finding 3 of issue 18: `-v SRC:DST:ro` then `mount -o remount,bind,rw DST` inside
+    succeeded and the command wrote. Container root (all capabilities in its namespace)
+    tries each way to undo ro, for plain, idmap and tmpfs mounts: none may let it write
+    or uncover what is beneath."""
+    root = os.geteuid() == 0
+    where, idmap_ok = _scratch_base(root)
+    base = tempfile.mkdtemp(prefix="idrun-ro-", dir=where)
+    try:
+        os.chmod(base, 0o777)
+        opts = NS if root else basic_opts
+        cases = {"plain": ["-v", f"{base}:/mnt:ro"], "tmpfs": ["--tmpfs", "/mnt:ro"]}
+        if idmap_ok:
+            cases["idmap"] = ["-v", f"{base}:/mnt:ro,idmap"]
+        for kind, case in cases.items():
+            for attack, script in RO_ATTACKS.items():
+                p = idrun.run([*opts, *case], ["sh", "-c", f"{script}; touch /mnt/w 2>/dev/null "
+                                               "&& echo WROTE; exit 0"])
+                assert p.returncode == 0, (kind, attack, p.stderr)
+                assert "WROTE" not in p.stdout and "UNMOUNTED" not in p.stdout, \
+                    (kind, attack, p.stdout, p.stderr)
+                assert os.listdir(base) == [], (kind, attack)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.rootless
+@pytest.mark.kernel
+def test_rootless_rootfs_without_own_uid(idrun, scratch, subids):
+    """Finding 5 of issue 18: rootless `--uidmap 0:1:N --rootfs DIR` failed to build /dev
+    (EOVERFLOW: the caller's own ids are unmapped inside, so it could not create the
+    tmpfs's entries). podman runs it; so does idrun now, /dev/null and all."""
+    root = _busybox_root(scratch)
+    out = idrun.ok(["--uidmap", "0:1:2048", "--gidmap", "0:1:2048", "--rootfs", root],
+                   ["/bin/sh", "-c", "id -u; echo x > /dev/null && echo devnull-ok; "
+                                     "ls /dev | wc -l"])
+    uid, ok, n = out.split()
+    assert (uid, ok) == ("0", "devnull-ok") and int(n) >= 10, out

@@ -53,6 +53,10 @@ mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 [ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
 [ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
 [ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
+# systemd makes every mount shared; so does this init, so the guests test idrun's mounts
+# on the realistic host (integration/test_volumes.py also makes / private in a namespace
+# of its own for the other case).
+mount --make-rshared / || echo "GUEST-WARNING cannot make / rshared"
 hostname idrun-vm 2>/dev/null
 ip link set lo up 2>/dev/null
 

@@ -30,7 +30,8 @@ CalledProcessError = subprocess.CalledProcessError
 TimeoutExpired = subprocess.TimeoutExpired
 
 _NS_OPTIONS = ("net", "pid", "mount", "mount_proc", "uts", "hostname", "ipc", "cgroup", "fork",
-               "no_new_privs", "verbose", "newuidmap", "newgidmap", "die_with_parent")
+               "no_new_privs", "verbose", "newuidmap", "newgidmap", "die_with_parent",
+               "cap_add", "cap_drop")
 
 
 _MOUNT_OPTIONS = ("volumes", "tmpfs", "rootfs", "workdir")
@@ -270,7 +271,8 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     ``map_current_user``, ``map_auto``, ``subuidname``, ``subgidname``, ``user``,
     ``group_add``, ``setgroups``, ``rootless``. Namespace options (as the CLI's):
     ``net``, ``pid``, ``mount``, ``mount_proc``, ``uts``, ``hostname``, ``ipc``,
-    ``cgroup``, ``fork``, ``no_new_privs``, ``die_with_parent``. Mounts: ``volumes``,
+    ``cgroup``, ``fork``, ``no_new_privs``, ``die_with_parent``, ``cap_add``,
+    ``cap_drop`` (names as --cap-add/--cap-drop, a string or a list). Mounts: ``volumes``,
     ``tmpfs``, ``rootfs``, ``workdir`` (as --volume, --tmpfs, --rootfs, --workdir). Bad
     arguments raise
     ValueError/TypeError/OSError as subprocess does; IdrunError if nothing could be
@@ -280,7 +282,11 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     from . import engine
     from .options import launch_options
     from .prelaunch import prelaunch
-    opts = launch_options(**{k: options.pop(k) for k in list(options) if k in _NS_OPTIONS})
+    ns_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
+    for k in ("cap_add", "cap_drop"):
+        if k in ns_kw:
+            ns_kw[k] = _values(ns_kw[k])
+    opts = launch_options(**ns_kw)
     mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
     mounts = None
     if any(mount_kw.values()):

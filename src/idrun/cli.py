@@ -154,6 +154,17 @@ def _files_option(f: Callable) -> Callable:
              f"up to N entries under each SRC (default {DEFAULT_FILES}) and show how each "
              "appears inside, and which inside ids can create files there. Write --files=N "
              "when a command follows.")(f)
+def _cap_options(f: Callable) -> Callable:
+    options = [
+        click.option("--cap-add", multiple=True, metavar="CAP",
+                     help="Give the command capability CAP in its namespace (podman's names, "
+                          "e.g. CAP_NET_ADMIN or net_admin, or ALL; repeatable). Default: "
+                          "all."),
+        click.option("--cap-drop", multiple=True, metavar="CAP|ALL",
+                     help="Take capability CAP (or ALL) from the command: its bounding, "
+                          "permitted, effective, inheritable and ambient sets (repeatable)."),
+    ]
+    return _stack(options, f)
 
 
 def _mount_request(kw: dict):
@@ -270,8 +281,8 @@ def _file_owners(plan, mplan, limit: int | None) -> list | None:
             for m in mplan.mounts]
 
 
-def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None = None
-               ) -> None:
+def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None = None,
+               caps=None) -> None:
     import os
     from .report import mounts_dict, mounts_text, plan_dict, plan_text
     owners = _file_owners(plan, mplan, files)
@@ -280,6 +291,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
         d = plan_dict(plan)
         if mplan is not None:
             d.update(mounts_dict(mplan, owners))
+        if caps is not None:
+            from .caps import names
+            d["capabilities"] = names(caps)
         if verified is not None:
             from .ranges import IdMap
             d["verified"] = {"uid_map": [list(ln) for ln in IdMap.parse(verified.uid_map)],
@@ -294,6 +308,9 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
         click.echo(plan_text(plan))
         if mplan is not None:
             click.echo(mounts_text(mplan, owners))
+        if caps is not None:
+            from .caps import describe
+            click.echo(f"capabilities of the command: {describe(caps)}")
         if verified is not None:
             click.echo(f"verified on Linux {os.uname().release}: a throwaway namespace took "
                        "these maps (read back from /proc):")
@@ -327,6 +344,7 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
 @click.option("--cgroup", is_flag=True, help="New cgroup namespace.")
 @click.option("--fork", is_flag=True, help="Run the command as a child and wait for it.")
 @click.option("--no-new-privs", is_flag=True, help="Set no_new_privs before the exec.")
+@_cap_options
 @click.option("--preserve-fds", type=DecimalParam(2**31 - 1), default=0, metavar="N",
               help="Pass file descriptors 3 … 3+N-1 on to the command; they must be open.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (as 'idrun map') and start nothing.")
@@ -373,7 +391,8 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
                           hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
                           no_new_privs=no_new_privs, preserve_fds=preserve_fds,
                           verbose=verbose, die_with_parent=die_with_parent,
-                          json_status_fd=json_status_fd)
+                          json_status_fd=json_status_fd, cap_add=kw.pop("cap_add"),
+                          cap_drop=kw.pop("cap_drop"))
     request = _request(kw)
     if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
             or request.map_current_user or request.map_auto or request.subuidname
@@ -386,7 +405,8 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         _say(pre)
         if dry_run:
             _verify_mounts(pre.plan, pre.mounts, verify)
-            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts, files)
+            _show_plan(pre.plan, as_json, _verified(pre.plan, verify), pre.mounts, files,
+                       pre.opts.caps)
             return
         from . import engine
         from .launch import default_shell

@@ -269,6 +269,11 @@ def _namespace_side(spec: Spec, ready_w: int | None, go_r: int | None) -> None:
     """Unshare, write what only the new namespace may write, and (when a map side
     exists) hand over to it and wait. Raises StepFailed, or ``_Abandoned`` when
     the map side went away without a word."""
+    if spec.opts.mounts is not None:
+        # Root: the mounts are built before the user namespace exists, so they are
+        # locked in it (mounts.attach_early); rootless this does nothing.
+        from .mounts import attach_early
+        attach_early(spec.opts.mounts, fresh_proc=spec.opts.pid)  # type: ignore[arg-type]
     if spec.flags:
         launch._step("u", syscalls.unshare, spec.flags)
     launch.write_own_maps(spec.plan)
@@ -331,6 +336,9 @@ def run_cli(spec: Spec) -> NoReturn:
             raise explained(e, spec) from None
     helpers = _helpers(spec, in_this_process=True)
     syscalls.preload()      # before the fork: the writer then shares the loaded library
+    if spec.opts.caps is not None:
+        from . import caps
+        caps.preload()
     if spec.opts.json_status_fd is not None:
         from . import statusfd
         statusfd.preload()
@@ -511,6 +519,9 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
         syscalls._ctypes_libc()
     if opts.hostname is not None:
         import socket  # noqa: F401
+    if opts.caps is not None:
+        from . import caps
+        caps.preload()
     syscalls.preload()
 
 

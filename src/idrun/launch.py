@@ -57,6 +57,10 @@ class LaunchOptions(NamedTuple):
     # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
     # before any child exists), attached by setup_namespaces.
     mounts: object = None
+    # --cap-add/--cap-drop (and rootless read-only mounts): the command's capability
+    # numbers, or None for the default (all in the namespace; python-prctl not loaded).
+    caps: frozenset | None = None
+    cap_added: frozenset = frozenset()     # the ones --cap-add named
 
     @property
     def ns_flags(self) -> int:
@@ -351,7 +355,12 @@ def prepare_process(plan: Plan, opts: LaunchOptions, parent: int | None) -> None
     """Everything between the go and the exec (or the init's spawn): namespace set-up,
     the id switch, the parent-death signal again when one is in use, no_new_privs."""
     setup_namespaces(opts)
+    if opts.caps is not None:
+        from . import caps
+        caps.apply_before_switch(opts.caps)
     switch_ids(plan)
+    if opts.caps is not None:
+        caps.apply_after_switch(opts.caps)
     if parent is not None:
         arm_parent_death(parent)
     if opts.no_new_privs:

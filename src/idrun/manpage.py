@@ -50,6 +50,7 @@ more than 340 lines or 4096 bytes, and ids not delegated to the caller are error
 anything starts; \\fBidrun map\\fR shows what a mapping resolves to.
 """
 
+
 EXIT_STATUS = """\
 .TP
 .B 0
@@ -139,6 +140,35 @@ plain volumes and \\fB\\-\\-rootfs\\fR work (put your own uid where you want it 
 inside \\fIDIR\\fR only.
 """
 
+# What the mount layer guarantees against the command and the rootfs owner (issue 18).
+SHARING_SAFETY = """\
+.PP
+What \\fB\\-\\-volume\\fR, \\fB\\-\\-tmpfs\\fR and \\fB\\-\\-rootfs\\fR guarantee, on hosts whose \\fB/\\fR \
+is shared (systemd), slave or private:
+.TP
+.B propagation
+every tree idrun attaches (id-mapped volumes, binds, tmpfs, the rootfs, /dev, /proc) is made \
+private before it is attached, so no mount the command makes reaches the host or any other \
+namespace, and no host mount event reaches inside.
+.TP
+.B ro
+as root, the mounts are built in a mount namespace the initial user namespace owns, and the \
+command's namespaces are made from it: the kernel locks them, so the command, even as root \
+with every capability in its namespace, cannot remount them read-write or unmount them to \
+uncover what is beneath. Rootless there is no such owner, so a launch with a read-only mount \
+leaves CAP_SYS_ADMIN out of the command's capability sets; \\fB\\-\\-cap\\-add SYS_ADMIN\\fR gives \
+it back and makes \\fBro\\fR advisory (said once).
+.TP
+.B paths inside the root
+\\fB\\-\\-rootfs\\fR \\fIDIR\\fR is resolved once (a symlink to / is refused) and opened as a \
+descriptor; every mount point is looked up and created relative to it (openat2 \
+RESOLVE_IN_ROOT, mkdirat, O_EXCL|O_NOFOLLOW), so a symlink in DST resolves inside the root and \
+a tree changed during the launch makes it fail (125), never creates or mounts anything outside.
+.PP
+The command can still make mounts of its own inside its namespace (with CAP_SYS_ADMIN there), \
+over or under idrun's; they stay in its namespace.
+"""
+
 # FILES and ENVIRONMENT entries; each page lists those its command reads.
 F_SUBIDS = """\
 .TP
@@ -198,7 +228,7 @@ ENVIRONMENT = {None: (E_AUTO, E_LEASES, E_HELPERS, E_SHELL),
                "map": (E_AUTO, E_LEASES, E_HELPERS), "check": (E_HELPERS,),
                "show": (E_LEASES,)}
 # Prose after a section's options.
-AFTER_SECTION = {"Sharing directories": SHARING}
+AFTER_SECTION = {"Sharing directories": SHARING + SHARING_SAFETY}
 
 SEE_ALSO = ("newuidmap(1), newgidmap(1), unshare(1), podman-run(1), user_namespaces(7), "
             "subuid(5), subgid(5)")

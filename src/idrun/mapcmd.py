@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import click
 
-from .cli import (_CONTEXT, _SectionedCommand, _files_option, _mapping_options, _mount_options,
-                  _mount_request, _request, _say, _show_plan, _verified, _verify_mounts)
+from .cli import (_CONTEXT, _SectionedCommand, _cap_options, _files_option, _mapping_options,
+                  _mount_options, _mount_request, _request, _say, _show_plan, _verified,
+                  _verify_mounts)
 from .errors import IdrunError
 
 
@@ -27,6 +28,7 @@ from .errors import IdrunError
                    "written as a launch would, they are read back, nothing is run.")
 @_mount_options
 @_files_option
+@_cap_options
 def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                 subgid_file: str | None, as_json: bool, verify: bool, files: int | None,
                 **kw) -> None:
@@ -38,7 +40,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
     when not.
     """
     from .hostinfo import parse_caller
-    from .launch import LaunchOptions
+    from .options import launch_options
     from .prelaunch import prelaunch
     if verify and (rootless or caller or subuid_file or subgid_file):
         raise IdrunError("--verify checks the mapping on this kernel as you; it cannot "
@@ -50,10 +52,11 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
         check_files(files, bool(kw["volumes"] or kw["rootfs"]))
     who = parse_caller(caller) if caller else None
     # Only root resolves rootful: any other caller would run idrun rootless.
-    pre = prelaunch(_request(kw), LaunchOptions(), _mount_request(kw), hold=False,
+    opts = launch_options(cap_add=kw.pop("cap_add"), cap_drop=kw.pop("cap_drop"))
+    pre = prelaunch(_request(kw), opts, _mount_request(kw), hold=False,
                     rootless=True if rootless or (who and who[0] != 0) else None,
                     caller=who, subuid_file=subuid_file, subgid_file=subgid_file)
     _say(pre)
     plan, mplan = pre.plan, pre.mounts
     _verify_mounts(plan, mplan, verify)
-    _show_plan(plan, as_json, _verified(plan, verify), mplan, files)
+    _show_plan(plan, as_json, _verified(plan, verify), mplan, files, pre.opts.caps)

@@ -9,10 +9,14 @@ Two steps, split by who can do them:
   ``mount_setattr(MOUNT_ATTR_IDMAP)`` with a throwaway user namespace holding
   the mapping. The detached trees are file descriptors, inherited by the
   process that becomes the command.
-* ``attach`` runs in that process after it unshared its mount namespace, while
-  it still holds its capabilities there: it makes nothing shared, binds the
-  plain volumes, moves the prepared trees into place, and for ``--rootfs``
-  builds /dev and /proc and pivots into the new root.
+* ``attach`` puts every tree in place, each made private before it is attached
+  (no mount made inside may propagate to the host), and for ``--rootfs`` builds
+  /dev and /proc and pivots into the new root, every target a descriptor
+  resolved inside the root. As root it runs in the launcher *before* the user
+  namespace exists (``attach_early``: a mount namespace the initial user
+  namespace owns), so the kernel locks the mounts the command's namespace
+  copies; rootless it runs in the new namespaces (caps.for_read_only then keeps
+  ``ro`` by leaving CAP_SYS_ADMIN out).
 
 Every failure is one ``LaunchError`` line naming the mount, the filesystem type
 and the errno (``diagnose.mount_error``).
@@ -38,7 +42,12 @@ class Prepared(NamedTuple):
     # One per mount, then (with --rootfs) the prepared /dev tmpfs; a list, so that
     # release() can mark closed ones None.
     fds: list[int | None]
-    rootfs: str | None                 # real path of --rootfs DIR
+    rootfs: str | None                 # real path of --rootfs DIR, resolved once
+    root_id: tuple[int, int] | None = None   # its (st_dev, st_ino), checked at each open
+    # Root: attach in a mount namespace the initial user namespace owns, before the
+    # command's user namespace exists (attach_early), so the kernel locks the mounts.
+    early: bool = False
+    done: list[bool] = []              # [True] once attached; prepare() gives each its own
 
     def release(self) -> None:
         """Close this process's copies of the detached trees; safe to call again."""
@@ -61,29 +70,107 @@ def plan_mounts(request: MountRequest, plan: Plan) -> MountPlan | None:
     return check_paths(resolve_mounts(request, plan))[0]
 
 
-def _inside_root(root: str, dst: str) -> str:
-    """DIR + DST, refused if a symlink would lead outside DIR."""
-    target = os.path.join(root, dst.lstrip("/"))
-    real = os.path.realpath(target)
-    if real != root and not real.startswith(root.rstrip("/") + "/"):
-        raise MapValidationError(f"{dst} inside --rootfs {root} resolves to {real}, outside "
-                                 "the root filesystem", "remove the symlink, or pick another "
-                                 "destination")
-    return target
+_O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _make_mount_point(path: str, is_dir: bool, origin: str) -> None:
-    if os.path.lexists(path):
-        return
+def _race(what: str, err: OSError | str) -> LaunchError:
+    why = err if isinstance(err, str) else err.strerror
+    return LaunchError(f"--rootfs: {what}: {why}", hint="the root filesystem changed while "
+                       "idrun set it up (is another process renaming in it?); try again")
+
+
+def _mnt_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    return -1
+
+
+def open_root(root: str, root_id: tuple[int, int] | None) -> tuple[int, tuple[int, int]]:
+    """--rootfs DIR (already resolved) as an O_PATH descriptor, and its identity.
+
+    The last component is opened without following a symlink, and the kernel's own
+    name of what was opened must be ``root``: a component swapped for a symlink on
+    the way is refused, not followed. With ``root_id`` the directory must also be
+    the one ``prepare`` opened."""
     try:
-        if is_dir:
-            os.makedirs(path, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        parent = os.open(os.path.dirname(root), _O_PATH_DIR)
+        try:
+            fd = os.open(os.path.basename(root), _O_PATH_DIR | os.O_NOFOLLOW, dir_fd=parent)
+        finally:
+            os.close(parent)
     except OSError as e:
-        raise LaunchError(f"{origin}: cannot create the mount point {path}: {e.strerror}",
-                          hint="create it in the root filesystem, or make it writable") from None
+        raise _race(f"cannot open {root}", e) from None
+    try:
+        st = os.fstat(fd)
+        if os.readlink(f"/proc/self/fd/{fd}") != root or (
+                root_id is not None and (st.st_dev, st.st_ino) != root_id):
+            raise _race(f"{root}", "it is no longer the directory idrun resolved")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, (st.st_dev, st.st_ino)
+
+
+def resolve_in_root(rootfd: int, dst: str, origin: str) -> int:
+    """An O_PATH descriptor of DST inside the root: symlinks and ".." resolve with the
+    root as "/" (openat2 RESOLVE_IN_ROOT, as runc's securejoin), never outside it."""
+    try:
+        return syscalls.openat2(rootfd, dst.lstrip("/") or ".", os.O_PATH | os.O_CLOEXEC,
+                                syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        raise _race(f"{origin}: cannot open {dst} inside the root filesystem", e) from None
+
+
+def _make_mount_point(rootfd: int, dst: str, is_dir: bool, origin: str) -> None:
+    """Create what is missing of DST inside the root, one component at a time: each
+    parent is a descriptor resolved inside the root, and the new entry is made in it
+    by name (mkdirat, openat O_CREAT|O_EXCL|O_NOFOLLOW), so a component swapped for a
+    symlink meanwhile makes the creation fail instead of landing outside."""
+    comps = [c for c in dst.split("/") if c and c != "."]
+    parent = os.dup(rootfd)
+    try:
+        for i, name in enumerate(comps):
+            sub = "/".join(comps[:i + 1])
+            try:
+                fd = syscalls.openat2(rootfd, sub, os.O_PATH | os.O_CLOEXEC,
+                                      syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+            except FileNotFoundError:
+                try:
+                    if is_dir or i < len(comps) - 1:
+                        os.mkdir(name, 0o755, dir_fd=parent)
+                    else:
+                        os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                         | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                    fd = syscalls.openat2(parent, name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                          syscalls.RESOLVE_NO_SYMLINKS)
+                except OSError as e:
+                    raise LaunchError(f"{origin}: cannot create the mount point {dst} inside "
+                                      f"the root filesystem: {e.strerror} ({sub})",
+                                      hint="create it in the root filesystem, or make it "
+                                           "writable") from None
+            except OSError as e:
+                raise _race(f"{origin}: cannot open {sub} inside the root filesystem",
+                            e) from None
+            os.close(parent)
+            parent = fd
+    finally:
+        os.close(parent)
+
+
+def _resolve_rootfs(src: str, origin: str) -> str:
+    """A --rootfs DIR that is (or passes through) a symlink is resolved once, here; the
+    resolved directory is what every later step opens."""
+    try:
+        real = os.path.realpath(src, strict=True)
+    except OSError as e:
+        raise MapValidationError(f"{origin}: --rootfs DIR {src}: {e.strerror}",
+                                 "check the path") from None
+    if real == "/":
+        raise MapValidationError(f"{origin}: {src} resolves to /, the host's own root",
+                                 "give a directory that holds a root filesystem")
+    return real
 
 
 def check_paths(mplan: MountPlan) -> tuple[MountPlan, tuple[str, ...]]:
@@ -110,7 +197,7 @@ def check_paths(mplan: MountPlan) -> tuple[MountPlan, tuple[str, ...]]:
             if not os.path.isdir(src):
                 raise MapValidationError(f"{m.origin}: {src} is not a directory",
                                          "give a directory that holds a root filesystem")
-            root = os.path.realpath(src)
+            root = src = _resolve_rootfs(src, m.origin)
         w = owner_warning(m, st.st_uid, st.st_gid)
         if w:
             warnings.append(w)
@@ -181,16 +268,22 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
     ``verify_only`` (``--verify``): build the id-mapped trees, so the kernel says
     whether it takes them, but create no mount point and no /dev."""
     mplan, sources = check_paths(mplan)
-    root = os.path.realpath(mplan.rootfs) if mplan.rootfs is not None else None
-    if root is not None and not verify_only:
-        # Mount points inside DIR only, created by the caller (who can write there,
-        # unlike root of a user namespace mapped elsewhere).
-        for m, src in zip(mplan.mounts, sources):
-            if m.kind != "rootfs":
-                _make_mount_point(_inside_root(root, m.dst),
-                                  m.kind == "tmpfs" or os.path.isdir(src), m.origin)
-        for name in ("dev", "proc"):
-            _make_mount_point(_inside_root(root, "/" + name), True, "--rootfs")
+    root = root_id = None
+    if mplan.rootfs is not None:
+        root = sources[0]                # the rootfs comes first, resolved
+        rootfd, root_id = open_root(root, None)
+        try:
+            if not verify_only:
+                # Mount points inside DIR only, created by the caller (who can write
+                # there, unlike root of a user namespace mapped elsewhere).
+                for m, src in zip(mplan.mounts, sources):
+                    if m.kind != "rootfs":
+                        _make_mount_point(rootfd, m.dst,
+                                          m.kind == "tmpfs" or os.path.isdir(src), m.origin)
+                for name in ("dev", "proc"):
+                    _make_mount_point(rootfd, name, True, "--rootfs")
+        finally:
+            os.close(rootfd)
     fds: list[int | None] = []
     userns: dict[IdMap, int] = {}
     try:
@@ -202,7 +295,7 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
                 raise MapValidationError(f"{m.origin}: idmap needs root")
             if m.idmap not in userns:
                 userns[m.idmap] = _make_userns(m.idmap)
-            fds.append(_idmapped_tree(m, src, userns[m.idmap]))
+            fds.append(_idmapped_tree(m, src, userns[m.idmap], root_id))
         if root is not None:
             fds.append(None if rootless or verify_only else _dev_tree())
     except BaseException:
@@ -213,7 +306,7 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
     finally:
         for fd in userns.values():
             os.close(fd)
-    return Prepared(mplan, sources, fds, root)
+    return Prepared(mplan, sources, fds, root, root_id, early=not rootless, done=[False])
 
 
 def _populate_dev(dev: int) -> None:
@@ -237,6 +330,8 @@ def _dev_tree() -> int:
     except OSError as e:
         raise LaunchError(f"--rootfs: cannot make a tmpfs for /dev: {e.strerror}") from None
     try:
+        syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH, 0,
+                               propagation=syscalls.MS_PRIVATE)
         _populate_dev(fd)
     except OSError as e:
         os.close(fd)
@@ -244,22 +339,33 @@ def _dev_tree() -> int:
     return fd
 
 
-def _idmapped_tree(m: Mount, src: str, userns_fd: int) -> int:
+def _idmapped_tree(m: Mount, src: str, userns_fd: int,
+                   root_id: tuple[int, int] | None = None) -> int:
     from .diagnose import mount_error
     step = "open_tree"
     try:
         if m.kind == "tmpfs":
             step = "fsmount(tmpfs)"
             fd = syscalls.fsmount_tmpfs(_tmpfs_options(m))
+        elif m.kind == "rootfs":         # from the directory prepare() checked
+            rootfd, _ = open_root(src, root_id)
+            try:
+                fd = syscalls.open_tree("", syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC
+                                        | syscalls.AT_RECURSIVE | syscalls.AT_EMPTY_PATH, rootfd)
+            finally:
+                os.close(rootfd)
         else:
             fd = syscalls.open_tree(src, syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC
                                     | syscalls.AT_RECURSIVE)
     except OSError as e:
         raise mount_error(e, m, step, src) from None
     try:
+        # MS_PRIVATE in the same call: a clone made by open_tree in the host's namespace
+        # stays in the host mount's peer group, and once attached inside, a mount made
+        # under it by the command would propagate back to the host (issue 18, finding 1).
         attr = syscalls.MOUNT_ATTR_IDMAP | (syscalls.MOUNT_ATTR_RDONLY if m.readonly else 0)
         syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE, attr,
-                               userns_fd)
+                               userns_fd, propagation=syscalls.MS_PRIVATE)
     except OSError as e:
         fstype = syscalls.statfs_type(fd)
         os.close(fd)
@@ -268,68 +374,135 @@ def _idmapped_tree(m: Mount, src: str, userns_fd: int) -> int:
 
 
 # --- in the new mount namespace ---------------------------------------------------------
+# Inside --rootfs every target is a descriptor resolved inside the root (resolve_in_root):
+# move_mount attaches onto it (MOVE_MOUNT_T_EMPTY_PATH), and mount(2) reaches it through
+# /proc/self/fd/N, which names that very directory whatever happens to the path.
 
-def _bind(src: str, target: str, m: Mount | None, readonly: bool) -> None:
+def _fdpath(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _tree(src: str | int, readonly: bool) -> int:
+    """A private detached copy of ``src`` (a path, or a descriptor), read-only if asked:
+    flags and propagation are set before it is attached anywhere."""
+    flags = syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC | syscalls.AT_RECURSIVE
+    if isinstance(src, int):
+        fd = syscalls.open_tree("", flags | syscalls.AT_EMPTY_PATH, src)
+    else:
+        fd = syscalls.open_tree(src, flags)
+    try:
+        syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
+                               syscalls.MOUNT_ATTR_RDONLY if readonly else 0,
+                               propagation=syscalls.MS_PRIVATE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _move(tree: int, target: int | str) -> None:
+    if isinstance(target, int):
+        syscalls.move_mount(tree, "", target)
+    else:
+        syscalls.move_mount(tree, target)
+
+
+def _bind(src: str | int, target: int | str, m: Mount | None, readonly: bool) -> None:
     from .diagnose import mount_error
     try:
-        syscalls.mount(src, target, None, syscalls.MS_BIND | syscalls.MS_REC)
-        if readonly:
-            syscalls.mount_setattr(syscalls.AT_FDCWD, target, syscalls.AT_RECURSIVE,
-                                   syscalls.MOUNT_ATTR_RDONLY)
+        tree = _tree(src, readonly)
+        try:
+            _move(tree, target)
+        finally:
+            os.close(tree)
     except OSError as e:
         if m is None:
             raise LaunchError(f"cannot bind {src} on {target}: {e.strerror}") from None
-        raise mount_error(e, m, "bind mount", src) from None
+        raise mount_error(e, m, "bind mount", src if isinstance(src, str) else m.src) from None
 
 
-def _minimal_dev(root: str, dev_fd: int | None) -> None:
+def _reopen(top: int, name: str, under: int) -> int:
+    """``name`` inside the root again, now that a mount covers it: must be a new mount."""
+    fd = resolve_in_root(top, name, "--rootfs")
+    if _mnt_id(fd) == _mnt_id(under):
+        os.close(fd)
+        raise _race(f"/{name}", "the mount made on it is not there")
+    return fd
+
+
+def _as_mapped_fsids() -> None:
+    """Rootless with a map that leaves the caller's own uid out (--uidmap 0:1:65536): this
+    process's ids are unmapped inside, and a file it creates in the new tmpfs cannot get
+    an owner (EOVERFLOW). Create as the first mapped id instead (setfsuid/setfsgid, with
+    the CAP_SETUID/CAP_SETGID it holds in its namespace); the exec resets both to the
+    command's effective ids."""
+    for kind, call in (("gid", "setfsgid"), ("uid", "setfsuid")):
+        with open(f"/proc/self/{kind}_map", "rb") as f:
+            first = f.readline().split()
+        if first:
+            syscalls.set_fsid(call, int(first[0]))
+
+
+def _minimal_dev(top: int, dev_fd: int | None) -> None:
     """A tmpfs /dev (prepared by root, or made here rootless, where this process's
     own uid is mapped), the host's devices bound in and a private devpts."""
-    dev = os.path.join(root, "dev")
+    under = resolve_in_root(top, "dev", "--rootfs")
+    dev = None
     try:
         if dev_fd is not None:
-            syscalls.move_mount(dev_fd, dev)
+            syscalls.move_mount(dev_fd, "", under)
+            dev = _reopen(top, "dev", under)
         else:
-            syscalls.mount("tmpfs", dev, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
-                           "mode=755,size=64k")
-            dfd = os.open(dev, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                _populate_dev(dfd)
-            finally:
-                os.close(dfd)
+            _as_mapped_fsids()          # the tmpfs's root is owned by the fsuid too
+            syscalls.mount("tmpfs", _fdpath(under), "tmpfs",
+                           syscalls.MS_NOSUID | syscalls.MS_NOEXEC, "mode=755,size=64k")
+            dev = _reopen(top, "dev", under)
+            _populate_dev(dev)
+        # A fresh tmpfs of this namespace only: no other process can rename in it.
         for name in _DEV_NODES:
-            syscalls.mount(f"/dev/{name}", os.path.join(dev, name), None, syscalls.MS_BIND)
-        syscalls.mount("devpts", os.path.join(dev, "pts"), "devpts",
+            syscalls.mount(f"/dev/{name}", f"{_fdpath(dev)}/{name}", None, syscalls.MS_BIND)
+        syscalls.mount("devpts", f"{_fdpath(dev)}/pts", "devpts",
                        syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
                        "newinstance,ptmxmode=0666,mode=620")
     except OSError as e:
         import errno
         hint = ("rootless, your own uid and gid must be mapped inside (e.g. -r or "
                 "--userns keep-id) for the /dev tmpfs" if e.errno == errno.EOVERFLOW else None)
-        raise LaunchError(f"--rootfs: cannot build a minimal /dev in {dev}: {e.strerror} "
-                          f"({e.filename or dev})", hint=hint) from None
+        what = (e.filename or "").replace(_fdpath(dev) if dev is not None else "\0", "/dev")
+        raise LaunchError(f"--rootfs: cannot build a minimal /dev: {e.strerror} "
+                          f"({what or '/dev'})", hint=hint) from None
+    finally:
+        os.close(under)
+        if dev is not None:
+            os.close(dev)
 
 
-def _proc(root: str, fresh: bool) -> None:
-    target = os.path.join(root, "proc")
-    if not fresh:
-        _bind("/proc", target, None, readonly=True)
-        return
+def _proc(top: int, fresh: bool, later: bool) -> None:
+    """/proc in the root: a fresh one (``fresh``: a new PID namespace), else a read-only
+    bind of the host's. ``later``: the fresh one is mounted by the PID namespace's init
+    after the user namespace exists; until then a read-write bind of the host's stands
+    in, which the kernel requires to be there (a procfs fully visible, not locked
+    read-only) before it lets a user namespace mount a new one, and which it covers."""
+    target = resolve_in_root(top, "proc", "--rootfs")
     try:
-        syscalls.mount("proc", target, "proc",
+        if not fresh or later:
+            _bind("/proc", target, None, readonly=not fresh)
+            return
+        syscalls.mount("proc", _fdpath(target), "proc",
                        syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
     except OSError as e:
-        raise LaunchError(f"--rootfs: cannot mount a fresh /proc in {target}: "
-                          f"{e.strerror}") from None
+        raise LaunchError(f"--rootfs: cannot mount a fresh /proc: {e.strerror}") from None
+    finally:
+        os.close(target)
 
 
 # f_type of the filesystems an initial ramfs ("rootfs") can be.
 _RAMFS_MAGIC, _TMPFS_MAGIC = 0x858458F6, 0x01021994
 
 
-def _pivot(root: str) -> None:
+def _pivot(top: int, root: str) -> None:
     try:
-        os.chdir(root)
+        os.fchdir(top)
         try:
             syscalls.pivot_root(".", ".")
         except OSError as e:
@@ -348,39 +521,109 @@ def _pivot(root: str) -> None:
         raise LaunchError(f"--rootfs: cannot pivot into {root}: {e.strerror}") from None
 
 
-def attach(prepared: Prepared, fresh_proc: bool) -> None:
+def _put(m: Mount, src: str, fd: int | None, target: int | str) -> None:
+    """One mount onto ``target`` (a descriptor inside --rootfs, or a host path)."""
+    from .diagnose import mount_error
+    where = target if isinstance(target, str) else m.dst
+    if fd is not None:
+        try:
+            _move(fd, target)
+        except OSError as e:
+            raise mount_error(e, m, "move_mount", where) from None
+    elif m.kind == "tmpfs":
+        try:
+            syscalls.mount("tmpfs", target if isinstance(target, str) else _fdpath(target),
+                           "tmpfs", m.flags | (syscalls.MS_RDONLY if m.readonly else 0),
+                           m.data or None)
+        except OSError as e:
+            raise mount_error(e, m, "mount tmpfs", where) from None
+    else:
+        _bind(src, target, m, m.readonly)
+
+
+def _attach_root(prepared: Prepared, m: Mount, fd: int | None) -> int:
+    """The --rootfs tree onto DIR (opened again here, and checked to be the directory
+    ``prepare`` opened); returns the new root mount as a descriptor."""
+    root = prepared.rootfs
+    under, _ = open_root(root, prepared.root_id)     # type: ignore[arg-type]
+    try:
+        if fd is not None:                           # the id-mapped tree prepare() made
+            _put(m, root, fd, under)  # type: ignore[arg-type]
+        else:
+            _bind(under, under, m, m.readonly)
+        top, _ = open_root(root, prepared.root_id)   # type: ignore[arg-type]
+        if _mnt_id(top) == _mnt_id(under):
+            os.close(top)
+            raise _race(str(root), "the root filesystem mount is not there")
+        return top
+    finally:
+        os.close(under)
+
+
+def attach_early(prepared: Prepared, fresh_proc: bool) -> None:
+    """As root, before the command's user namespace is created: a mount namespace of
+    this process (owned by the initial user namespace), every mount attached in it.
+
+    The command's namespaces are then unshared from this one, and the kernel marks
+    every mount copied into a namespace of a less privileged user namespace locked:
+    its read-only, nosuid, nodev and noexec flags cannot be cleared, and it cannot be
+    unmounted to uncover what is beneath (MNT_LOCK_*, MNT_LOCKED). So container root,
+    with every capability in its namespace, cannot undo ``ro``."""
+    if not prepared.early or prepared.done[0]:
+        return
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    except OSError as e:
+        raise LaunchError(f"cannot make a mount namespace to build the mounts in: "
+                          f"{e.strerror}") from None
+    attach(prepared, fresh_proc, later=True)
+
+
+def attach(prepared: Prepared, fresh_proc: bool, later: bool = False) -> None:
     """Put every mount in place in this process's (new, private) mount namespace.
 
     ``fresh_proc``: the process is in a new PID namespace, so --rootfs gets a
-    /proc of its own; otherwise a read-only bind of the host's.
+    /proc of its own; otherwise a read-only bind of the host's. ``later``: the
+    fresh /proc is mounted by a second call (attach_early's namespace is not yet in
+    the PID namespace).
     """
-    from .diagnose import mount_error
-    root = prepared.rootfs
+    if prepared.done[0]:
+        if fresh_proc and prepared.rootfs is not None:
+            try:
+                syscalls.mount("proc", "/proc", "proc",
+                               syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+            except OSError as e:
+                raise LaunchError(f"--rootfs: cannot mount a fresh /proc: "
+                                  f"{e.strerror}") from None
+        _workdir(prepared.plan.workdir)     # again: the API's cwd= came in between
+        return
+    prepared.done[0] = True
+    top = None
     try:
         for m, src, fd in zip(prepared.plan.mounts, prepared.sources, prepared.fds):
-            target = root if m.kind == "rootfs" else (
-                _inside_root(root, m.dst) if root else m.dst)
-            if fd is not None:
-                try:
-                    syscalls.move_mount(fd, target)
-                except OSError as e:
-                    raise mount_error(e, m, "move_mount", target) from None
-            elif m.kind == "tmpfs":
-                try:
-                    syscalls.mount("tmpfs", target, "tmpfs", m.flags | (
-                        syscalls.MS_RDONLY if m.readonly else 0), m.data or None)
-                except OSError as e:
-                    raise mount_error(e, m, "mount tmpfs", target) from None
-            else:
-                _bind(src, target, m, m.readonly)
             if m.kind == "rootfs":
-                _minimal_dev(root, prepared.fds[-1])  # type: ignore[arg-type]
-                _proc(root, fresh_proc)  # type: ignore[arg-type]
+                top = _attach_root(prepared, m, fd)
+                _minimal_dev(top, prepared.fds[-1])
+                _proc(top, fresh_proc, later)
+            elif top is not None:
+                target = resolve_in_root(top, m.dst, m.origin)
+                try:
+                    _put(m, src, fd, target)
+                finally:
+                    os.close(target)
+            else:
+                _put(m, src, fd, m.dst)
+        if top is not None:
+            _pivot(top, prepared.rootfs)  # type: ignore[arg-type]
     finally:
         prepared.release()
-    if root is not None:
-        _pivot(root)
-    workdir = prepared.plan.workdir
+        if top is not None:
+            os.close(top)
+    _workdir(prepared.plan.workdir)
+
+
+def _workdir(workdir: str | None) -> None:
     if workdir is not None:
         try:
             os.chdir(workdir)

@@ -57,7 +57,8 @@ def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
                    no_new_privs: bool = False, preserve_fds: int = 0, verbose: bool = False,
                    newuidmap: str | None = None, newgidmap: str | None = None,
                    die_with_parent: bool = False,
-                   json_status_fd: int | None = None) -> LaunchOptions:
+                   json_status_fd: int | None = None, cap_add: tuple[str, ...] = (),
+                   cap_drop: tuple[str, ...] = ()) -> LaunchOptions:
     """The launcher's options with their implications, refused here rather than by the
     kernel after namespaces exist."""
     from .launch import LaunchOptions
@@ -67,6 +68,10 @@ def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
     if hostname is not None:
         check_hostname(hostname)
     check_preserve_fds(preserve_fds)
+    caps, added = None, frozenset()
+    if cap_add or cap_drop:
+        from .caps import resolve
+        caps, added = resolve(cap_add, cap_drop), resolve(cap_add, ("ALL",))
     if json_status_fd is not None:
         check_status_fd(json_status_fd)
     return LaunchOptions(net=net, pid=pid, mount=mount or mount_proc, mount_proc=mount_proc,
@@ -74,7 +79,8 @@ def launch_options(*, net: bool = False, pid: bool = False, mount: bool = False,
                          cgroup=cgroup, fork=fork, no_new_privs=no_new_privs,
                          preserve_fds=preserve_fds, verbose=verbose, newuidmap=newuidmap,
                          newgidmap=newgidmap, die_with_parent=die_with_parent,
-                         json_status_fd=json_status_fd)
+                         json_status_fd=json_status_fd, caps=caps,
+                         cap_added=added or frozenset())
 
 
 def check_hostname(name: str) -> None:

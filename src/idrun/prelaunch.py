@@ -76,6 +76,11 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
                 warnings += mplan.warnings
                 if hold and opts.verbose:
                     notes += mplan.notes
+                if plan.rootless and any(m.readonly for m in mplan.mounts):
+                    from .caps import for_read_only
+                    caps, w = for_read_only(opts.caps, True, True, opts.cap_added)
+                    opts = done.opts = opts._replace(caps=caps)
+                    warnings += [w] if w else []
                 if hold:
                     done.opts = opts._replace(mounts=prepare(mplan, plan.rootless))
         done.plan, done.mounts = plan, mplan

@@ -147,6 +147,21 @@ def _prctl(option: int, arg: int | bytes = 0) -> int:
                      ulong(0), ulong(0), ulong(0))
 
 
+def prctl3(option: int, arg2: int, arg3: int) -> int:
+    """prctl(2) with two arguments (PR_CAP_AMBIENT and its sub-commands)."""
+    _prctl(PR_GET_DUMPABLE)              # makes sure the argument type exists
+    ulong = _ulong[0]
+    return _call_int("prctl", option, ulong(arg2), ulong(arg3), ulong(0), ulong(0))
+
+
+def set_fsid(call: str, value: int) -> None:
+    """setfsuid(2)/setfsgid(2): they return the old id and report no error; the new id
+    is checked by reading it back (a call with -1 changes nothing)."""
+    _libc(call)(value)
+    if _libc(call)(-1) != value:
+        raise OSError(1, f"{call}({value}) was refused", None)
+
+
 def set_pdeathsig(sig: int) -> None:
     """Ask the kernel to send ``sig`` when the parent *thread* exits.
 
@@ -207,6 +222,7 @@ SYS_MOVE_MOUNT = 429
 SYS_FSOPEN = 430
 SYS_FSCONFIG = 431
 SYS_FSMOUNT = 432
+SYS_OPENAT2 = 437
 SYS_MOUNT_SETATTR = 442
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203,
                    "s390x": 217}
@@ -217,6 +233,10 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_IDMAP = 0x100000
 FSOPEN_CLOEXEC = 1
@@ -268,18 +288,31 @@ def open_tree(path: str, flags: int, dirfd: int = AT_FDCWD) -> int:
 
 
 def move_mount(from_fd: int, to_path: str, to_dirfd: int = AT_FDCWD) -> None:
-    """Attach the detached mount ``from_fd`` at ``to_path``."""
+    """Attach the detached mount ``from_fd`` at ``to_path`` (relative to ``to_dirfd``);
+    an empty ``to_path`` attaches onto ``to_dirfd`` itself (an O_PATH descriptor)."""
     c = _ctypes_libc()["ctypes"]
+    flags = MOVE_MOUNT_F_EMPTY_PATH | (0 if to_path else MOVE_MOUNT_T_EMPTY_PATH)
     _syscall(SYS_MOVE_MOUNT, c.c_int(from_fd), b"", c.c_int(to_dirfd), _path(to_path),
-             c.c_uint(MOVE_MOUNT_F_EMPTY_PATH), what=to_path)
+             c.c_uint(flags), what=to_path or None)
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2) (Linux 5.6): ``resolve`` is RESOLVE_* (RESOLVE_IN_ROOT: ``dirfd`` is the
+    root for "/", ".." and absolute symlinks, so the result is always beneath it)."""
+    api = _ctypes_libc()
+    c = api["ctypes"]
+    how = (c.c_uint64 * 3)(flags, mode, resolve)     # struct open_how
+    return _syscall(SYS_OPENAT2, c.c_int(dirfd), _path(path), c.byref(how),
+                    c.c_size_t(c.sizeof(how)), what=path)
 
 
 def mount_setattr(fd: int, path: str, flags: int, attr_set: int, userns_fd: int = 0,
-                  attr_clr: int = 0) -> None:
-    """mount_setattr(2) with ``struct mount_attr`` (size 32)."""
+                  attr_clr: int = 0, propagation: int = 0) -> None:
+    """mount_setattr(2) with ``struct mount_attr`` (size 32); ``propagation`` is one of
+    MS_PRIVATE, MS_SLAVE, MS_SHARED, MS_UNBINDABLE, or 0 to leave it."""
     api = _ctypes_libc()
     c = api["ctypes"]
-    attr = api["MountAttr"](attr_set, attr_clr, 0, userns_fd)  # type: ignore[operator]
+    attr = api["MountAttr"](attr_set, attr_clr, propagation, userns_fd)  # type: ignore[operator]
     _syscall(SYS_MOUNT_SETATTR, c.c_int(fd), _path(path), c.c_uint(flags), c.byref(attr),
              c.c_size_t(c.sizeof(attr)), what=path or None)
 
