@@ -180,6 +180,11 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
 
     ``verify_only`` (``--verify``): build the id-mapped trees, so the kernel says
     whether it takes them, but create no mount point and no /dev."""
+    if not rootless:        # rootless idmap: volumes refuses it already
+        first = next((m for m in mplan.mounts if m.idmap is not None), None)
+        if first is not None:   # before any mount point, helper or tree exists
+            from .kernelfeatures import require_idmap
+            require_idmap(first.origin)
     mplan, sources = check_paths(mplan)
     root = os.path.realpath(mplan.rootfs) if mplan.rootfs is not None else None
     if root is not None and not verify_only:
@@ -274,12 +279,43 @@ def _bind(src: str, target: str, m: Mount | None, readonly: bool) -> None:
     try:
         syscalls.mount(src, target, None, syscalls.MS_BIND | syscalls.MS_REC)
         if readonly:
-            syscalls.mount_setattr(syscalls.AT_FDCWD, target, syscalls.AT_RECURSIVE,
-                                   syscalls.MOUNT_ATTR_RDONLY)
+            try:
+                syscalls.mount_setattr(syscalls.AT_FDCWD, target, syscalls.AT_RECURSIVE,
+                                       syscalls.MOUNT_ATTR_RDONLY)
+            except OSError as e:
+                if e.errno != 38:   # ENOSYS: before Linux 5.12; the old API can do it
+                    raise
+                _remount_readonly(target)
     except OSError as e:
         if m is None:
             raise LaunchError(f"cannot bind {src} on {target}: {e.strerror}") from None
         raise mount_error(e, m, "bind mount", src) from None
+
+
+# statvfs f_flag bit -> mount(2) flag: what a bind remount must repeat, since the kernel
+# locks these flags of mounts a user namespace inherited (EPERM if one is dropped).
+_KEPT_FLAGS = ((os.ST_NOSUID, syscalls.MS_NOSUID), (os.ST_NODEV, syscalls.MS_NODEV),
+               (os.ST_NOEXEC, syscalls.MS_NOEXEC), (1024, 1024),    # NOATIME
+               (2048, 2048), (4096, 1 << 21))                       # NODIRATIME, RELATIME
+
+
+def _remount_readonly(target: str) -> None:
+    """Read-only ``target`` and every mount below it with mount(2) (kernels without
+    mount_setattr, before 5.12): one MS_REMOUNT|MS_BIND|MS_RDONLY per mount, from
+    /proc/self/mountinfo, keeping each mount's locked flags."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    below = target.rstrip("/") + "/"
+    for raw in points:
+        point = raw.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        if point != target and not point.startswith(below):
+            continue
+        flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+        have = os.statvfs(point).f_flag
+        for st, ms in _KEPT_FLAGS:
+            if have & st:
+                flags |= ms
+        syscalls.mount(None, point, None, flags)
 
 
 def _minimal_dev(root: str, dev_fd: int | None) -> None:
