@@ -150,3 +150,16 @@ def test_kernels_txt_rejects_a_missing_test_file(tmp_path):
 def test_no_mirror_host_in_the_runner():
     text = (ROOT / "integration" / "vm" / "run.py").read_text()
     assert "deb.debian.org" not in text
+
+
+def test_superseded_images_are_only_the_environments_own(tmp_path):
+    """trixie's rebuild removed trixie-bpo's image (a "trixie-*" glob): names that share
+    a prefix are different environments."""
+    for n in ("trixie-0123456789abcdef", "trixie-bpo-0123456789abcdef", "trixie-old",
+              ".trixie-fedcba9876543210.partial", ".trixie-bpo-fedcba9876543210.partial"):
+        (tmp_path / n).mkdir()
+    assert [p.name for p in run.own_images(tmp_path, "trixie")] == ["trixie-0123456789abcdef"]
+    assert [p.name for p in run.own_images(tmp_path, "trixie", partial=True)] == \
+        [".trixie-fedcba9876543210.partial"]
+    assert [p.name for p in run.own_images(tmp_path, "trixie-bpo")] == \
+        ["trixie-bpo-0123456789abcdef"]

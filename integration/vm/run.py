@@ -396,6 +396,14 @@ def image_key(env: Environment, sources: list[str], packages: list[str],
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def own_images(images: Path, name: str, partial: bool = False) -> list[Path]:
+    """The images (or partial builds) of environment ``name`` only: "trixie-<key>" but not
+    "trixie-bpo-<key>", whose name starts the same."""
+    pattern = re.compile((r"\." if partial else "") + re.escape(name) + r"-[0-9a-f]{16}"
+                         + (r"\.partial" if partial else "") + "$")
+    return [p for p in images.glob("*") if pattern.match(p.name)] if images.is_dir() else []
+
+
 def image_complete(d: Path) -> bool:
     return all((d / f).is_file() for f in ("initramfs.cpio.zst", "vmlinuz", "kernel-release"))
 
@@ -636,7 +644,7 @@ class Runner:
         partial = self.images / f".{env.name}-{key}.partial"
         # leftovers of killed builds (we hold the cache lock, nobody else builds);
         # build-image.sh unmounts what a killed mmdebstrap left in its work dir
-        for d in [final, *self.images.glob(f".{env.name}-*.partial")]:
+        for d in [final, *own_images(self.images, env.name, partial=True)]:
             shutil.rmtree(d, ignore_errors=True)
         cmd = ["bash", str(BUILD_SCRIPT), "--suite", env.suite, "--out", str(partial),
                "--init", str(INIT_SCRIPT), "--packages", ",".join(self.packages),
@@ -659,7 +667,7 @@ class Runner:
             print_tail(child.lines, f"the {env.name} image build")
             raise Failure(f"image build {'timed out' if timed_out else f'failed (rc {rc})'}")
         partial.rename(final)
-        for old in self.images.glob(f"{env.name}-*"):
+        for old in own_images(self.images, env.name):
             if old != final and old.is_dir():
                 log(f"{env.name}: removing superseded image {old.name}")
                 shutil.rmtree(old, ignore_errors=True)
