@@ -396,6 +396,14 @@ def image_key(env: Environment, sources: list[str], packages: list[str],
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def rootfs_key(env: Environment, sources: list[str], packages: list[str]) -> str:
+    """What the userland of an image (mmdebstrap's result, before the kernel) depends on:
+    environments that differ only in their kernel share it."""
+    material = {"format": IMAGE_FORMAT, "suite": env.suite, "sources": sources,
+                "packages": packages, "build-image.sh": file_sha256(BUILD_SCRIPT)}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def own_images(images: Path, name: str, partial: bool = False) -> list[Path]:
     """The images (or partial builds) of environment ``name`` only: "trixie-<key>" but not
     "trixie-bpo-<key>", whose name starts the same."""
@@ -605,6 +613,14 @@ class Runner:
         self.workdir = workdir
         self.share = workdir / "tree"
         self.boot_slots = threading.Semaphore(args.jobs)
+        self.rootfs_dir = self.cache / "rootfs"
+        self._rootfs_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def rootfs_lock(self, key: str) -> threading.Lock:
+        """One build per userland at a time: the second reuses the first's rootfs."""
+        with self._locks_lock:
+            return self._rootfs_locks.setdefault(key, threading.Lock())
 
     def fetch(self, env: Environment, res: Result, sources: list[str]) -> tuple[Path | None, list[Path], str]:
         """Returns (cached image or None, kernel debs, image key)."""
@@ -653,15 +669,26 @@ class Runner:
             cmd += ["--source", s]
         for d in debs:
             cmd += ["--kernel-deb", str(d)]
-        log(f"{env.name}: building image {final.name}")
+        rkey = rootfs_key(env, sources, self.packages)
+        tar = self.rootfs_dir / f"{env.suite}-{rkey}.tar"
+        cmd += ["--rootfs-tar", str(tar)]
         t0 = time.monotonic()
-        # the build script needs time to unmount and delete its work dir
-        child = Child(cmd, f"[{env.name} build] ", self.workdir / f"build-{env.name}.log", grace=60)
-        try:
-            rc, timed_out = child.wait(BUILD_TIMEOUT)
-        finally:
-            child.close()
-            res.t_build = time.monotonic() - t0
+        with self.rootfs_lock(rkey):
+            log(f"{env.name}: building image {final.name}"
+                + (f" (userland from {tar.name})" if tar.exists() else ""))
+            # the build script needs time to unmount and delete its work dir
+            child = Child(cmd, f"[{env.name} build] ", self.workdir / f"build-{env.name}.log",
+                          grace=60)
+            try:
+                rc, timed_out = child.wait(BUILD_TIMEOUT)
+            finally:
+                child.close()
+                res.t_build = time.monotonic() - t0
+        if self.rootfs_dir.is_dir():     # userlands of this suite that no input matches now
+            for old in self.rootfs_dir.glob(f"{env.suite}-*.tar"):
+                if old != tar and re.fullmatch(re.escape(env.suite) + r"-[0-9a-f]{16}\.tar",
+                                               old.name):
+                    old.unlink(missing_ok=True)
         if timed_out or rc != 0:
             shutil.rmtree(partial, ignore_errors=True)
             print_tail(child.lines, f"the {env.name} image build")
