@@ -163,3 +163,28 @@ def test_superseded_images_are_only_the_environments_own(tmp_path):
         [".trixie-fedcba9876543210.partial"]
     assert [p.name for p in run.own_images(tmp_path, "trixie-bpo")] == \
         ["trixie-bpo-0123456789abcdef"]
+
+
+def test_child_waits_for_the_guest_up_line(tmp_path):
+    """The early-boot watchdog's wait: real child processes, no QEMU."""
+    import time
+    up = run.Child(["sh", "-c", "echo SeaBIOS; echo 'Booting from ROM...GUEST-UP kernel=x'; "
+                    "sleep 30"], "", tmp_path / "a.log")
+    try:
+        assert up.wait_for_text("GUEST-UP ", 20)
+    finally:
+        up.close()
+    hung = run.Child(["sleep", "30"], "", tmp_path / "b.log", grace=1)
+    try:
+        t0 = time.monotonic()
+        assert not hung.wait_for_text("GUEST-UP ", 1.5)
+        assert 1.4 <= time.monotonic() - t0 < 10
+    finally:
+        hung.close()
+    gone = run.Child(["true"], "", tmp_path / "c.log")
+    try:
+        t0 = time.monotonic()
+        assert not gone.wait_for_text("GUEST-UP ", 20)
+        assert time.monotonic() - t0 < 10
+    finally:
+        gone.close()

@@ -283,7 +283,8 @@ def _bind(src: str, target: str, m: Mount | None, readonly: bool) -> None:
                 syscalls.mount_setattr(syscalls.AT_FDCWD, target, syscalls.AT_RECURSIVE,
                                        syscalls.MOUNT_ATTR_RDONLY)
             except OSError as e:
-                if e.errno != 38:   # ENOSYS: before Linux 5.12; the old API can do it
+                import errno
+                if e.errno != errno.ENOSYS:     # before Linux 5.12: the old API can do it
                     raise
                 _remount_readonly(target)
     except OSError as e:
