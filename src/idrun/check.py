@@ -85,10 +85,17 @@ def _kernel_features(root: bool) -> list[Check]:
         if why:
             out.append(Check("id-mapped mounts", WARN, f"could not ask the kernel: {why}"))
         else:
-            detail = (f"yes, for {', '.join(took) or 'no filesystem type mounted here'}"
-                      + (f"; refused for {', '.join(refused)}" if refused else "")
-                      + " (each type mounted here asked with a detached copy)")
-            out.append(Check("id-mapped mounts", OK if took else WARN, detail))
+            asked = " (each type mounted here asked with a detached copy)"
+            if took:
+                out.append(Check("id-mapped mounts", OK, f"yes, for {', '.join(took)}"
+                                 + (f"; refused for {', '.join(refused)}" if refused else "")
+                                 + asked))
+            else:
+                out.append(Check("id-mapped mounts", WARN, "the kernel has them, but no "
+                                 "filesystem type mounted here takes them: refused for "
+                                 f"{', '.join(refused) or 'every type'}" + asked,
+                                 "id-map directories on ext4, xfs or btrfs (tmpfs from "
+                                 "Linux 6.3)"))
     if kf.has("close_range"):
         out.append(Check("close_range", OK, "yes: descriptors are closed in one call"))
     else:
