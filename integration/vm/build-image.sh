@@ -6,10 +6,15 @@
 #                  --source "deb URI SUITE COMPONENT" [--source ...]
 #                  --kernel-deb FILE [--kernel-deb ...]
 #                  --modules "MOD ..." [--optional-modules "MOD ..."]
+#                  [--rootfs-tar FILE]
 #
 # Makes DIR/initramfs.cpio.zst (the whole Debian minbase rootfs of SUITE plus
 # the listed packages, a subset of the kernel's modules and FILE as /init),
-# DIR/vmlinuz and DIR/kernel-release.  DIR must not exist yet.  Needs root
+# DIR/vmlinuz and DIR/kernel-release.  DIR must not exist yet.  With --rootfs-tar,
+# the userland (mmdebstrap's result, before any kernel is added) is taken from FILE
+# if it exists, else saved there: guests with the same userland and another kernel
+# (bookworm and bullseye's 5.10, trixie and trixie-backports) and a new kernel upload
+# skip mmdebstrap.  Needs root
 # (mmdebstrap in root mode, chroot, ownership in the cpio archive).
 set -euo pipefail
 
@@ -17,7 +22,7 @@ prog=build-image
 say() { printf '%s: %s\n' "$prog" "$*"; }
 die() { printf '%s: error: %s\n' "$prog" "$*" >&2; exit 1; }
 
-suite= out= init= packages= modules= optional_modules=
+suite= out= init= packages= modules= optional_modules= rootfs_tar=
 sources=() kernel_debs=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -29,6 +34,7 @@ while [[ $# -gt 0 ]]; do
         --kernel-deb) kernel_debs+=("$2"); shift 2 ;;
         --modules) modules=$2; shift 2 ;;
         --optional-modules) optional_modules=$2; shift 2 ;;
+        --rootfs-tar) rootfs_tar=$2; shift 2 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -70,23 +76,35 @@ trap 'exit 143' TERM
 
 t0=$SECONDS
 # ------------------------------------------------------------ 1. rootfs
-say "mmdebstrap $suite ($packages)"
-mmdebstrap \
-    --variant=minbase \
-    --mode=root \
-    --format=directory \
-    --components=main \
-    --include="$packages" \
-    --aptopt='Acquire::Check-Valid-Until "false"' \
-    --aptopt='Acquire::Languages "none"' \
-    --dpkgopt=force-unsafe-io \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --dpkgopt='path-exclude=/usr/share/lintian/*' \
-    "$suite" "$rootfs" "${sources[@]}"
+if [[ -n $rootfs_tar && -f $rootfs_tar ]]; then
+    say "rootfs of $suite from $rootfs_tar (the same userland, built before)"
+    mkdir -p -- "$rootfs"
+    tar -C "$rootfs" --numeric-owner -xpf "$rootfs_tar" || die "cannot unpack $rootfs_tar"
+else
+    say "mmdebstrap $suite ($packages)"
+    mmdebstrap \
+        --variant=minbase \
+        --mode=root \
+        --format=directory \
+        --components=main \
+        --include="$packages" \
+        --aptopt='Acquire::Check-Valid-Until "false"' \
+        --aptopt='Acquire::Languages "none"' \
+        --dpkgopt=force-unsafe-io \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/lintian/*' \
+        "$suite" "$rootfs" "${sources[@]}"
+    if [[ -n $rootfs_tar ]]; then
+        mkdir -p -- "$(dirname -- "$rootfs_tar")"
+        tar -C "$rootfs" --numeric-owner -cpf "$rootfs_tar.partial" . \
+            && mv -- "$rootfs_tar.partial" "$rootfs_tar" \
+            || { rm -f -- "$rootfs_tar.partial"; die "cannot save the rootfs in $rootfs_tar"; }
+    fi
+fi
 say "rootfs done in $((SECONDS - t0)) s"
 
 # ------------------------------------------------------- 2. kernel + modules

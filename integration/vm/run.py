@@ -23,8 +23,8 @@ line per environment and exits 1 if any failed. Why this and not virtme-ng: READ
 Usage: run.py --deb FILE [--suite NAME ...] [--timeout S] [--jobs N] [-- PYTEST ARGS]
 
 Environment: IDRUN_VM_CACHE (default /var/cache/idrun-vm), IDRUN_VM_ACCEL (tcg, or kvm
-where KVM can boot stock kernels), IDRUN_VM_MIRROR / IDRUN_VM_SECURITY_MIRROR (default
-deb.debian.org). CI and the suite's IDRUN_* variables are passed on to the guest.
+where KVM can boot stock kernels), IDRUN_VM_MIRROR / IDRUN_VM_SECURITY_MIRROR (default:
+the host's own apt sources). CI and the suite's IDRUN_* variables are passed on to the guest.
 Standard library only; Python 3.11+.
 """
 from __future__ import annotations
@@ -63,6 +63,11 @@ OPTIONAL_MODULES = "veth dummy overlay"
 KERNEL_DEP_RE = re.compile(r"^linux-(image|binary|modules|base)-\d")
 MEMORY_MIB = 1024  # below this the initramfs does not unpack
 DEFAULT_TIMEOUT = 300
+# init.sh prints GUEST-UP within 5-15 s of guest uptime, 70-80 s on a loaded machine. A
+# guest with nothing on its console after this long hung in early boot (seen once under
+# TCG: "Booting from ROM..." and then 11 minutes of CPU, while the same image booted in
+# 30 s standalone): it is booted once more.
+BOOT_DEADLINE = 300
 BUILD_TIMEOUT = 1200
 
 ANSI_RE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_]|c)")
@@ -99,6 +104,15 @@ class Environment:
     suite: str
     extra_suites: list[str]
     kernel_package: str
+    # where the kernel comes from when not from the userland's suites (5.10: bullseye's
+    # kernel under a bookworm userland, whose Python idrun supports); empty: the userland's
+    kernel_suites: list[str] = dataclasses.field(default_factory=list)
+    # the test files this guest runs when the pytest arguments name none; empty: all
+    tests: list[str] = dataclasses.field(default_factory=list)
+
+
+def _comma_list(field: str) -> list[str]:
+    return [] if field in ("-", "all") else [s for s in field.split(",") if s]
 
 
 def load_environments(path: Path = KERNELS_FILE) -> dict[str, Environment]:
@@ -108,11 +122,15 @@ def load_environments(path: Path = KERNELS_FILE) -> dict[str, Environment]:
         if not line:
             continue
         fields = line.split()
-        if len(fields) != 4:
-            raise SystemExit(f"{path}:{lineno}: expected 4 fields, got {len(fields)}: {raw!r}")
-        name, suite, extra, kpkg = fields
-        extra_suites = [] if extra == "-" else [s for s in extra.split(",") if s]
-        envs[name] = Environment(name, suite, extra_suites, kpkg)
+        if len(fields) not in (4, 6):
+            raise SystemExit(f"{path}:{lineno}: expected 4 or 6 fields, got {len(fields)}: {raw!r}")
+        name, suite, extra, kpkg = fields[:4]
+        ksuites, tests = fields[4:] or ["-", "all"]
+        for t in _comma_list(tests):
+            if not (TREE / t).is_file():
+                raise SystemExit(f"{path}:{lineno}: test file {t} does not exist")
+        envs[name] = Environment(name, suite, _comma_list(extra), kpkg, _comma_list(ksuites),
+                                 _comma_list(tests))
     if not envs:
         raise SystemExit(f"{path}: no environments")
     return envs
@@ -171,12 +189,66 @@ def image_packages(listed: list[str], pkg: Package) -> list[str]:
     return listed + [d for d in pkg.depends if d not in listed]
 
 
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
+
+
+def host_mirror(tail: str, roots: tuple[Path, ...] = APT_SOURCES) -> str | None:
+    """The first URI of the host's apt sources whose path ends in /<tail> ("debian" or
+    "debian-security"), from one-line .list and deb822 .sources files: the guests use
+    the mirror this machine is configured (and allowed) to use."""
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files += sorted(p for p in root.iterdir() if p.suffix in (".list", ".sources"))
+        elif root.is_file():
+            files.append(root)
+    for f in files:
+        try:
+            text = f.read_text(errors="replace")
+        except OSError:
+            continue
+        for raw in text.splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if line.startswith("URIs:"):
+                uris = line[5:].split()
+            elif line.startswith("deb "):
+                words = re.sub(r"\[[^]]*\]", " ", line[4:]).split()
+                uris = words[:1]
+            else:
+                continue
+            for u in uris:
+                if u.rstrip("/").endswith("/" + tail):
+                    return u.rstrip("/")
+    return None
+
+
+def mirrors() -> tuple[str, str]:
+    """(Debian mirror, security mirror): IDRUN_VM_MIRROR / IDRUN_VM_SECURITY_MIRROR, else
+    the host's apt sources. No host name is written into the tree."""
+    out = []
+    for var, tail in (("IDRUN_VM_MIRROR", "debian"), ("IDRUN_VM_SECURITY_MIRROR",
+                                                     "debian-security")):
+        uri = os.environ.get(var) or host_mirror(tail)
+        if not uri:
+            raise SystemExit(f"run.py: no .../{tail} URI in the host's apt sources "
+                             f"({', '.join(map(str, APT_SOURCES))}); set {var}")
+        out.append(uri.rstrip("/"))
+    return out[0], out[1]
+
+
+def _lines(suites: list[str]) -> list[str]:
+    mirror, security = mirrors()
+    return [f"deb {security if s.endswith('-security') else mirror} {s} main" for s in suites]
+
+
 def source_lines(env: Environment) -> list[str]:
-    mirror = os.environ.get("IDRUN_VM_MIRROR", "http://deb.debian.org/debian").rstrip("/")
-    security = os.environ.get("IDRUN_VM_SECURITY_MIRROR",
-                              "http://deb.debian.org/debian-security").rstrip("/")
-    return [f"deb {security if s.endswith('-security') else mirror} {s} main"
-            for s in [env.suite, *env.extra_suites]]
+    """The userland's apt sources."""
+    return _lines([env.suite, *env.extra_suites])
+
+
+def kernel_source_lines(env: Environment) -> list[str]:
+    """Where the kernel package is resolved: its own suites, or the userland's."""
+    return _lines(env.kernel_suites) if env.kernel_suites else source_lines(env)
 
 
 # --------------------------------------------------------------------------
@@ -310,8 +382,8 @@ def file_sha256(path: Path) -> str:
 
 
 def image_key(env: Environment, sources: list[str], packages: list[str],
-              kernel: list[dict[str, str]]) -> str:
-    material = {
+              kernel: list[dict[str, str]], kernel_sources: list[str] | None = None) -> str:
+    material: dict[str, object] = {
         "format": IMAGE_FORMAT,
         "name": env.name,
         "suite": env.suite,
@@ -323,8 +395,26 @@ def image_key(env: Environment, sources: list[str], packages: list[str],
         "build-image.sh": file_sha256(BUILD_SCRIPT),
         "init.sh": file_sha256(INIT_SCRIPT),
     }
+    if kernel_sources and kernel_sources != sources:
+        material["kernel_sources"] = kernel_sources  # absent otherwise: cached keys stay
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def rootfs_key(env: Environment, sources: list[str], packages: list[str]) -> str:
+    """What the userland of an image (mmdebstrap's result, before the kernel) depends on:
+    environments that differ only in their kernel share it."""
+    material = {"format": IMAGE_FORMAT, "suite": env.suite, "sources": sources,
+                "packages": packages, "build-image.sh": file_sha256(BUILD_SCRIPT)}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def own_images(images: Path, name: str, partial: bool = False) -> list[Path]:
+    """The images (or partial builds) of environment ``name`` only: "trixie-<key>" but not
+    "trixie-bpo-<key>", whose name starts the same."""
+    pattern = re.compile((r"\." if partial else "") + re.escape(name) + r"-[0-9a-f]{16}"
+                         + (r"\.partial" if partial else "") + "$")
+    return [p for p in images.glob("*") if pattern.match(p.name)] if images.is_dir() else []
 
 
 def image_complete(d: Path) -> bool:
@@ -377,6 +467,21 @@ class Child:
         self._reader.join(timeout=10)
         self.log.flush()
         return rc, timed_out
+
+    def wait_for_text(self, text: str, timeout: float) -> bool:
+        """Whether a line containing ``text`` arrives within ``timeout`` seconds (False
+        at once if the process ends without one)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            if any(text in l for l in self.lines[seen:]):
+                return True
+            seen = max(0, len(self.lines) - 1)
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=10)
+                return any(text in l for l in self.lines)
+            time.sleep(0.5)
+        return False
 
     def kill(self) -> None:
         """SIGTERM the process group, SIGKILL it if it is still there after the grace time."""
@@ -453,6 +558,7 @@ class Result:
     build_cached: bool = False
     t_boot: float | None = None
     under_test: str = ""
+    kernel_package: str = "?"   # "linux-image-... VERSION (suites)"
 
 
 def parse_console(lines: list[str], result: Result) -> int | None:
@@ -527,17 +633,37 @@ class Runner:
         self.workdir = workdir
         self.share = workdir / "tree"
         self.boot_slots = threading.Semaphore(args.jobs)
+        self.rootfs_dir = self.cache / "rootfs"
+        self._rootfs_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def rootfs_lock(self, key: str) -> threading.Lock:
+        """One build per userland at a time: the second reuses the first's rootfs."""
+        with self._locks_lock:
+            return self._rootfs_locks.setdefault(key, threading.Lock())
 
     def fetch(self, env: Environment, res: Result, sources: list[str]) -> tuple[Path | None, list[Path], str]:
         """Returns (cached image or None, kernel debs, image key)."""
         t0 = time.monotonic()
         try:
-            apt = PrivateApt(self.cache / "apt" / env.name, sources)
-            apt.update()
+            ksources = kernel_source_lines(env)
+            if ksources == sources:
+                apt = PrivateApt(self.cache / "apt" / env.name, sources)
+            else:  # the kernel of another release: its own private apt
+                apt = PrivateApt(self.cache / "apt" / f"{env.name}-kernel", ksources)
+            try:
+                apt.update()
+            except Failure as e:
+                raise Failure(f"{e} (the mirror may not serve {', '.join(env.kernel_suites or [env.suite])}"
+                              " any more: set IDRUN_VM_MIRROR to one that does)") from None
             kernel = apt.resolve_kernel(env.kernel_package)
-            key = image_key(env, sources, self.packages, kernel)
+            key = image_key(env, sources, self.packages, kernel, ksources)
             image = self.images / f"{env.name}-{key}"
             names = ", ".join(k["Package"] + " " + k["Version"] for k in kernel)
+            real = [k for k in kernel if k["Package"].startswith("linux-image-")
+                    and k["Package"] != env.kernel_package] or kernel
+            res.kernel_package = (", ".join(k["Package"] + " " + k["Version"] for k in real)
+                                  + f" from {','.join(env.kernel_suites or [env.suite, *env.extra_suites])}")
             if image_complete(image):
                 log(f"{env.name}: kernel {names}; image {image.name} is cached")
                 return image, [], key
@@ -554,7 +680,7 @@ class Runner:
         partial = self.images / f".{env.name}-{key}.partial"
         # leftovers of killed builds (we hold the cache lock, nobody else builds);
         # build-image.sh unmounts what a killed mmdebstrap left in its work dir
-        for d in [final, *self.images.glob(f".{env.name}-*.partial")]:
+        for d in [final, *own_images(self.images, env.name, partial=True)]:
             shutil.rmtree(d, ignore_errors=True)
         cmd = ["bash", str(BUILD_SCRIPT), "--suite", env.suite, "--out", str(partial),
                "--init", str(INIT_SCRIPT), "--packages", ",".join(self.packages),
@@ -563,21 +689,32 @@ class Runner:
             cmd += ["--source", s]
         for d in debs:
             cmd += ["--kernel-deb", str(d)]
-        log(f"{env.name}: building image {final.name}")
+        rkey = rootfs_key(env, sources, self.packages)
+        tar = self.rootfs_dir / f"{env.suite}-{rkey}.tar"
+        cmd += ["--rootfs-tar", str(tar)]
         t0 = time.monotonic()
-        # the build script needs time to unmount and delete its work dir
-        child = Child(cmd, f"[{env.name} build] ", self.workdir / f"build-{env.name}.log", grace=60)
-        try:
-            rc, timed_out = child.wait(BUILD_TIMEOUT)
-        finally:
-            child.close()
-            res.t_build = time.monotonic() - t0
+        with self.rootfs_lock(rkey):
+            log(f"{env.name}: building image {final.name}"
+                + (f" (userland from {tar.name})" if tar.exists() else ""))
+            # the build script needs time to unmount and delete its work dir
+            child = Child(cmd, f"[{env.name} build] ", self.workdir / f"build-{env.name}.log",
+                          grace=60)
+            try:
+                rc, timed_out = child.wait(BUILD_TIMEOUT)
+            finally:
+                child.close()
+                res.t_build = time.monotonic() - t0
+        if self.rootfs_dir.is_dir():     # userlands of this suite that no input matches now
+            for old in self.rootfs_dir.glob(f"{env.suite}-*.tar"):
+                if old != tar and re.fullmatch(re.escape(env.suite) + r"-[0-9a-f]{16}\.tar",
+                                               old.name):
+                    old.unlink(missing_ok=True)
         if timed_out or rc != 0:
             shutil.rmtree(partial, ignore_errors=True)
             print_tail(child.lines, f"the {env.name} image build")
             raise Failure(f"image build {'timed out' if timed_out else f'failed (rc {rc})'}")
         partial.rename(final)
-        for old in self.images.glob(f"{env.name}-*"):
+        for old in own_images(self.images, env.name):
             if old != final and old.is_dir():
                 log(f"{env.name}: removing superseded image {old.name}")
                 shutil.rmtree(old, ignore_errors=True)
@@ -586,20 +723,32 @@ class Runner:
     def boot(self, env: Environment, res: Result, image: Path) -> None:
         out = self.workdir / f"out-{env.name}"
         out.mkdir()
-        if self.args.pytest_args:
-            (out / "pytest-args").write_text("".join(a + "\n" for a in self.args.pytest_args))
+        pytest_args = guest_pytest_args(env, self.args.pytest_args)
+        if pytest_args:
+            (out / "pytest-args").write_text("".join(a + "\n" for a in pytest_args))
+        if env.tests and pytest_args != self.args.pytest_args:
+            log(f"{env.name}: runs its subset {' '.join(env.tests)} (kernels.txt)")
         guest_env = guest_environment(self.package)
         (out / "guest-env").write_text("".join(f"{k}={v}\n" for k, v in guest_env.items()))
         with self.boot_slots:
             log(f"{env.name}: booting {res.kernel} (timeout {self.args.timeout} s)")
             t0 = time.monotonic()
-            child = Child(qemu_cmd(image, self.share, out), f"[{env.name}] ",
-                          self.workdir / f"console-{env.name}.log")
-            try:
-                rc, timed_out = child.wait(self.args.timeout)
-            finally:
-                child.close()
-                res.t_boot = time.monotonic() - t0
+            for attempt in (1, 2):
+                child = Child(qemu_cmd(image, self.share, out), f"[{env.name}] ",
+                              self.workdir / f"console-{env.name}-{attempt}.log")
+                try:
+                    deadline = min(BOOT_DEADLINE, self.args.timeout)
+                    if (attempt == 1 and not child.wait_for_text("GUEST-UP ", deadline)
+                            and child.proc.poll() is None):
+                        log(f"{env.name}: no GUEST-UP after {deadline} s, a hang in early "
+                            "boot: killing QEMU and booting once more")
+                        continue
+                    left = max(1.0, self.args.timeout - (time.monotonic() - t0))
+                    rc, timed_out = child.wait(left)
+                finally:
+                    child.close()
+                    res.t_boot = time.monotonic() - t0
+                break
         status = parse_console(child.lines, res)
         if timed_out:
             print_tail(child.lines, f"the {env.name} console")
@@ -634,13 +783,27 @@ class Runner:
         return res
 
 
+def names_test_path(args: list[str]) -> bool:
+    """Whether the pytest arguments name a test file (relative to the tree)."""
+    return any(not a.startswith("-") and (TREE / a.split("::")[0]).exists() and
+               a.split("::")[0].startswith("integration") for a in args)
+
+
+def guest_pytest_args(env: Environment, args: list[str]) -> list[str]:
+    """An environment's subset (kernels.txt) unless the arguments name test files."""
+    if env.tests and not names_test_path(args):
+        return [*args, *env.tests]
+    return list(args)
+
+
 def matrix_line(r: Result) -> str:
     parts = [describe_pass(p) for p in r.passes]
     verdict = "PASS" if r.ok else f"FAIL ({r.reason})"
     times = (f"download {fmt_s(r.t_download)}, build {fmt_s(r.t_build)}"
              f"{' (cached)' if r.build_cached else ''}, boot+test {fmt_s(r.t_boot)}")
     tested = r.under_test or "idrun=? (no IDRUN-UNDER-TEST line)"
-    return f"MATRIX {r.name} kernel={r.kernel} {tested} " + " | ".join(parts + [verdict, times])
+    return (f"MATRIX {r.name} kernel={r.kernel} ({r.kernel_package}) {tested} "
+            + " | ".join(parts + [verdict, times]))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

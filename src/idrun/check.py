@@ -1,7 +1,9 @@
 """``idrun check``: is this host ready for rootless idrun? Each line OK/WARN/FAIL with the fix.
 
-Creates nothing: reads sysctls, /proc, the helpers' files, the passwd and
-sub-id databases, and resolves podman's default rootless map on paper. Exit 0
+Creates nothing lasting: reads sysctls, /proc, the helpers' files, the passwd and
+sub-id databases, resolves podman's default rootless map on paper, and asks the kernel
+which mount calls it has (refused probe calls; as root, detached id-mapped copies of a
+mount of each filesystem type, closed at once). Exit 0
 when rootless launches work with the caller's own ids; whether sub-id mappings
 work (helpers, sub-id ranges) is a separate statement, since own-id launches
 (-r, -c, keep-id) need neither.
@@ -42,6 +44,64 @@ def _kernel() -> Check:
         return Check("kernel", WARN, f"{release}: at most 5 map lines (340 from 4.15)",
                      "upgrade the kernel for larger maps")
     return Check("kernel", OK, f"Linux {release}")
+
+
+def _kernel_features(root: bool) -> list[Check]:
+    """What the kernel can do for mounts and descriptors, asked of it (kernelfeatures):
+    the version is only quoted. As root, each mounted filesystem type is asked whether it
+    takes an id-mapped mount (a detached copy, closed at once: nothing is attached)."""
+    from . import kernelfeatures as kf
+    release = os.uname().release
+    out = []
+    missing = [n for n in kf.NEW_MOUNT_API if not kf.has(n)]
+    if missing:
+        out.append(Check("new mount API", WARN, f"Linux {release} lacks {', '.join(missing)} "
+                         "(ENOSYS; Linux 5.2+): --rootfs as root and id-mapped mounts "
+                         "cannot work", "run on Linux 5.2 or later"))
+    else:
+        out.append(Check("new mount API", OK, "open_tree, move_mount, fsopen: yes"))
+    if kf.has("mount_setattr"):
+        out.append(Check("mount_setattr", OK, "yes: read-only binds are recursive in one call"))
+    else:
+        out.append(Check("mount_setattr", WARN, f"Linux {release} lacks mount_setattr (ENOSYS; "
+                         "Linux 5.12+): read-only volumes are remounted one mount at a time "
+                         "with mount(2); id-mapped mounts are impossible",
+                         "run on Linux 5.12 or later for id-mapped mounts"))
+    lacking = kf.lacking_for_idmap()
+    if lacking:
+        out.append(Check("id-mapped mounts", WARN, f"no: Linux {release} lacks {lacking}; "
+                         "idmap volumes, --rootfs DIR:idmap and --tmpfs DST:idmap are refused "
+                         "(plain volumes, --rootfs and --tmpfs work)",
+                         "drop idmap, or run on Linux 5.12 or later"))
+    elif not root:
+        known = kf.idmap_flag()
+        what = ("the kernel knows MOUNT_ATTR_IDMAP" if known else
+                "mount_setattr exists (MOUNT_ATTR_IDMAP came with it)")
+        out.append(Check("id-mapped mounts", OK, f"{what}; they need root, so rootless "
+                         "launches cannot use idmap (run 'idrun check' as root for the "
+                         "filesystem types)"))
+    else:
+        took, refused, why = kf.idmap_by_fs()
+        if why:
+            out.append(Check("id-mapped mounts", WARN, f"could not ask the kernel: {why}"))
+        else:
+            asked = " (each type mounted here asked with a detached copy)"
+            if took:
+                out.append(Check("id-mapped mounts", OK, f"yes, for {', '.join(took)}"
+                                 + (f"; refused for {', '.join(refused)}" if refused else "")
+                                 + asked))
+            else:
+                out.append(Check("id-mapped mounts", WARN, "the kernel has them, but no "
+                                 "filesystem type mounted here takes them: refused for "
+                                 f"{', '.join(refused) or 'every type'}" + asked,
+                                 "id-map directories on ext4, xfs or btrfs (tmpfs from "
+                                 "Linux 6.3)"))
+    if kf.has("close_range"):
+        out.append(Check("close_range", OK, "yes: descriptors are closed in one call"))
+    else:
+        out.append(Check("close_range", OK, f"Linux {release} lacks close_range (ENOSYS; "
+                         "Linux 5.9+): descriptors are closed one by one"))
+    return out
 
 
 def _userns_sysctls(rootless: bool) -> list[Check]:
@@ -253,6 +313,7 @@ def run_checks(user: str | None = None) -> tuple[list[Check], Target]:
     root_self = target.uid == 0 and user is None
     checks += _userns_sysctls(rootless=not root_self)
     checks.append(_namespace())
+    checks += _kernel_features(root=os.geteuid() == 0)
     if root_self:
         checks.append(Check("mode", OK, "running as root: idrun writes maps itself, no "
                             "newuidmap or sub-ids needed", "pass --user NAME to check a user's "
@@ -351,6 +412,12 @@ def check_command(user: str | None, as_json: bool) -> int:
     also work is said separately (the last line; --json "sub_ids"): a missing
     or broken newuidmap/newgidmap, NoNewPrivs or missing sub-id ranges block
     only those, so they show as FAIL/WARN lines with exit 0.
+
+    It also lists what the kernel can do, asked of the kernel rather than read
+    from its version: the new mount API, mount_setattr (read-only volumes in one
+    call), id-mapped mounts (as root: for which of the mounted filesystem types)
+    and close_range. A kernel without id-mapped mounts (before 5.12) is a WARN:
+    plain volumes work there, idmap is refused before anything starts.
     """
     checks, target = run_checks(user)
     ok = own_ids_work(checks)

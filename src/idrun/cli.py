@@ -301,8 +301,12 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
                              "setgroups": verified.setgroups,
                              "kernel": os.uname().release}
             if mplan is not None:
+                from . import kernelfeatures
                 d["verified"]["idmapped_mounts"] = sum(m.idmap is not None
                                                        for m in mplan.mounts)
+                d["verified"]["kernel_features"] = kernelfeatures.features()
+                d["verified"]["mount_calls"] = [kernelfeatures.how_built(m)
+                                                for m in mplan.mounts]
         click.echo(dumps(d))
     else:
         click.echo(plan_text(plan))
@@ -319,8 +323,12 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
                 click.echo(f"  {kind}: " + "; ".join(lines))
             click.echo(f"  setgroups: {verified.setgroups}")
             if mplan is not None:
+                from . import kernelfeatures
                 n = sum(m.idmap is not None for m in mplan.mounts)
                 click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
+                click.echo(f"  kernel: {kernelfeatures.summary()}")
+                for m in mplan.mounts:
+                    click.echo(f"  {m.origin}: {kernelfeatures.how_built(m)}")
 
 
 @click.command("idrun", cls=_SectionedCommand,

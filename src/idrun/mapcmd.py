@@ -25,7 +25,10 @@ from .errors import IdrunError
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--verify", is_flag=True,
               help="Also have the kernel take the maps: a throwaway namespace gets them "
-                   "written as a launch would, they are read back, nothing is run.")
+                   "written as a launch would, they are read back, nothing is run. With "
+                   "mounts, each id-mapped one is built and dropped, and a line says what "
+                   "this kernel can do (mount_setattr, id-mapped mounts) and how it builds "
+                   "each mount.")
 @_mount_options
 @_files_option
 @_cap_options

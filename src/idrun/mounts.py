@@ -23,8 +23,9 @@ and the errno (``diagnose.mount_error``).
 """
 from __future__ import annotations
 
+import errno
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from . import syscalls
 from .errors import LaunchError, MapValidationError
@@ -267,6 +268,11 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
 
     ``verify_only`` (``--verify``): build the id-mapped trees, so the kernel says
     whether it takes them, but create no mount point and no /dev."""
+    if not rootless:        # rootless idmap: volumes refuses it already
+        first = next((m for m in mplan.mounts if m.idmap is not None), None)
+        if first is not None:   # before any mount point, helper or tree exists
+            from .kernelfeatures import require_idmap
+            require_idmap(first.origin)
     mplan, sources = check_paths(mplan)
     root = root_id = None
     if mplan.rootfs is not None:
@@ -330,8 +336,12 @@ def _dev_tree() -> int:
     except OSError as e:
         raise LaunchError(f"--rootfs: cannot make a tmpfs for /dev: {e.strerror}") from None
     try:
-        syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH, 0,
-                               propagation=syscalls.MS_PRIVATE)
+        try:
+            syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH, 0,
+                                   propagation=syscalls.MS_PRIVATE)
+        except OSError as e:
+            if e.errno != errno.ENOSYS:  # before 5.12: a new mount is private anyway
+                raise
         _populate_dev(fd)
     except OSError as e:
         os.close(fd)
@@ -382,9 +392,10 @@ def _fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _tree(src: str | int, readonly: bool) -> int:
+def _tree(src: str | int, readonly: bool) -> int | None:
     """A private detached copy of ``src`` (a path, or a descriptor), read-only if asked:
-    flags and propagation are set before it is attached anywhere."""
+    flags and propagation are set before it is attached anywhere. None on a kernel
+    without mount_setattr, where they cannot be (see _legacy_bind)."""
     flags = syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC | syscalls.AT_RECURSIVE
     if isinstance(src, int):
         fd = syscalls.open_tree("", flags | syscalls.AT_EMPTY_PATH, src)
@@ -394,6 +405,11 @@ def _tree(src: str | int, readonly: bool) -> int:
         syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
                                syscalls.MOUNT_ATTR_RDONLY if readonly else 0,
                                propagation=syscalls.MS_PRIVATE)
+    except OSError as e:
+        os.close(fd)
+        if e.errno == errno.ENOSYS:
+            return None
+        raise
     except BaseException:
         os.close(fd)
         raise
@@ -407,10 +423,16 @@ def _move(tree: int, target: int | str) -> None:
         syscalls.move_mount(tree, target)
 
 
-def _bind(src: str | int, target: int | str, m: Mount | None, readonly: bool) -> None:
+def _bind(src: str | int, target: int | str, m: Mount | None, readonly: bool,
+          reopen: Callable[[], int] | None = None) -> None:
+    """``reopen``: the mount made on ``target`` (a descriptor), as a descriptor of its
+    root; needed only by the read-only fallback of old kernels."""
     from .diagnose import mount_error
     try:
         tree = _tree(src, readonly)
+        if tree is None:                # no mount_setattr (before Linux 5.12)
+            _legacy_bind(src, target, readonly, reopen)
+            return
         try:
             _move(tree, target)
         finally:
@@ -428,6 +450,79 @@ def _reopen(top: int, name: str, under: int) -> int:
         os.close(fd)
         raise _race(f"/{name}", "the mount made on it is not there")
     return fd
+
+
+# --- kernels without mount_setattr (before 5.12) -----------------------------------------
+# No way to set a detached tree's propagation or read-only flag: bind with mount(2) in
+# this namespace, whose mounts are all private by now (a bind of a private mount is
+# private), then remount each mount of the copy read-only.
+
+# statvfs f_flag bit -> mount(2) flag: what a bind remount must repeat, since the kernel
+# locks these flags of mounts a user namespace inherited (EPERM if one is dropped).
+_KEPT_FLAGS = ((os.ST_NOSUID, syscalls.MS_NOSUID), (os.ST_NODEV, syscalls.MS_NODEV),
+               (os.ST_NOEXEC, syscalls.MS_NOEXEC), (1024, 1024),    # NOATIME
+               (2048, 2048), (4096, 1 << 21))                       # NODIRATIME, RELATIME
+
+
+def _legacy_bind(src: str | int, target: int | str, readonly: bool,
+                 reopen: Callable[[], int] | None) -> None:
+    syscalls.mount(_fdpath(src) if isinstance(src, int) else src,
+                   _fdpath(target) if isinstance(target, int) else target,
+                   None, syscalls.MS_BIND | syscalls.MS_REC)
+    if not readonly:
+        return
+    # The new mount's root, looked up again (a descriptor of the directory beneath
+    # still names the covered one); its mount id, not a path, says which mounts to fix.
+    fd = reopen() if reopen is not None else os.open(target, os.O_PATH | os.O_CLOEXEC)
+    try:
+        top = _mnt_id(fd)
+        syscalls.mount(None, _fdpath(fd), None, _remount_flags(_fdpath(fd)))
+    finally:
+        os.close(fd)
+    _remount_readonly_below(top)
+
+
+def _remount_flags(path: str) -> int:
+    flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+    have = os.statvfs(path).f_flag
+    for st, ms in _KEPT_FLAGS:
+        if have & st:
+            flags |= ms
+    return flags
+
+
+def _mount_table() -> list[tuple[int, int, str, str]]:
+    """(mount id, parent id, mount point, per-mount options) of this namespace."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = (fields[4].replace("\\040", " ").replace("\\011", "\t")
+                     .replace("\\012", "\n").replace("\\134", "\\"))
+            out.append((int(fields[0]), int(fields[1]), point, fields[5]))
+    return out
+
+
+def _remount_readonly_below(top: int) -> None:
+    """Every mount under mount ``top`` read-only too, found by parent id; then checked
+    by id, so a path that led elsewhere fails the launch instead of leaving one rw."""
+    def below() -> list[tuple[int, str, str]]:
+        table = _mount_table()
+        ids, found, grew = {top}, [], True
+        while grew:
+            grew = False
+            for mid, parent, point, opts in table:
+                if parent in ids and mid not in ids:
+                    ids.add(mid)
+                    found.append((mid, point, opts))
+                    grew = True
+        return found
+    for _, point, _ in below():
+        syscalls.mount(None, point, None, _remount_flags(point))
+    left = [point for _, point, opts in below() if "ro" not in opts.split(",")]
+    if left:
+        raise LaunchError(f"cannot make {left[0]} read-only: it is not where it was mounted",
+                          hint="did a path change during the launch? try again")
 
 
 def _as_mapped_fsids() -> None:
@@ -465,7 +560,6 @@ def _minimal_dev(top: int, dev_fd: int | None) -> None:
                        syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
                        "newinstance,ptmxmode=0666,mode=620")
     except OSError as e:
-        import errno
         hint = ("rootless, your own uid and gid must be mapped inside (e.g. -r or "
                 "--userns keep-id) for the /dev tmpfs" if e.errno == errno.EOVERFLOW else None)
         what = (e.filename or "").replace(_fdpath(dev) if dev is not None else "\0", "/dev")
@@ -486,7 +580,7 @@ def _proc(top: int, fresh: bool, later: bool) -> None:
     target = resolve_in_root(top, "proc", "--rootfs")
     try:
         if not fresh or later:
-            _bind("/proc", target, None, readonly=not fresh)
+            _bind("/proc", target, None, not fresh, lambda: _reopen(top, "proc", target))
             return
         syscalls.mount("proc", _fdpath(target), "proc",
                        syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
@@ -521,7 +615,8 @@ def _pivot(top: int, root: str) -> None:
         raise LaunchError(f"--rootfs: cannot pivot into {root}: {e.strerror}") from None
 
 
-def _put(m: Mount, src: str, fd: int | None, target: int | str) -> None:
+def _put(m: Mount, src: str, fd: int | None, target: int | str,
+         reopen: Callable[[], int] | None = None) -> None:
     """One mount onto ``target`` (a descriptor inside --rootfs, or a host path)."""
     from .diagnose import mount_error
     where = target if isinstance(target, str) else m.dst
@@ -538,7 +633,7 @@ def _put(m: Mount, src: str, fd: int | None, target: int | str) -> None:
         except OSError as e:
             raise mount_error(e, m, "mount tmpfs", where) from None
     else:
-        _bind(src, target, m, m.readonly)
+        _bind(src, target, m, m.readonly, reopen)
 
 
 def _attach_root(prepared: Prepared, m: Mount, fd: int | None) -> int:
@@ -550,7 +645,8 @@ def _attach_root(prepared: Prepared, m: Mount, fd: int | None) -> int:
         if fd is not None:                           # the id-mapped tree prepare() made
             _put(m, root, fd, under)  # type: ignore[arg-type]
         else:
-            _bind(under, under, m, m.readonly)
+            _bind(under, under, m, m.readonly,
+                  lambda: open_root(root, prepared.root_id)[0])  # type: ignore[arg-type]
         top, _ = open_root(root, prepared.root_id)   # type: ignore[arg-type]
         if _mnt_id(top) == _mnt_id(under):
             os.close(top)
@@ -609,7 +705,7 @@ def attach(prepared: Prepared, fresh_proc: bool, later: bool = False) -> None:
             elif top is not None:
                 target = resolve_in_root(top, m.dst, m.origin)
                 try:
-                    _put(m, src, fd, target)
+                    _put(m, src, fd, target, lambda: _reopen(top, m.dst.lstrip("/"), target))
                 finally:
                     os.close(target)
             else:

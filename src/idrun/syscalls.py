@@ -360,3 +360,19 @@ def statfs_type(path: str | int) -> int | None:
         return None
     return int.from_bytes(buf.raw[:c.sizeof(c.c_long)], sys.byteorder, signed=True) \
         & 0xFFFFFFFF
+
+
+SYS_CLOSE_RANGE = 436
+
+
+def probe_errno(number: int, *args: object) -> int:
+    """Call a system call with arguments it must refuse and return the errno (0 if it
+    somehow succeeded). ENOSYS means the kernel (or a seccomp filter) lacks the call;
+    any other refusal means the kernel knows it. Used only by kernelfeatures."""
+    api = _ctypes_libc()
+    c = api["ctypes"]
+    c.set_errno(0)  # type: ignore[attr-defined]
+    # plain ints as longs, the syscall(2) ABI: -1 stays -1, 0xFFFFFFFF fits
+    args = tuple(c.c_long(a) if isinstance(a, int) else a for a in args)  # type: ignore[attr-defined]
+    ret = api["syscall"](c.c_long(number), *args)  # type: ignore[operator,attr-defined]
+    return c.get_errno() if ret < 0 else 0  # type: ignore[attr-defined]
