@@ -56,6 +56,10 @@ LAUNCH_CASES = [
     (["-r", "--hostname", ""], "--hostname is empty"),
     (["--uidmap", "0:" + "9" * 5000 + ":1"], "5000 characters"),
     (["-r", "--user", "9" * 5000], "larger than 4294967294"),
+    # issue 19: refused like -v "", not taken as "not given"
+    (["-r", "--rootfs", ""], "DIR is empty"),
+    (["-r", "-w", ""], "the directory is empty"),
+    (["-r", "-v", ""], "SRC is empty"),
 ]
 
 
@@ -132,6 +136,8 @@ ROOTLESS_CASES = [
     ("1000:100000:65536\n", ["--uidmap", "0:0:1", "--setgroups", "allow"], "setgroups"),
     ("1000:100000:65536\n", ["--userns", "nomap", "--user", "70000"], "container uid 70000"),
     ("1000:100000:65536\n", ["--userns", "auto:size=70000"], "free sizes 65536"),
+    # issue 19: 5000 digits went to int() and ended in a ValueError traceback
+    ("1000:100000:65536\n", ["--userns", "auto:size=" + "1" * 5000], "is not a decimal id"),
 ]
 
 
@@ -145,6 +151,15 @@ def test_bad_rootless_input(text, args, match, tmp_path):
     assert match in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_check_user_with_5000_digits_is_one_line():
+    """Issue 19: `idrun check --user <5000 digits>` ended in a ValueError traceback."""
+    res = subprocess.run([IDRUN, "check", "--user", "1" * 5000], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 125, (res.stdout, res.stderr)
+    assert "no such user" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_user_env_is_not_trusted_for_subids(tmp_path):

@@ -283,11 +283,26 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     opts = launch_options(**{k: options.pop(k) for k in list(options) if k in _NS_OPTIONS})
     mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
     mounts = None
-    if any(mount_kw.values()):
+    # An empty rootfs/workdir is refused by the parser (as the CLI's), not dropped.
+    if (mount_kw.get("volumes") or mount_kw.get("tmpfs") or mount_kw.get("rootfs") is not None
+            or mount_kw.get("workdir") is not None):
         from .volumes import MountRequest
+        workdir = mount_kw.get("workdir")
+        if cwd is not None:
+            # With mounts, cwd is the workdir: applied after the volumes and the pivot,
+            # so it names a directory of the new tree, not the one they cover.
+            cwd = os.fspath(cwd)
+            if isinstance(cwd, bytes):
+                cwd = os.fsdecode(cwd)
+            if workdir is not None and os.fspath(workdir) != cwd:
+                raise ValueError("cwd and workdir name different directories; give one")
+            if not cwd.startswith("/"):
+                raise ValueError("cwd must be an absolute path when volumes, tmpfs, rootfs "
+                                 "or workdir are given")
+            workdir, cwd = cwd, None
         mounts = MountRequest(_values(mount_kw.get("volumes")), _values(mount_kw.get("tmpfs")),
                               None if mount_kw.get("rootfs") is None
-                              else os.fspath(mount_kw["rootfs"]), mount_kw.get("workdir"))
+                              else os.fspath(mount_kw["rootfs"]), workdir)
     host_kw = {k: options.pop(k) for k in ("rootless", "subuid_file", "subgid_file")
                if k in options}
     # --userns=auto: this process owns the lease until the child exists (hand_over below).
