@@ -198,3 +198,34 @@ def test_e2big_hint_is_about_the_argument_limit():
     e = exec_error(OSError(errno.E2BIG, os.strerror(errno.E2BIG)), "true", "/usr/bin/true")
     assert e.exit_status == 126
     assert "ARG_MAX" in str(e) and "permission" not in str(e)
+
+
+SIGINT_IN_IMPORTS = r"""
+import builtins, os, signal, sys
+real = builtins.__import__
+def hook(name, *a, **kw):
+    if name == "click":            # the launcher's first heavy import
+        builtins.__import__ = real
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *a, **kw)
+builtins.__import__ = hook
+sys.argv = ["idrun", "-r", "--", "touch", sys.argv[1]]
+from idrun.console import main
+raise SystemExit(main())
+"""
+
+
+def test_sigint_during_startup_imports_is_quiet(tmp_path):
+    """Issue 19: a ^C while idrun loads its modules printed a KeyboardInterrupt traceback.
+    The SIGINT is sent from inside the import of click, so it lands there every time;
+    idrun must end as a death by SIGINT (130 in a shell), quietly, with nothing run."""
+    marker = tmp_path / "started"
+    res = subprocess.run([sys.executable, "-c", SIGINT_IN_IMPORTS, str(marker)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == -2, (res.returncode, res.stderr)
+    assert res.stderr == "" and not marker.exists()
+    # A SIGINT the caller ignores stays ignored (nohup, `&` in a script): no change.
+    res = subprocess.run([sys.executable, "-c", SIGINT_IN_IMPORTS, str(marker)],
+                         capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: __import__("signal").signal(2, 1))
+    assert res.returncode != -2 and "Traceback" not in res.stderr
