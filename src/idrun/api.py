@@ -353,17 +353,19 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
             proc = Process([os.fsdecode(a) for a in checked.argv], child.pid, files.get("stdin"),
                            files.get("stdout"), files.get("stderr"), text, encoding, errors,
                            fds=dict(parent_ends))
+            if opts.mounts is not None:
+                opts.mounts.release()   # the caller's copies of the trees; the child has its own
         except BaseException:
             # Up to the last statement: a signal handler that raises anywhere in here
-            # (even after the exec) leaves no process and no descriptor behind.
+            # (even after the exec, or on the way into release()) leaves no process
+            # and no descriptor behind.
             own.abort()
             raise
     except BaseException:
         release_lease(lease)        # a no-op once handed over: the dead child owns it
-        raise
-    finally:
         if opts.mounts is not None:
-            opts.mounts.release()   # the caller's copies of the trees; the child has its own
+            opts.mounts.release()
+        raise
     return proc
 
 
