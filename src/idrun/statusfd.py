@@ -77,7 +77,7 @@ def exited_line(exit_code: int) -> bytes:
     return (dumps({"exit-code": exit_code}) + "\n").encode()
 
 
-def send(fd: int, data: bytes, waited: tuple[int, ...], wait: bool = True
+def send(fd: int, data: bytes, waited: tuple[int, ...] = (), wait: bool = True
          ) -> tuple[bytes, object]:
     """Write ``data`` without ever blocking in write(2); returns what is left unwritten
     and the siginfo of a signal of ``waited`` (blocked by the caller) that arrived
@@ -102,7 +102,7 @@ def send(fd: int, data: bytes, waited: tuple[int, ...], wait: bool = True
             try:
                 view = view[os.write(fd, view):]
             except BlockingIOError:
-                if not wait:
+                if not (wait and waited):
                     break
                 info = _signal.sigtimedwait(waited, 0.05)
                 if info is not None:
