@@ -59,7 +59,7 @@ LAUNCH_CASES = [
     # issue 19: refused like -v "", not taken as "not given"
     (["-r", "--rootfs", ""], "DIR is empty"),
     (["-r", "-w", ""], "the directory is empty"),
-    (["-r", "-v", ""], "SRC is empty"),
+    (["-r", "-v", ""], "has no DST"),
 ]
 
 

@@ -88,12 +88,25 @@ mappings may use only these.
 .TP
 .I /proc/PID/uid_map\\fR, \\fI/proc/PID/gid_map\\fR, \\fI/proc/PID/setgroups
 the maps written (as root) or read (\\fBidrun show\\fR).
+.TP
+.I /run/idrun\\fR, \\fI$XDG_RUNTIME_DIR/idrun\\fR, \\fI~/.local/state/idrun
+the \\fB\\-\\-userns auto\\fR lease registry: root's; a user's in a private runtime \
+directory, else in \\fI$XDG_STATE_HOME/idrun\\fR (default \\fI~/.local/state/idrun\\fR); never \
+under a directory others can write. A lease is held while its launcher or any process using \
+its ids runs.
 """
 
 ENVIRONMENT = """\
 .TP
 .B IDRUN_NEWUIDMAP\\fR, \\fBIDRUN_NEWGIDMAP
 absolute paths of the newuidmap and newgidmap helpers to use instead of the system's.
+.TP
+.B IDRUN_LEASE_DIR
+the \\fB\\-\\-userns auto\\fR lease registry to use instead of the default (see FILES); \
+it must be owned by you and not writable by others.
+.TP
+.B XDG_RUNTIME_DIR\\fR, \\fBXDG_STATE_HOME
+where a user's lease registry lives (see FILES).
 """
 
 SEE_ALSO = ("newuidmap(1), newgidmap(1), unshare(1), podman-run(1), user_namespaces(7), "
