@@ -117,6 +117,9 @@ def test_auto_soak(it, idrun):
             assert time.monotonic() < deadline, f"the soak took too long (round {rnd})"
             procs = []
             for i in range(PER_ROUND):
+                # Staggered, so later launches start while earlier ones have ended and
+                # left their jobs running: the case that reused a block.
+                time.sleep(rng.uniform(0.0, 0.25))
                 m = rng.randrange(3)
                 stats["mode"][m] += 1
                 run_for = rng.uniform(0.0, 0.3)
