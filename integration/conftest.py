@@ -396,6 +396,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "whose kernel path another case already covers; "
                                        "deselect with -m 'not permutation' where every "
                                        "launch is slow (QEMU TCG guests)")
+    config.addinivalue_line("markers", "soak: a long randomized run (a few minutes); the "
+                                       "host passes run it, the VM guests (-m kernel) do not")
     # Written on the tests whose outcome depends on the kernel (map writes, limits,
     # setgroups, ownership, nesting, namespaces, signals). Under QEMU's TCG every launch
     # costs seconds, so the guests skip what only exercises idrun's own user-space logic

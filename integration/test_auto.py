@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -197,13 +198,102 @@ def test_registry_symlink_is_refused(it, idrun, registry, shared_dir):
     assert "symlink" in p.stderr, p.stderr
 
 
+def _state_dir() -> str:
+    import pwd
+    return os.path.join(pwd.getpwuid(os.geteuid()).pw_dir, ".local", "state", "idrun")
+
+
 @pytest.mark.rootless
-def test_foreign_runtime_dir_falls_back_to_private_tmp(it, idrun):
-    """An $XDG_RUNTIME_DIR that is not the caller's private directory is not used."""
+def test_foreign_runtime_dir_falls_back_to_the_state_dir(it, idrun):
+    """An $XDG_RUNTIME_DIR that is not the caller's private directory is not used; the
+    fallback is in the caller's home, never under /tmp (issue 19)."""
     _pool(it, "uid")
-    env = dict(os.environ, XDG_RUNTIME_DIR="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_STATE_HOME", "IDRUN_LEASE_DIR")}
+    env["XDG_RUNTIME_DIR"] = "/tmp"
     plan = idrun.plan(["--userns", "auto"], env=env)
-    assert any(f"registry /tmp/idrun-{os.geteuid()})" in n for n in plan["notes"]), plan
+    assert any(f"registry {_state_dir()})" in n for n in plan["notes"]), plan
+
+
+@pytest.mark.rootless
+def test_a_planted_tmp_registry_blocks_nothing(it, idrun):
+    """Issue 19: without $XDG_RUNTIME_DIR the registry was /tmp/idrun-UID, which another
+    user could create first (here: a directory idrun must refuse, mode 0777, unless
+    another user's is there already) and so block the caller's auto for good."""
+    _pool(it, "uid")
+    planted = f"/tmp/idrun-{os.geteuid()}"
+    made, mode = False, None
+    if not os.path.lexists(planted):
+        os.mkdir(planted)
+        made = True
+    if os.lstat(planted).st_uid == os.geteuid():
+        mode = os.lstat(planted).st_mode & 0o7777
+        os.chmod(planted, 0o777)        # what the old registry code refused to use
+    try:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "IDRUN_LEASE_DIR")}
+        p = idrun.run(["--userns", "auto"], ["true"], env=env)
+        assert p.returncode == 0 and "error" not in p.stderr, it._show(p)
+        st = os.stat(_state_dir())
+        assert st.st_uid == os.geteuid() and not st.st_mode & 0o077
+    finally:
+        if made:
+            os.rmdir(planted)
+        elif mode is not None:
+            os.chmod(planted, mode)
+
+
+def _leaves_job(it, idrun, opts: list[str], env: dict) -> tuple[int, set[tuple[int, int]]]:
+    """Launch an auto namespace whose command leaves a background job running as its
+    uid 1 (the issue's case: the job is root of the next launch on the host) and ends;
+    returns the job's pid and its host uid block."""
+    script = ("setpriv --reuid 1 --regid 1 --clear-groups sleep 300 </dev/null >/dev/null "
+              "2>&1 & echo $!")
+    p = idrun.run(["--userns", "auto", *opts], ["sh", "-c", script], env=env)
+    assert p.returncode == 0, it._show(p)
+    job = int(p.stdout.split()[0])
+    assert it.wait_for(lambda: os.path.exists(f"/proc/{job}/uid_map"), 10)
+    return job, _outside(it, job, "uid")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("mode", [[], ["--fork"]], ids=["plain", "fork"])
+def test_lease_lives_as_long_as_its_ids(it, idrun, registry, mode):
+    """Issue 19: the lease ended with the launcher; the next launch then got a block
+    overlapping the ids a left-behind job still runs with. Now the lease is "held by
+    processes" until the job ends, and only then reclaimed."""
+    _pool(it, "uid"), _pool(it, "gid")
+    if not shutil.which("setpriv"):
+        it.env_missing("setpriv (util-linux) is not installed")
+    path, env = registry
+    job, block = _leaves_job(it, idrun, mode, env)
+    try:
+        shown = json.loads(idrun.ok(["show", "--leases", "--json"], None, env=env))
+        held = [item for item in shown["leases"] if job in item["processes"]]
+        assert held and held[0]["owner_alive"] is False, shown
+        text = idrun.ok(["show", "--leases"], None, env=env)
+        assert f"held by processes {job}" in text, text
+        for _ in range(2):          # the next launches keep off the whole block
+            out = idrun.ok(["--userns", "auto"], ["cat", "/proc/self/uid_map"], env=env)
+            got = {(o, o + n) for _, o, n in it.parse_map(out)}
+            assert not _overlap(got, block), (got, block)
+    finally:
+        it.kill_quietly(job)
+    assert it.wait_for(lambda: not os.path.exists(f"/proc/{job}"), 10)
+    shown = json.loads(idrun.ok(["show", "--leases", "--json"], None, env=env))
+    assert not any(_overlap({(s, s + c) for s, c in item["uid"]}, block)
+                   for item in shown["leases"]), shown
+
+
+@pytest.mark.kernel
+def test_pid_namespace_lease_ends_with_the_launch(it, idrun, registry):
+    """--pid: the init's end ends the job too, so nothing holds the block afterwards."""
+    _pool(it, "uid")
+    path, env = registry
+    p = idrun.run(["--userns", "auto", "--pid"],
+                  ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $!"], env=env)
+    assert p.returncode == 0, it._show(p)
+    shown = json.loads(idrun.ok(["show", "--leases", "--json"], None, env=env))
+    assert shown["leases"] == [], shown
 
 
 def test_garbage_and_hand_written_leases(it, idrun, registry):

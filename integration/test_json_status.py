@@ -153,3 +153,53 @@ def test_descriptor_passed_on_with_preserve_fds(it, idrun, basic_opts):
     assert len(raw) == 3 and '{"from": "inside"}' in raw[:2], raw
     ours = [it.idrun_json(line) for line in raw if "schema" in line]
     assert "child-pid" in ours[0] and ours[1] == {"schema": 1, "exit-code": 0}, raw
+
+
+def _full_pipe() -> tuple[int, int]:
+    """A pipe whose buffer is full and that nobody reads: a stalled supervisor."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        while True:
+            os.write(w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    return r, w
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("mode", list(WRAPPERS))
+@pytest.mark.parametrize("sig,command,status", [
+    (15, ["sleep", "60"], 128 + 15),      # stuck on the first line: forwarded, as usual
+    (2, ["true"], 0),                     # stuck on the last line: ends with the command's
+], ids=["term-while-running", "int-after-exit"])
+def test_stalled_reader_never_makes_idrun_unkillable(it, idrun, basic_opts, mode, sig,
+                                                     command, status):
+    """Issue 19: with the pipe full, idrun blocked in write(2) with the forwarded signals
+    blocked, and SIGTERM/SIGINT did nothing. Now the signal ends it with the usual
+    status, within a few seconds."""
+    import time
+    r, w = _full_pipe()
+    try:
+        proc = idrun.popen(["--json-status-fd", str(w)] + basic_opts + WRAPPERS[mode], command,
+                           pass_fds=(w,))
+    finally:
+        os.close(w)
+    try:
+        # Wait until idrun sits in its write: the command has started (a child of the
+        # launcher or of its init) and, for `true`, ended.
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        try:
+            _, err = proc.communicate(timeout=10 + it.TIMEOUT / 12)
+        except subprocess.TimeoutExpired:
+            pytest.fail("idrun ignored the signal while its --json-status-fd reader stalled")
+        assert proc.returncode == status, err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)

@@ -128,6 +128,27 @@ def test_root_userns_host_creates_no_namespace(it, idrun):
         assert it.parse_map(rest) == it.parse_map(f.read())
 
 
+@pytest.mark.root
+@pytest.mark.kernel
+def test_root_userns_host_user_switches_ids(idrun):
+    """Issue 19: `--userns host --user 1000:1000` ran the command as real root (the ids
+    were dropped without a user namespace); podman runs it as 1000:1000, supplementary
+    groups replaced by --group-add's."""
+    out = idrun.ok(["--userns", "host", "--user", "1000:1000"],
+                   ["sh", "-c", "id -u; id -g; id -G; grep ^Groups: /proc/self/status"])
+    uid, gid, groups, status = out.split("\n")[:4]
+    assert (uid, gid, groups) == ("1000", "1000", "1000"), out
+    assert status.split() == ["Groups:"], out       # root's groups are gone
+    out = idrun.ok(["--userns", "host", "--user", "1000:1000", "--group-add", "5"],
+                   ["sh", "-c", "id -u; grep ^Groups: /proc/self/status"])
+    assert out.split("\n")[:2] == ["1000", "Groups:\t5 "] or \
+        out.split()[:3] == ["1000", "Groups:", "5"], out
+    out = idrun.ok(["--userns", "host", "--user", "1000"], ["sh", "-c", "id -u; id -g"])
+    assert out.split() == ["1000", "0"], out
+    out = idrun.ok(["--userns", "host", "--user", "1000:1000", "--pid", "--fork"], ["id", "-u"])
+    assert out == "1000\n", out
+
+
 # ----------------------------------------------------------------------------- rootless
 
 def _rootless_cases(ids, caller) -> dict:

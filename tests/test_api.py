@@ -215,3 +215,25 @@ def test_api_volumes_rootfs_tmpfs_workdir(root, tmp_path):
     with pytest.raises(idrun.IdrunError, match="both show files as inside uid 1000"):
         idrun.run(["true"], uidmap="0:100000:65536",
                   volumes=[f"{src}:/mnt:uid=501:1000,uid=502:1000"])
+
+
+def test_api_cwd_is_applied_after_the_mounts(root, tmp_path):
+    """cwd= with mounts names a directory of the new tree (issue 19): a tmpfs on the cwd
+    shows its own (empty) content, not the host directory it covers."""
+    host_dir = tmp_path / "covered"
+    host_dir.mkdir()
+    (host_dir / "host-file").touch()
+    r = idrun.run(["sh", "-c", "pwd; ls -A"], uidmap="0:100000:65536",
+                  tmpfs=[f"{host_dir}:size=1m"], cwd=str(host_dir),
+                  capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(host_dir)]
+    with pytest.raises(ValueError, match="cwd and workdir"):
+        idrun.run(["true"], uidmap="0:100000:65536", tmpfs=["/tmp"], cwd="/", workdir="/tmp")
+
+
+def test_api_empty_rootfs_and_workdir_are_refused(root):
+    """rootfs="" and workdir="" are refused like volumes=[""], not taken as "not given"."""
+    for kw in ({"rootfs": ""}, {"workdir": ""}, {"volumes": [""]}):
+        with pytest.raises(idrun.IdrunError, match="is empty|has no DST"):
+            idrun.run(["true"], uidmap="0:100000:65536", **kw)

@@ -56,6 +56,10 @@ LAUNCH_CASES = [
     (["-r", "--hostname", ""], "--hostname is empty"),
     (["--uidmap", "0:" + "9" * 5000 + ":1"], "5000 characters"),
     (["-r", "--user", "9" * 5000], "larger than 4294967294"),
+    # issue 19: refused like -v "", not taken as "not given"
+    (["-r", "--rootfs", ""], "DIR is empty"),
+    (["-r", "-w", ""], "the directory is empty"),
+    (["-r", "-v", ""], "has no DST"),
 ]
 
 
@@ -137,6 +141,8 @@ ROOTLESS_CASES = [
     ("1000:100000:65536\n", ["--uidmap", "0:0:1", "--setgroups", "allow"], "setgroups"),
     ("1000:100000:65536\n", ["--userns", "nomap", "--user", "70000"], "container uid 70000"),
     ("1000:100000:65536\n", ["--userns", "auto:size=70000"], "free sizes 65536"),
+    # issue 19: 5000 digits went to int() and ended in a ValueError traceback
+    ("1000:100000:65536\n", ["--userns", "auto:size=" + "1" * 5000], "is not a decimal id"),
 ]
 
 
@@ -150,6 +156,15 @@ def test_bad_rootless_input(text, args, match, tmp_path):
     assert match in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_check_user_with_5000_digits_is_one_line():
+    """Issue 19: `idrun check --user <5000 digits>` ended in a ValueError traceback."""
+    res = subprocess.run([IDRUN, "check", "--user", "1" * 5000], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 125, (res.stdout, res.stderr)
+    assert "no such user" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_user_env_is_not_trusted_for_subids(tmp_path):
@@ -188,3 +203,34 @@ def test_e2big_hint_is_about_the_argument_limit():
     e = exec_error(OSError(errno.E2BIG, os.strerror(errno.E2BIG)), "true", "/usr/bin/true")
     assert e.exit_status == 126
     assert "ARG_MAX" in str(e) and "permission" not in str(e)
+
+
+SIGINT_IN_IMPORTS = r"""
+import builtins, os, signal, sys
+real = builtins.__import__
+def hook(name, *a, **kw):
+    if name == "click":            # the launcher's first heavy import
+        builtins.__import__ = real
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *a, **kw)
+builtins.__import__ = hook
+sys.argv = ["idrun", "-r", "--", "touch", sys.argv[1]]
+from idrun.console import main
+raise SystemExit(main())
+"""
+
+
+def test_sigint_during_startup_imports_is_quiet(tmp_path):
+    """Issue 19: a ^C while idrun loads its modules printed a KeyboardInterrupt traceback.
+    The SIGINT is sent from inside the import of click, so it lands there every time;
+    idrun must end as a death by SIGINT (130 in a shell), quietly, with nothing run."""
+    marker = tmp_path / "started"
+    res = subprocess.run([sys.executable, "-c", SIGINT_IN_IMPORTS, str(marker)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == -2, (res.returncode, res.stderr)
+    assert res.stderr == "" and not marker.exists()
+    # A SIGINT the caller ignores stays ignored (nohup, `&` in a script): no change.
+    res = subprocess.run([sys.executable, "-c", SIGINT_IN_IMPORTS, str(marker)],
+                         capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: __import__("signal").signal(2, 1))
+    assert res.returncode != -2 and "Traceback" not in res.stderr

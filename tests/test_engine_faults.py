@@ -27,7 +27,8 @@ def _fds() -> set[str]:
 
 
 LAUNCH_MODULES = {"idrun.api", "idrun.engine", "idrun.launch", "idrun.syscalls",
-                  "idrun.procfs", "idrun.preconditions", "idrun.diagnose"}
+                  "idrun.procfs", "idrun.preconditions", "idrun.diagnose", "idrun.mounts",
+                  "idrun.prelaunch"}
 
 
 class Injector:
@@ -70,8 +71,14 @@ def _launch(marker: str, injector: Injector, **kw):
 
 
 @pytest.mark.parametrize("kw", [{}, {"stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL},
-                                {"pid": True}], ids=["plain", "pipes", "pid"])
+                                {"pid": True}, {"volumes": ["idmap"]}],
+                         ids=["plain", "pipes", "pid", "idmap-volume"])
 def test_a_raising_signal_handler_at_every_step_leaves_nothing(root, tmp_path, kw):
+    """With an id-mapped volume (issue 19), the ns/user fd of mounts._make_userns was
+    lost when the raise came right after its open."""
+    if kw.get("volumes") == ["idmap"]:
+        (tmp_path / "vol").mkdir()
+        kw = {"volumes": [f"{tmp_path / 'vol'}:/mnt:idmap=uids=0-0-1;gids=0-0-1"]}
     me = os.getpid()
     base_children, base_fds = set(children_of(me)), _fds()
     marker = str(tmp_path / "ran")

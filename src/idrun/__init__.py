@@ -11,7 +11,9 @@ load their modules on first use.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+# Not typing's: this runs first in every launch, and an import here is time in which
+# a ^C could only end in a traceback (console.py makes SIGINT quiet after it).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 

@@ -289,11 +289,26 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     opts = launch_options(**ns_kw)
     mount_kw = {k: options.pop(k) for k in list(options) if k in _MOUNT_OPTIONS}
     mounts = None
-    if any(mount_kw.values()):
+    # An empty rootfs/workdir is refused by the parser (as the CLI's), not dropped.
+    if (mount_kw.get("volumes") or mount_kw.get("tmpfs") or mount_kw.get("rootfs") is not None
+            or mount_kw.get("workdir") is not None):
         from .volumes import MountRequest
+        workdir = mount_kw.get("workdir")
+        if cwd is not None:
+            # With mounts, cwd is the workdir: applied after the volumes and the pivot,
+            # so it names a directory of the new tree, not the one they cover.
+            cwd = os.fspath(cwd)
+            if isinstance(cwd, bytes):
+                cwd = os.fsdecode(cwd)
+            if workdir is not None and os.fspath(workdir) != cwd:
+                raise ValueError("cwd and workdir name different directories; give one")
+            if not cwd.startswith("/"):
+                raise ValueError("cwd must be an absolute path when volumes, tmpfs, rootfs "
+                                 "or workdir are given")
+            workdir, cwd = cwd, None
         mounts = MountRequest(_values(mount_kw.get("volumes")), _values(mount_kw.get("tmpfs")),
                               None if mount_kw.get("rootfs") is None
-                              else os.fspath(mount_kw["rootfs"]), mount_kw.get("workdir"))
+                              else os.fspath(mount_kw["rootfs"]), workdir)
     host_kw = {k: options.pop(k) for k in ("rootless", "subuid_file", "subgid_file")
                if k in options}
     # --userns=auto: this process owns the lease until the child exists (hand_over below).
@@ -344,17 +359,19 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
             proc = Process([os.fsdecode(a) for a in checked.argv], child.pid, files.get("stdin"),
                            files.get("stdout"), files.get("stderr"), text, encoding, errors,
                            fds=dict(parent_ends))
+            if opts.mounts is not None:
+                opts.mounts.release()   # the caller's copies of the trees; the child has its own
         except BaseException:
             # Up to the last statement: a signal handler that raises anywhere in here
-            # (even after the exec) leaves no process and no descriptor behind.
+            # (even after the exec, or on the way into release()) leaves no process
+            # and no descriptor behind.
             own.abort()
             raise
     except BaseException:
         release_lease(lease)        # a no-op once handed over: the dead child owns it
-        raise
-    finally:
         if opts.mounts is not None:
-            opts.mounts.release()   # the caller's copies of the trees; the child has its own
+            opts.mounts.release()
+        raise
     return proc
 
 

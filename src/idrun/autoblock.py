@@ -12,7 +12,7 @@ from typing import NamedTuple
 from .errors import MapSyntaxError, SubidError, quoted
 from .plan import Host, SubidRange
 from .ranges import subtract
-from .syntax import Triple, parse_value
+from .syntax import Triple, decimal, parse_value
 
 # podman's rule without size=: the highest id the image's files and passwd/group use,
 # plus one, clamped to containers-storage.conf's auto-userns-min-size (1024) ..
@@ -54,10 +54,11 @@ def parse_auto(spec: str) -> AutoOptions:
             raise MapSyntaxError(f'{origin}: option {quoted(item)} has no "=value"',
                                  "write auto:size=N")
         if key == "size":
-            if not (value.isascii() and value.isdigit()) or int(value) > 4294967294:
+            number = decimal(value)
+            if number is None or number > 4294967294:
                 raise MapSyntaxError(f'{origin}: size={quoted(value)} is not a decimal id',
                                      "write size= with a number from 1 to 4294967294")
-            size, size_given = int(value), True
+            size, size_given = number, True
             if size < 1:
                 raise MapSyntaxError(f"{origin}: size must be at least 1",
                                      "write auto:size=N, N ≥ 1")

@@ -16,8 +16,9 @@ from typing import NamedTuple
 import click
 
 from . import preconditions, procfs
-from .errors import IdrunError
+from .errors import IdrunError, quoted
 from .preconditions import FAIL, OK, WARN, Check
+from .syntax import decimal
 
 
 class Target(NamedTuple):
@@ -301,9 +302,10 @@ def run_checks(user: str | None = None) -> tuple[list[Check], Target]:
             target = Target(None, uid, os.getegid(), True)
     else:
         try:
-            pw = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-        except KeyError:
-            raise IdrunError(f"idrun check --user {user}: no such user",
+            number = decimal(user)
+            pw = pwd.getpwnam(user) if number is None else pwd.getpwuid(number)
+        except (KeyError, OverflowError):
+            raise IdrunError(f"idrun check --user {quoted(user)}: no such user",
                              "give a login name or uid from the passwd database") from None
         target = Target(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_uid == os.geteuid(), pw.pw_dir)
 

@@ -170,7 +170,9 @@ def _cap_options(f: Callable) -> Callable:
 def _mount_request(kw: dict):
     """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
     None when none is given (the mount modules then stay unloaded)."""
-    if not (kw["volumes"] or kw["tmpfs"] or kw["rootfs"] or kw["workdir"]):
+    # An empty --rootfs/--workdir is refused by the parser like -v "", not dropped.
+    if not (kw["volumes"] or kw["tmpfs"] or kw["rootfs"] is not None
+            or kw["workdir"] is not None):
         for name in ("volumes", "tmpfs", "rootfs", "workdir"):
             del kw[name]
         return None

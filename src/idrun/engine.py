@@ -37,6 +37,9 @@ from .plan import Plan
 READY = b"U"
 GO = b"g"
 SI_KERNEL = 0x80        # si_code of a signal the kernel sent (a terminal's ^C), not kill(2)
+# Forwarded signals whose default action ends a process: they also end a wait for a
+# --json-status-fd reader.
+TERMINATING = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 
 
 class Spec(NamedTuple):
@@ -564,27 +567,49 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
         os._exit(EXIT_IDRUN)
     if report_fd is not None:
         os.close(report_fd)             # the caller's EOF: the command runs
+    chld = stop = False     # SIGCHLD seen; a terminating signal seen
     if status_fd is not None:
-        statusfd.send(status_fd, statusfd.started_line(child.pid, ns_ids))
+        rest, info = statusfd.send(status_fd, statusfd.started_line(child.pid, ns_ids), waited)
+        while info is not None:
+            if info.si_signo == _signal.SIGCHLD:
+                # The command ended while the reader was not reading: waiting on would
+                # keep it a zombie and idrun deaf; the end line follows.
+                chld = True
+                break
+            _forward(info, child.pid)
+            stop = stop or info.si_signo in TERMINATING
+            rest, info = statusfd.send(status_fd, rest, waited)
     while True:
-        info = _signal.sigwaitinfo(waited)
-        if info.si_signo == _signal.SIGCHLD:
+        if chld:
             pid, status = os.waitpid(child.pid, os.WNOHANG)
             if pid:
                 break
-        elif info.si_code != SI_KERNEL:
-            # A terminal's signals reach the whole foreground group by themselves.
-            try:
-                os.kill(child.pid, info.si_signo)
-            except ProcessLookupError:
-                pass
+        info = _signal.sigwaitinfo(waited)
+        chld = info.si_signo == _signal.SIGCHLD
+        if not chld:
+            _forward(info, child.pid)
+            stop = stop or info.si_signo in TERMINATING
     if spec.opts.pid:
         raw = os.read(st_r, 4)
         if len(raw) == 4:
             status = int.from_bytes(raw, "little")
     if status_fd is not None:
-        statusfd.send(status_fd, statusfd.exited_line(_shell_status(status)))
+        # Told to stop (SIGTERM, SIGINT, ...): one attempt, then exit as usual.
+        rest, info = statusfd.send(status_fd, statusfd.exited_line(_shell_status(status)),
+                                   waited, wait=not stop)
+        while info is not None and info.si_signo not in TERMINATING:
+            rest, info = statusfd.send(status_fd, rest, waited)
     _exit_like(status, reraise=report_fd is not None)
+
+
+def _forward(info, pid: int) -> None:
+    """Pass a signal on to the command (the init); a terminal's signals reach the whole
+    foreground group by themselves."""
+    if info.si_code != SI_KERNEL:
+        try:
+            os.kill(pid, info.si_signo)
+        except ProcessLookupError:
+            pass
 
 
 def _arm_and_check(alive_r: int) -> None:

@@ -143,8 +143,10 @@ def idmap_by_fs() -> tuple[list[str], list[str], str | None]:
     from .ranges import Line
     from .volumes import IdMap
     one = (Line(0, 0x10000, 1),)   # any mapping but the identity one
+    held: dict = {}
     try:
-        ns = _make_userns(IdMap(one, one))
+        _make_userns(IdMap(one, one), held)
+        ns = held.popitem()[1]
     except (LaunchError, OSError) as e:
         return [], [], f"cannot make a throwaway user namespace: {e}"
     ok: list[str] = []

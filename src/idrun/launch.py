@@ -335,7 +335,9 @@ def switch_ids(plan: Plan) -> None:
     """setgroups (only when allowed), then setresgid, then setresuid, to the container ids."""
     g, u = plan.user_gid, plan.user_uid
     if g is not None:
-        if plan.setgroups == "allow":
+        # Without a user namespace (--userns=host --user, as root) the supplementary
+        # groups are root's own unless replaced: always replaced there.
+        if plan.setgroups == "allow" or not plan.userns:
             _step("g", os.setgroups, list(plan.groups))
         _step("i", os.setresgid, g, g, g)
     if u is not None:

@@ -1,14 +1,22 @@
 """The lease registry of ``--userns=auto``: which id blocks live idrun namespaces hold.
 
 No daemon. One directory per scope (root: ``/run/idrun``; rootless:
-``$XDG_RUNTIME_DIR/idrun``, else ``/tmp/idrun-UID``; ``$IDRUN_LEASE_DIR``
-overrides both), one small text file per allocation, all changes made while
-holding ``flock`` on the directory's ``.lock``. A lease names its block and its
-owner: pid, start time (field 22 of /proc/PID/stat) and boot id. The owner is
+``$XDG_RUNTIME_DIR/idrun``, else the user's own state directory,
+``$XDG_STATE_HOME/idrun`` or ``~/.local/state/idrun``; never a directory others
+can write, where another user could create the registry first;
+``$IDRUN_LEASE_DIR`` overrides all), one small text file per allocation, all
+changes made while holding ``flock`` on the directory's ``.lock``, every file
+reached through the checked directory's descriptor. A lease names its block and
+its owner: pid, start time (field 22 of /proc/PID/stat) and boot id. The owner is
 the process that holds the namespace (the CLI launcher, which becomes the
-command or waits for it; an API-spawned child). A lease whose owner is gone —
-exited, SIGKILLed, or from an earlier boot — no longer counts and is removed
-by the next allocation; so is a file that does not parse.
+command or waits for it; an API-spawned child).
+
+A lease lives as long as its ids: while its owner runs, and after that while any
+process uses any id of its block (real, effective, saved or filesystem uid or
+gid: a background job the command left behind runs on in the namespace). Only
+then — or when it is from an earlier boot — is it removed by the next
+allocation; so is a file that does not parse. One scan of /proc per allocation
+serves every lease.
 """
 from __future__ import annotations
 
@@ -69,6 +77,13 @@ def _alive(owner: Owner, boot: str) -> bool:
     return owner.boot == boot and procfs.start_time(owner.pid) == owner.start
 
 
+def _users(lease: Lease, procs: list[procfs.ProcIds]) -> list[int]:
+    """The pids of the processes using any id of the lease's block."""
+    return [p.pid for p in procs
+            if any(s <= i < s + c for i in set(p.uids) for s, c in lease.uid)
+            or any(s <= i < s + c for i in set(p.gids) for s, c in lease.gid)]
+
+
 def parse_lease(text: str, path: str) -> Lease | None:
     """A lease file's content, or None when it is not one idrun wrote."""
     lines = text.split("\n")
@@ -104,13 +119,21 @@ def registry_dir(rootless: bool) -> str:
         try:
             st = os.stat(xdg)
             # Only a runtime dir that is really ours and private (what logind makes);
-            # anything else falls back to /tmp.
+            # anything else falls back to the state directory in our home.
             if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and \
                     not st.st_mode & 0o077:
                 return os.path.join(xdg, "idrun")
         except OSError:
             pass
-    return f"/tmp/idrun-{os.geteuid()}"
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if not state.startswith("/"):
+        import pwd
+        try:
+            home = pwd.getpwuid(os.geteuid()).pw_dir
+        except KeyError:
+            home = os.environ.get("HOME", "")
+        state = os.path.join(home or "/nonexistent", ".local", "state")
+    return os.path.join(state, "idrun")
 
 
 def _open_dir(path: str, rootless: bool, create: bool) -> int | None:
@@ -118,6 +141,9 @@ def _open_dir(path: str, rootless: bool, create: bool) -> int | None:
     hint = f"remove {path} (idrun recreates it) or point {ENV_DIR} at a private directory"
     if create:
         try:
+            if rootless and not os.environ.get(ENV_DIR):
+                # ~/.local/state may not exist yet; made as the XDG spec asks (0700).
+                os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
             os.mkdir(path, 0o700 if rootless else 0o755)
         except FileExistsError:
             pass
@@ -144,9 +170,10 @@ def _open_dir(path: str, rootless: bool, create: bool) -> int | None:
     return fd
 
 
-def _read_leases(dir_fd: int, path: str, reclaim: bool
+def _read_leases(dir_fd: int, path: str, reclaim: bool, procs: list[procfs.ProcIds]
                  ) -> tuple[list[Lease], list[str]]:
-    """Live leases, and what was (or would be) reclaimed, one note each."""
+    """Live leases, and what was (or would be) reclaimed, one note each. ``procs``: the
+    one scan of /proc, whose ids keep a lease of a gone owner alive."""
     boot = _boot_id()
     live: list[Lease] = []
     notes: list[str] = []
@@ -177,7 +204,8 @@ def _read_leases(dir_fd: int, path: str, reclaim: bool
         if lease is None:
             notes.append(f"{'removed' if reclaim else 'ignoring'} {full}: not a lease file "
                          "idrun wrote")
-        elif not _alive(lease.owner, boot):
+        elif not _alive(lease.owner, boot) and (lease.owner.boot != boot
+                                                 or not _users(lease, procs)):
             notes.append(f"{'reclaimed' if reclaim else 'reclaimable'}: the lease of "
                          f"{_blocks(lease.uid)} (owner pid {lease.owner.pid} "
                          + ("is gone" if lease.owner.boot == boot else "from an earlier boot")
@@ -203,21 +231,22 @@ def _unlink(dir_fd: int, name: str) -> None:
                             "check the registry directory's permissions") from None
 
 
-def _write(lease: Lease) -> None:
-    """Replace ``lease.path`` in one rename, so a reader sees the old or the new text."""
-    directory, name = os.path.split(lease.path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+def _write(dir_fd: int, lease: Lease) -> None:
+    """Replace the lease's file in one rename, so a reader sees the old or the new text;
+    both names relative to the registry's descriptor."""
+    name = os.path.basename(lease.path)
+    tmp = f".{name}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644)
+                     0o644, dir_fd=dir_fd)
         try:
             os.write(fd, lease.text().encode())
         finally:
             os.close(fd)
-        os.rename(tmp, lease.path)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as e:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
         raise RegistryError(f"cannot write the lease {lease.path}: {e.strerror}",
@@ -270,9 +299,10 @@ def reserve_auto_block(request: Request, host: Host, hold: bool) -> tuple[Host, 
                 raise RegistryError(f"cannot open {os.path.join(path, LOCK)}: {e.strerror}",
                                     f"remove {path} (idrun recreates it)") from None
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        live, notes = (_read_leases(dir_fd, path, reclaim=hold) if dir_fd is not None
-                       else ([], []))
-        busy = _busy(procfs.all_proc_ids())
+        procs = procfs.all_proc_ids()       # once per launch, for every lease
+        live, notes = (_read_leases(dir_fd, path, reclaim=hold, procs=procs)
+                       if dir_fd is not None else ([], []))
+        busy = _busy(procs)
         picks = {}
         for kind in KINDS:
             spans, source = pools[kind]
@@ -288,7 +318,7 @@ def reserve_auto_block(request: Request, host: Host, hold: bool) -> tuple[Host, 
             first = picks["uid"].ranges[0][0]
             lease = Lease(os.path.join(path, f"uid-{first}{SUFFIX}"), me,
                           picks["uid"].ranges, picks["gid"].ranges)
-            _write(lease)
+            _write(dir_fd, lease)  # type: ignore[arg-type]
     finally:
         if lock_fd is not None:
             os.close(lock_fd)           # drops the flock
@@ -318,10 +348,21 @@ def hand_over(lease: Lease | None, pid: int) -> Lease | None:
         return lease
     moved = lease._replace(owner=owner)
     try:
-        _write(moved)
+        dir_fd = _open_dir(os.path.dirname(lease.path), _rootless(), create=False)
+        if dir_fd is None:
+            return lease
+        try:
+            _write(dir_fd, moved)
+        finally:
+            os.close(dir_fd)
     except RegistryError:
         return lease    # the child runs already: keep the caller as the owner
     return moved
+
+
+def _rootless() -> bool:
+    # The registry's mode rule: 0700 for a user's, 0755 for root's.
+    return os.geteuid() != 0
 
 
 def release(lease: Lease | None) -> None:
@@ -330,9 +371,17 @@ def release(lease: Lease | None) -> None:
     if lease is None or lease.owner.pid != os.getpid():
         return
     try:
-        os.unlink(lease.path)
+        dir_fd = _open_dir(os.path.dirname(lease.path), _rootless(), create=False)
+    except RegistryError:
+        return
+    if dir_fd is None:
+        return
+    try:
+        os.unlink(os.path.basename(lease.path), dir_fd=dir_fd)
     except OSError:
         pass
+    finally:
+        os.close(dir_fd)
 
 
 # --- idrun show --leases -----------------------------------------------------------
@@ -343,23 +392,26 @@ def live_leases(rootless: bool) -> dict:
     dir_fd = _open_dir(path, rootless, create=False)
     if dir_fd is None:
         return {"registry": path, "leases": [], "stale": []}
+    procs = procfs.all_proc_ids()
     try:
-        live, notes = _read_leases(dir_fd, path, reclaim=False)
+        live, notes = _read_leases(dir_fd, path, reclaim=False, procs=procs)
     finally:
         os.close(dir_fd)
-    procs = procfs.all_proc_ids() if live else []
+    boot = _boot_id()
     out = []
     for lease in live:
-        users = [p.pid for p in procs
-                 if any(s <= i < s + c for i in set(p.uids) for s, c in lease.uid)
-                 or any(s <= i < s + c for i in set(p.gids) for s, c in lease.gid)]
-        try:
-            with open(f"/proc/{lease.owner.pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "?"
+        users = _users(lease, procs)
+        owner_alive = _alive(lease.owner, boot)
+        comm = "?"
+        if owner_alive:
+            try:
+                with open(f"/proc/{lease.owner.pid}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                pass
         out.append({"file": lease.path, "pid": lease.owner.pid,
                     "start_time": lease.owner.start, "comm": comm,
+                    "owner_alive": owner_alive,
                     "uid": [list(r) for r in lease.uid], "gid": [list(r) for r in lease.gid],
                     "processes": users})
     return {"registry": path, "leases": out, "stale": notes}
@@ -374,7 +426,11 @@ def leases_text(info: dict) -> str:
         gid = _blocks(tuple(tuple(r) for r in item["gid"]))  # type: ignore[arg-type]
         procs = " ".join(str(p) for p in item["processes"][:20]) or "none"
         more = " …" if len(item["processes"]) > 20 else ""
-        out.append(f"pid {item['pid']} ({item['comm']}): uids {uid}; gids {gid}; "
-                   f"processes using them: {procs}{more}")
+        if item.get("owner_alive", True):
+            out.append(f"pid {item['pid']} ({item['comm']}): uids {uid}; gids {gid}; "
+                       f"processes using them: {procs}{more}")
+        else:
+            out.append(f"held by processes {procs}{more} (owner pid {item['pid']} is gone): "
+                       f"uids {uid}; gids {gid}")
     out += [f"stale: {n}" for n in info["stale"]]
     return "\n".join(out)

@@ -190,8 +190,10 @@ F_LEASES = """\
 .I ~/.local/state/idrun
 the \\fB\\-\\-userns auto\\fR lease registry, one file per live namespace's block: as root \
 \\fI/run/idrun\\fR; rootless \\fI$XDG_RUNTIME_DIR/idrun\\fR when that runtime directory is \
-yours and private, else \\fI~/.local/state/idrun\\fR. \\fBIDRUN_LEASE_DIR\\fR overrides both; \
-\\fBidrun show \\-\\-leases\\fR lists the leases."""
+yours and private, else \\fI$XDG_STATE_HOME/idrun\\fR (default \\fI~/.local/state/idrun\\fR); \
+never under a directory others can write. \\fBIDRUN_LEASE_DIR\\fR overrides both. A lease \
+is held while its launcher or any process using its ids runs; \\fBidrun show \\-\\-leases\\fR \
+lists the leases and the processes holding them."""
 F_HELPERS = """\
 .TP
 .I /usr/bin/newuidmap\\fR, \\fI/usr/bin/newgidmap
@@ -208,9 +210,9 @@ E_LEASES = """\
 .B IDRUN_LEASE_DIR
 the \\fB\\-\\-userns auto\\fR lease registry directory, instead of the default (see FILES).
 .TP
-.B XDG_RUNTIME_DIR
-rootless, the registry is its \\fIidrun\\fR directory when the runtime directory is yours and \
-mode 0700."""
+.B XDG_RUNTIME_DIR\\fR, \\fBXDG_STATE_HOME
+rootless, the registry is \\fI$XDG_RUNTIME_DIR/idrun\\fR when the runtime directory is yours \
+and mode 0700, else \\fI$XDG_STATE_HOME/idrun\\fR (see FILES)."""
 E_HELPERS = """\
 .TP
 .B IDRUN_NEWUIDMAP\\fR, \\fBIDRUN_NEWGIDMAP

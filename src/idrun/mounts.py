@@ -213,8 +213,10 @@ def check_paths(mplan: MountPlan) -> tuple[MountPlan, tuple[str, ...]]:
     return mplan._replace(warnings=tuple(warnings)), tuple(sources)
 
 
-def _make_userns(idmap: IdMap) -> int:
-    """An open fd of a throwaway user namespace whose maps are ``idmap``.
+def _make_userns(idmap: IdMap, into: dict) -> None:
+    """An open fd of a throwaway user namespace whose maps are ``idmap``, stored as
+    ``into[idmap]`` with signals blocked: a handler that raises after the open but
+    before the caller had recorded the fd leaked it (issue 19).
 
     A forked child unshares CLONE_NEWUSER and waits; this process (root in the
     parent namespace) writes its maps and opens its ns/user; the child is then
@@ -246,17 +248,22 @@ def _make_userns(idmap: IdMap) -> int:
         for kind, lines in (("uid", idmap.uid), ("gid", idmap.gid)):
             text = render(lines)
             try:
-                fd = os.open(f"{kind}_map", os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd)
-                try:
-                    os.write(fd, text.encode())
-                finally:
-                    os.close(fd)
+                with syscalls.SignalsBlocked():     # no fd lost to a raising handler
+                    fd = os.open(f"{kind}_map", os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd)
+                    try:
+                        os.write(fd, text.encode())
+                    finally:
+                        os.close(fd)
             except OSError as e:
                 raise LaunchError(f"cannot write the idmap's {kind}_map "
                                   f"{text.strip()!r}: {e.strerror}") from None
-        return os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-    finally:
+        with syscalls.SignalsBlocked():
+            into[idmap] = os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
         own.abort()                     # kill and reap the child, close the pipes
+    except BaseException:
+        # Also when a handler raised on the way into the abort above.
+        own.abort()
+        raise
 
 
 def _tmpfs_options(m: Mount) -> list[tuple[str, str]]:
@@ -300,19 +307,29 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
             if rootless:        # volumes refuses it already; never reach the kernel
                 raise MapValidationError(f"{m.origin}: idmap needs root")
             if m.idmap not in userns:
-                userns[m.idmap] = _make_userns(m.idmap)
-            fds.append(_idmapped_tree(m, src, userns[m.idmap], root_id))
+                _make_userns(m.idmap, userns)
+            with syscalls.SignalsBlocked():     # each new fd recorded before a handler runs
+                fds.append(_idmapped_tree(m, src, userns[m.idmap], root_id))
         if root is not None:
-            fds.append(None if rootless or verify_only else _dev_tree())
+            with syscalls.SignalsBlocked():
+                fds.append(None if rootless or verify_only else _dev_tree())
+        _close_all(userns)
     except BaseException:
-        for fd in fds:
+        # Also when a handler raised on the way into the _close_all above.
+        _close_all(userns)
+        _close_all(fds)
+        raise
+    return Prepared(mplan, sources, fds, root, root_id, early=not rootless, done=[False])
+
+
+def _close_all(fds: list | dict) -> None:
+    """Close and forget every fd of ``fds``; again later, it does nothing."""
+    with syscalls.SignalsBlocked():
+        items = list(fds.values() if isinstance(fds, dict) else fds)
+        fds.clear()
+        for fd in items:
             if fd is not None:
                 os.close(fd)
-        raise
-    finally:
-        for fd in userns.values():
-            os.close(fd)
-    return Prepared(mplan, sources, fds, root, root_id, early=not rootless, done=[False])
 
 
 def _populate_dev(dev: int) -> None:

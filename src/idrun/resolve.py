@@ -702,10 +702,9 @@ def _target_ids(request: Request, host: Host, preset: _Preset | None,
         user_uid = user_gid = None
     ids: dict[str, int | None] = {"uid": user_uid, "gid": user_gid}
     unswitchable: list[str] = []
+    if not userns:
+        return _host_ids(request, user_uid, user_gid), unswitchable
     for kind in KINDS:
-        if not userns:
-            ids[kind] = None
-            continue
         lines = container[kind]
         if not lines:
             if not host.rootless:
@@ -734,6 +733,15 @@ def _target_ids(request: Request, host: Host, preset: _Preset | None,
     return ids, unswitchable
 
 
+def _host_ids(request: Request, uid: int | None, gid: int | None) -> dict[str, int | None]:
+    """--user without a user namespace (only root's --userns=host has none; rootless,
+    host is a namespace of the caller's ids): the ids are host ids, switched to as
+    podman does, gid 0 when none is given."""
+    if request.user is None:
+        return {"uid": None, "gid": None}
+    return {"uid": uid, "gid": 0 if gid is None else gid}
+
+
 def _setgroups(request: Request, host: Host, preset: _Preset | None,
                written: dict[str, list[Line]]) -> str:
     """Phase 5: allow or deny, as asked, inherited, or as the kernel demands."""
@@ -755,13 +763,15 @@ def _setgroups(request: Request, host: Host, preset: _Preset | None,
     return setgroups
 
 
-def _groups(request: Request, container: dict[str, IdMap], setgroups: str) -> list[int]:
-    """Phase 6: --group-add, each mapped and allowed."""
+def _groups(request: Request, container: dict[str, IdMap], setgroups: str,
+            host_ids: bool = False) -> list[int]:
+    """Phase 6: --group-add, each mapped and allowed (``host_ids``: --user without a
+    user namespace, as root; the gids are host gids, every one valid)."""
     groups: list[int] = []
     for text in request.group_add:
         gid = decimal_id(text, "--group-add",
                          "write --group-add with container gids, e.g. --group-add 10")
-        if not container["gid"].covers(gid):
+        if not host_ids and not container["gid"].covers(gid):
             raise MapValidationError(f"--group-add {gid}: container gid {gid} is not mapped",
                                      "map it with --gidmap or drop --group-add")
         groups.append(gid)
@@ -800,7 +810,8 @@ def resolve(request: Request, host: Host) -> Plan:
     container, written = _maps(pieces, spaces, userns)
     ids, unswitchable = _target_ids(request, host, preset, container, userns, said)
     setgroups = _setgroups(request, host, preset, written)
-    groups = _groups(request, container, setgroups)
+    groups = _groups(request, container, setgroups,
+                     host_ids=not userns and ids["uid"] is not None)
     kinds = {kind: _kind_plan(kind, host, spaces[kind], container[kind], written[kind], userns)
              for kind in KINDS}
     if is_auto(request.userns):

@@ -81,8 +81,9 @@ def read_process(pid: str) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--leases", is_flag=True,
               help="List the live --userns=auto leases of your scope (root: /run/idrun; "
-                   "rootless: $XDG_RUNTIME_DIR/idrun or /tmp/idrun-UID) and the processes "
-                   "using their ids.")
+                   "rootless: $XDG_RUNTIME_DIR/idrun, else ~/.local/state/idrun) and the "
+                   "processes using their ids; a lease whose launcher is gone is \"held by "
+                   "processes\" while any of them runs.")
 def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> None:
     """Show PID's uid_map, gid_map and setgroups (default: this process)."""
     if leases:

@@ -19,7 +19,9 @@ Only the command's parent can learn how it ended, so the option keeps idrun as a
 waiting parent (``LaunchOptions.wrapper``), as ``--fork`` does; that wrapper
 writes both lines. A launch that fails before the command runs writes neither:
 idrun's own exit status (125, 126, 127) and its error line tell what happened.
-A reader that goes away does not stop the command: write errors are ignored.
+A reader that goes away does not stop the command: write errors are ignored. A
+reader that stops reading does not stop idrun's signal handling: the lines are
+written without blocking (``send``), and SIGTERM/SIGINT end idrun as usual.
 """
 from __future__ import annotations
 
@@ -75,12 +77,42 @@ def exited_line(exit_code: int) -> bytes:
     return (dumps({"exit-code": exit_code}) + "\n").encode()
 
 
-def send(fd: int, line: bytes) -> None:
-    """Write the whole line, or give up quietly: the command's life does not depend on
-    whether anyone still reads (EPIPE, a full non-blocking pipe)."""
-    view = memoryview(line)
+def send(fd: int, data: bytes, waited: tuple[int, ...] = (), wait: bool = True
+         ) -> tuple[bytes, object]:
+    """Write ``data`` without ever blocking in write(2); returns what is left unwritten
+    and the siginfo of a signal of ``waited`` (blocked by the caller) that arrived
+    while the reader was not reading, which ends the attempt.
+
+    A supervisor that stops reading must not make idrun unkillable: a blocking write
+    on a full pipe, with the forwarded signals blocked, never returned (issue 19). So
+    the descriptor is non-blocking for the write, and while it is full this waits for
+    the signals instead, in short slices. ``wait=False``: one attempt only. A write
+    error (EPIPE, the reader is gone) gives up quietly: the command's life does not
+    depend on whether anyone still reads."""
+    import _signal
+    view = memoryview(data)
+    try:
+        blocking = os.get_blocking(fd)
+        if blocking:
+            os.set_blocking(fd, False)
+    except OSError:
+        return b"", None
     try:
         while view:
-            view = view[os.write(fd, view):]
-    except OSError:
-        pass
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                if not (wait and waited):
+                    break
+                info = _signal.sigtimedwait(waited, 0.05)
+                if info is not None:
+                    return bytes(view), info
+            except OSError:
+                return b"", None
+    finally:
+        if blocking:
+            try:
+                os.set_blocking(fd, True)
+            except OSError:
+                pass
+    return bytes(view), None
