@@ -25,6 +25,11 @@ def t(*args: str) -> list[str]:
     (["--network", "none", "id"], ["--net", "id"]),
     (["--network=host", "id"], ["id"]),
     (["--net=none", "id"], ["--net", "id"]),
+    (["--network=private", "id"], ["--net", "id"]),
+    # podman's NAME=host|private namespace modes: host is idrun's default, private its flag.
+    (["--pid=host", "--ipc=host", "--uts=host", "--cgroupns=host", "id"], ["id"]),
+    (["--pid=private", "--ipc=private", "--uts=private", "--cgroupns=private", "id"],
+     ["--pid", "--ipc", "--uts", "--cgroup", "id"]),
     (["--chdir", "/tmp", "id"], ["--workdir", "/tmp", "id"]),
     (["--wd=/tmp", "id"], ["--workdir=/tmp", "id"]),
     # idrun's own short options keep their meaning: -u is --user (podman), not unshare's
@@ -52,6 +57,8 @@ def test_peer_spellings_taken_unchanged(args, expected):
     (["--root", "/srv"], "--rootfs /srv"),
     (["--network", "bridge"], "--net"),
     (["--proc", "/proc"], "--pid --mount-proc"),
+    (["--pid=container:web"], "--pid (or --pid=private)"),
+    (["--ipc=ns:/proc/1/ns/ipc"], "--ipc=host (or nothing) keeps the host's"),
 ])
 def test_peer_spellings_point_to_idrun(args, hint):
     with pytest.raises(IdrunError) as e:

@@ -5,7 +5,8 @@ rewritten to idrun's out, or one ``IdrunError`` naming idrun's spelling (exit
 125). A spelling is taken unchanged only where it means the same in idrun and
 collides with nothing idrun has: unshare's short flags (``-U`` — idrun always
 creates a user namespace — ``-n -p -m -f -i -C``, also bunched as ``-Ur``), bubblewrap's
-``--unshare-*`` and ``--chdir``, unshare's ``--wd``, podman's ``--network none|host``.
+``--unshare-*`` and ``--chdir``, unshare's ``--wd``, podman's ``--network none|host|private``
+and ``--pid=``, ``--ipc=``, ``--uts=``, ``--cgroupns=`` ``host|private``.
 unshare's ``-u`` (UTS) and ``--user`` (no value) stay idrun's, podman's ``--user``.
 Only the words before the command are looked at: the command's own are its own.
 """
@@ -23,6 +24,10 @@ _LONG = {"--unshare-user": [], "--unshare-user-try": [], "--unshare-pid": ["--pi
          "--unshare-all": ["--net", "--pid", "--ipc", "--uts", "--cgroup"]}
 # Long options with a value taken unchanged under idrun's name.
 _RENAMED = {"--chdir": "--workdir", "--wd": "--workdir"}
+# podman's NAME=host|private namespace modes: host keeps the host's (idrun's default),
+# private is idrun's flag. Only the '=' form: "--pid host" stays idrun's flag and a command.
+_NS_MODES = {"--pid": "--pid", "--ipc": "--ipc", "--uts": "--uts", "--cgroupns": "--cgroup",
+             "--cgroup": "--cgroup", "--userns": None}
 # Options of peers idrun spells differently: how many values they take.
 _POINTED = {"--bind": 2, "--ro-bind": 2, "--dev-bind": 2, "--bind-try": 2, "--ro-bind-try": 2,
             "--map-users": 1, "--map-groups": 1, "--map-user": 1, "--map-group": 1,
@@ -49,13 +54,15 @@ def translate(args: list[str], takes_value: frozenset[str], shorts_with_value: s
                 else:
                     out += [_RENAMED[name], *args[i + 1:i + 2]]
                     i += 1
-            elif name == "--net" and eq and value in ("none", "host"):
-                out += ["--net"] if value == "none" else []   # podman's --net=VALUE
+            elif name == "--net" and eq and value in ("none", "host", "private"):
+                out += [] if value == "host" else ["--net"]   # podman's --net=VALUE
+            elif name in _NS_MODES and eq and _NS_MODES[name] is not None:
+                out += _ns_mode(name, value)
             elif name in _POINTED:
                 n = _POINTED[name]
                 values = ([value] if eq else args[i + 1:i + 1 + n])
-                if name == "--network" and values and values[0] in ("none", "host"):
-                    out += ["--net"] if values[0] == "none" else []
+                if name == "--network" and values and values[0] in ("none", "host", "private"):
+                    out += [] if values[0] == "host" else ["--net"]
                     i += 0 if eq else 1
                 else:
                     raise _pointer(name, values)
@@ -79,6 +86,17 @@ def translate(args: list[str], takes_value: frozenset[str], shorts_with_value: s
                 out.append(f"-{ch}")
         i += 1
     return out
+
+
+def _ns_mode(name: str, value: str) -> list[str]:
+    flag = _NS_MODES[name]
+    if value == "host":
+        return []
+    if value == "private":
+        return [flag]  # type: ignore[list-item]
+    raise IdrunError(f"{name}={quoted(value)}: idrun has no such namespace mode",
+                     f"{flag} (or {name}=private) gives the command a new namespace; "
+                     f"{name}=host (or nothing) keeps the host's")
 
 
 def _pointer(name: str, values: list[str]) -> IdrunError:
