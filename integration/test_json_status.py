@@ -155,6 +155,22 @@ def test_descriptor_passed_on_with_preserve_fds(it, idrun, basic_opts):
     assert "child-pid" in ours[0] and ours[1] == {"schema": 1, "exit-code": 0}, raw
 
 
+def _blocks(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has taken ``sig`` over: blocked (SigBlk of its status)
+    or waited for in sigtimedwait, which unblocks the waited signals while it sleeps."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            if "sigtimedwait" in f.read():
+                return True
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    except OSError:
+        pass
+    return False
+
+
 def _full_pipe() -> tuple[int, int]:
     """A pipe whose buffer is full and that nobody reads: a stalled supervisor."""
     r, w = os.pipe()
@@ -180,6 +196,12 @@ def test_stalled_reader_never_makes_idrun_unkillable(it, idrun, basic_opts, mode
     blocked, and SIGTERM/SIGINT did nothing. Now the signal ends it with the usual
     status, within a few seconds."""
     import time
+    # How long a launch takes here: a guest under TCG needs seconds where the host
+    # needs tens of milliseconds, and a signal sent before idrun takes it over ends
+    # idrun the default way, which is not what this test is about.
+    start = time.monotonic()
+    idrun.ok(basic_opts + WRAPPERS[mode], ["true"])
+    launch = time.monotonic() - start
     r, w = _full_pipe()
     try:
         proc = idrun.popen(["--json-status-fd", str(w)] + basic_opts + WRAPPERS[mode], command,
@@ -187,9 +209,12 @@ def test_stalled_reader_never_makes_idrun_unkillable(it, idrun, basic_opts, mode
     finally:
         os.close(w)
     try:
-        # Wait until idrun sits in its write: the command has started (a child of the
-        # launcher or of its init) and, for `true`, ended.
-        time.sleep(1.0)
+        # Wait until idrun sits in its write: it holds the signal for forwarding, the
+        # command has started (a child of the launcher or of its init) and, for `true`,
+        # ended.
+        assert it.wait_for(lambda: _blocks(proc.pid, sig), timeout=it.TIMEOUT), \
+            "idrun never took the signal over"
+        time.sleep(max(1.0, 2 * launch))
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(sig)
         try:
