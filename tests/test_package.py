@@ -62,6 +62,8 @@ def test_control_fields(deb):
 def test_contents(deb_root):
     usr = deb_root / "usr"
     assert os.access(usr / "bin" / "idrun", os.X_OK)
+    # Our own launcher, not the console script pybuild generates (which imports re).
+    assert (usr / "bin" / "idrun").read_text() == (ROOT / "debian" / "idrun.launcher").read_text()
     for page in ("idrun", "idrun-map", "idrun-check", "idrun-show"):
         assert (usr / "share" / "man" / "man1" / f"{page}.1.gz").is_file(), page
     assert (usr / "share" / "bash-completion" / "completions" / "idrun").is_file()
