@@ -6,8 +6,10 @@ are its ids; as root, from ids are ids of the namespace idrun runs in. ``Space``
 holds that map for one kind; ``resolve`` composes through it.
 """
 
+from typing import Iterable
+
 from .errors import SubidError
-from .plan import SubidSet
+from .plan import SubidRange, SubidSet
 from .ranges import ID_LIMIT, IdMap, Line, check_limits
 
 class Space:
@@ -54,23 +56,32 @@ class Space:
 
 
 def intermediate_map(kind: str, own_id: int, subids: SubidSet) -> tuple[Line, ...]:
-    """0 → the caller's own id, then the caller's ranges sorted by start from 1."""
-    lines = [Line(0, own_id, 1)]
-    nxt = 1
-    for rng in sorted(subids.ranges, key=lambda r: r.start):
+    """0 → the caller's own id, then the caller's ranges sorted by start from 1,
+    checked: no range holds the caller's own id, and the kernel can take the map."""
+    for rng in subids.ranges:
         if rng.start <= own_id < rng.end:
             where = f"{subids.source} line {rng.lineno}" if rng.lineno else subids.source
             raise SubidError(
                 f"{where}: range {rng.start}:{rng.count} contains your own {kind} {own_id}",
                 f"delegate ids that do not include {own_id} (podman refuses such a range too)")
-        lines.append(Line(nxt, rng.start, rng.count))
-        nxt += rng.count
+    lines = intermediate_lines(own_id, subids.ranges)
+    nxt = lines[-1].inside_end
     if nxt > ID_LIMIT:
         raise SubidError(f"{subids.source}: your ranges add up to {nxt - 1} ids, more than a "
                          "namespace can hold", "delegate fewer ids")
     check_limits(lines, f"the intermediate {kind} map built from {subids.source}",
                  "merge or remove some of your ranges: podman could not build this "
                  "namespace either")
+    return lines
+
+
+def intermediate_lines(own_id: int, ranges: Iterable[SubidRange]) -> tuple[Line, ...]:
+    """podman's intermediate map, unchecked: 0 → ``own_id``, then ``ranges`` by start."""
+    lines = [Line(0, own_id, 1)]
+    nxt = 1
+    for rng in sorted(ranges, key=lambda r: r.start):
+        lines.append(Line(nxt, rng.start, rng.count))
+        nxt += rng.count
     return tuple(lines)
 
 

@@ -11,11 +11,10 @@ on-disk id for is refused with EOVERFLOW. Both directions use ``ranges.IdMap``.
 from typing import NamedTuple
 
 from .plan import Plan
-from .ranges import ID_LIMIT, IdMap, IntervalSet, Line
+from .ranges import ID_LIMIT, KINDS, IdMap, IntervalSet, Line
 from .volumes import Mount
 
 OVERFLOW_ID = 65534      # /proc/sys/kernel/overflowuid and overflowgid, the kernel default
-KINDS = ("uid", "gid")
 
 
 class OwnerCount(NamedTuple):

@@ -10,6 +10,9 @@ from typing import NamedTuple
 from .ranges import ID_LIMIT, Line
 
 SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}   # shadow's sub-id files
+HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}          # shadow's setuid map writers
+AUTO_OWNER = "containers"   # whose sub-ids root's --userns=auto takes (podman's
+                            # root-auto-userns-user); IDRUN_AUTO_USER names another
 
 # How a kind's map gets written.
 WRITER_DIRECT = "direct"    # privileged helper in the parent namespace writes /proc/PID/*_map
@@ -105,7 +108,7 @@ class Host(NamedTuple):
     # (lowest ids of the pool, no registry consulted).
     auto_block: AutoBlock | None = None
     # Whose sub-ids form root's --userns=auto pool (podman: root-auto-userns-user).
-    auto_owner: str = "containers"
+    auto_owner: str = AUTO_OWNER
     # Rootless: (kind, id, name) of the host accounts (passwd/group entries) among
     # the single from ids typed, which are then likely meant as host ids.
     accounts: tuple[tuple[str, int, str], ...] = ()

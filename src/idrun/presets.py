@@ -11,7 +11,7 @@ from .errors import MapConflictError, MapSyntaxError, SubidError, quoted
 from .intermediate import Space
 from .pieces import Piece, host_lookup, pair
 from .plan import SUBID_FILE, Host, Request
-from .ranges import ID_LIMIT, KINDS, subtract
+from .ranges import ID_LIMIT, KINDS, MAX_ID, subtract
 from .syntax import decimal_id, parse_userns
 
 
@@ -28,7 +28,7 @@ def parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, i
             raise MapSyntaxError(f'--userns={mode}: unknown option {quoted(key)}',
                                  f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
         opts[key] = decimal_id(value, f"--userns={mode}: {key}=",
-                               f"write {key}= with a number from 0 to 4294967294")
+                               f"write {key}= with a number from 0 to {MAX_ID}")
     return opts
 
 

@@ -7,9 +7,7 @@ preconditions and to read back the maps it just had written.
 import os
 from typing import NamedTuple
 
-from .ranges import IdMap, Line
-
-ID_MAP_KINDS = ("uid", "gid")
+from .ranges import ID_LIMIT, IdMap, Line
 
 
 def _read(path: str, dir_fd: int | None = None) -> str:
@@ -95,7 +93,7 @@ def sysctl_int(name: str) -> int | None:
 def is_initial_userns(pid: int | str = "self") -> bool:
     """True when the process's uid map is the initial namespace's identity map."""
     try:
-        return read_map("uid", pid) == (Line(0, 0, 4294967295),)
+        return read_map("uid", pid) == (Line(0, 0, ID_LIMIT),)
     except OSError:
         return True
 

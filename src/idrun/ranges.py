@@ -193,6 +193,21 @@ class IdMap(tuple):
         ln = self._line_at("outside", outside)
         return None if ln is None else ln.inside + outside - ln.outside
 
+    def outward_spans(self, first: int, count: int) -> list[tuple[int, int]]:
+        """The outside [start, end) ranges of the mapped ids among inside
+        ``first … first+count-1``, in inside order; unmapped ids are left out."""
+        ordered, starts = self._order("inside")
+        out: list[tuple[int, int]] = []
+        end = first + count
+        i = max(bisect_right(starts, first) - 1, 0)
+        while i < len(ordered) and ordered[i].inside < end:
+            ln = ordered[i]
+            lo, hi = max(first, ln.inside), min(end, ln.inside_end)
+            if lo < hi:
+                out.append((ln.outside + lo - ln.inside, ln.outside + hi - ln.inside))
+            i += 1
+        return out
+
     def inward_runs(self, first: int, count: int) -> list[tuple[int, int, int]] | int:
         """Translate outside ids ``first … first+count-1`` to inside ids.
 

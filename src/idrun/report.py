@@ -1,10 +1,9 @@
 """How a plan is shown to people (tables) and to programs (a JSON-ready dict)."""
 from __future__ import annotations
 
-from .plan import WRITER_HELPER, KindPlan, Plan
-from .ranges import IdMap, Line
+from .plan import HELPERS, WRITER_HELPER, KindPlan, Plan
+from .ranges import KINDS, IdMap, Line
 
-HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}
 
 
 def _triples(lines: tuple[Line, ...] | list[Line]) -> list[list[int]]:
@@ -188,7 +187,6 @@ def _create_lines(c, mount_mapped: bool) -> list[str]:
 
 def files_text(p) -> str:
     """An ownership.FilesPreview as the lines under a mount in ``idrun map``."""
-    from .ownership import KINDS
     c, src = p.count, p.mount.src
     read = (f"stopped after {c.entries} entries (--files=N reads more)" if c.cut
             else f"{c.entries} entr{'y' if c.entries == 1 else 'ies'} read")

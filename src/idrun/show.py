@@ -13,7 +13,7 @@ import click
 from . import procfs
 from .errors import IdrunError, quoted
 from .cli import DecimalParam
-from .ranges import IdMap, Line
+from .ranges import KINDS, MAX_ID, IdMap, Line
 from .syntax import decimal
 
 
@@ -76,7 +76,7 @@ def read_process(pid: str) -> dict:
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pid", required=False, default="self")
-@click.option("--translate", "ident", type=DecimalParam(4294967294), metavar="ID",
+@click.option("--translate", "ident", type=DecimalParam(MAX_ID), metavar="ID",
               help="Translate ID through each map: inside to outside and back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--leases", is_flag=True,
@@ -112,7 +112,7 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
             doc["translate"] = {
                 kind: {"inside_to_outside": info[f"{kind}_map"].outward(ident),
                        "outside_to_inside": info[f"{kind}_map"].inward(ident)}
-                for kind in ("uid", "gid")}
+                for kind in KINDS}
         click.echo(dumps(doc))
         return
     out = [_describe(pid)]
