@@ -360,15 +360,15 @@ def sub_ids_usable(checks: list[Check]) -> bool:
 
 
 def _render_text(checks: list[Check], target: Target) -> str:
-    width = max(len(c.name) for c in checks)
-    lines = [f"idrun check for {target.name or target.uid} (uid {target.uid})"]
+    from .report import table
+    rows = []
     for c in checks:
-        line = f"{c.status:<4}  {c.name:<{width}}  {c.detail}"
         if c.fix and c.status != OK:
-            line += f"\n      {'':<{width}}  fix: {c.fix}"
-        elif c.fix:
-            line += f" ({c.fix})"
-        lines.append(line)
+            rows += [(c.status, c.name, c.detail), ("", "", f"fix: {c.fix}")]
+        else:
+            rows.append((c.status, c.name, c.detail + (f" ({c.fix})" if c.fix else "")))
+    lines = [f"idrun check for {target.name or target.uid} (uid {target.uid})"]
+    lines += table(rows, "lll", indent="", min_width=(4,))
     lines.append(_verdict(checks, target))
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from . import procfs
 from .errors import IdrunError, quoted
 from .cli import DecimalParam
 from .ranges import KINDS, MAX_ID, IdMap, Line
+from .report import table
 from .syntax import decimal
 
 
@@ -43,12 +44,13 @@ def _table(kind: str, lines: list[Line]) -> list[str]:
     if not lines:
         out.append("  (empty: not written; every id shows as the overflow id)")
         return out
-    out.append(f"  {'INSIDE':>10}  {'OUTSIDE':>10}  {'COUNT':>10}   RANGES")
+    rows: list[tuple] = [("INSIDE", "OUTSIDE", "COUNT", "RANGES")]
     for ln in lines:
         span = (f"{ln.inside}-{ln.inside_end - 1} -> {ln.outside}-{ln.outside_end - 1}"
                 if ln.count > 1 else f"{ln.inside} -> {ln.outside}")
-        out.append(f"  {ln.inside:>10}  {ln.outside:>10}  {ln.count:>10}   {span}")
-    return out
+        rows.append((ln.inside, ln.outside, ln.count, span))
+    # Ten digits hold any id, so the columns line up across maps and invocations.
+    return out + table(rows, "rrrl", sep=("  ", "  ", "   "), min_width=(10, 10, 10))
 
 
 def _translation(kind: str, lines: IdMap, ident: int) -> str:
