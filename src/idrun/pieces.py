@@ -10,7 +10,7 @@ from typing import NamedTuple
 from .errors import MapValidationError, SubidError, quoted
 from .intermediate import Space, ranges_text
 from .plan import SUBID_FILE, Host, Request
-from .ranges import ID_LIMIT, KINDS, IntervalSet, Line, free_ranges, subtract
+from .ranges import ID_LIMIT, KINDS, IntervalSet, Line, subtract
 from .syntax import Triple, parse_value
 
 
@@ -109,25 +109,15 @@ def build_pieces(triples: list[Triple], space: Space) -> list[Piece]:
 
 def gap_fill(pieces: list[Piece], size: int) -> list[Piece]:
     """Pair free intermediate ids with unmapped container ids, both ascending."""
-    free = free_ranges(((p.from_id, p.from_id + p.count) for p in pieces), 0, size)
-    unmapped = free_ranges(((p.container, p.container + p.count) for p in pieces), 0, ID_LIMIT)
-    out: list[Piece] = []
-    ui = 0
-    for f_lo, f_hi in free:
-        while f_lo < f_hi and ui < len(unmapped):
-            c_lo, c_hi = unmapped[ui]
-            n = min(f_hi - f_lo, c_hi - c_lo)
-            out.append(Piece(c_lo, f_lo, n, "gap filling (first value has '+')"))
-            f_lo += n
-            if c_lo + n >= c_hi:
-                ui += 1
-            else:
-                unmapped[ui] = (c_lo + n, c_hi)
-    return out
+    free = subtract(0, size, ((p.from_id, p.from_id + p.count) for p in pieces))
+    unmapped = subtract(0, ID_LIMIT, ((p.container, p.container + p.count) for p in pieces))
+    return pair(unmapped, free, "gap filling (first value has '+')")
 
 
 def pair(inside: list[tuple[int, int]], outside: list[tuple[int, int]],
           origin: str) -> list[Piece]:
+    """Zip two ascending lists of [start, end) ranges into pieces, id for id, until
+    either runs out: the k-th id of ``inside`` maps to the k-th id of ``outside``."""
     out: list[Piece] = []
     i = o = 0
     inside, outside = list(inside), list(outside)

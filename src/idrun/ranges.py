@@ -314,33 +314,17 @@ class IntervalSet:
         return out
 
 
-def free_ranges(used: Iterable[tuple[int, int]], start: int,
-                end: int) -> list[tuple[int, int]]:
-    """The parts of [start, end) that none of the ``used`` ranges covers, ascending."""
+def subtract(start: int, end: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) minus the (possibly overlapping, unsorted) ``holes``, ascending."""
     out: list[tuple[int, int]] = []
     pos = start
-    for lo, hi in sorted(used):
+    for lo, hi in sorted(holes):
         if lo > pos:
             if pos >= end:
                 break
             out.append((pos, min(lo, end)))
         if hi > pos:
             pos = hi
-    if pos < end:
-        out.append((pos, end))
-    return out
-
-
-def subtract(start: int, end: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """[start, end) minus the (possibly overlapping, unsorted) ``holes``."""
-    out: list[tuple[int, int]] = []
-    pos = start
-    for lo, hi in sorted(holes):
-        if lo > pos:
-            out.append((pos, min(lo, end)))
-        pos = max(pos, hi)
-        if pos >= end:
-            break
     if pos < end:
         out.append((pos, end))
     return out

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from .errors import SubidError, quoted
 from .plan import SubidRange, SubidSet
-from .ranges import ID_LIMIT, MAX_ID, first_overlap, free_ranges
+from .ranges import ID_LIMIT, MAX_ID, first_overlap, subtract
 from .syntax import decimal
 
 _HINT_NUMBER = ("write START and COUNT in plain decimal: shadow reads a leading 0 as octal "
@@ -206,7 +206,7 @@ def free_block(entries: list[SubidEntry], count: int = SUB_ID_COUNT,
 
     Returns (first, last) or None when the window is full.
     """
-    for lo, hi in free_ranges(((e.start, e.end) for e in entries), low, high + 1):
+    for lo, hi in subtract(low, high + 1, ((e.start, e.end) for e in entries)):
         if hi - lo >= count:
             return lo, lo + count - 1
     return None
