@@ -403,13 +403,7 @@ def live_leases(rootless: bool) -> dict:
     for lease in live:
         users = _users(lease, procs)
         owner_alive = _alive(lease.owner, boot)
-        comm = "?"
-        if owner_alive:
-            try:
-                with open(f"/proc/{lease.owner.pid}/comm") as f:
-                    comm = f.read().strip()
-            except OSError:
-                pass
+        comm = procfs.comm(lease.owner.pid) if owner_alive else "?"
         out.append({"file": lease.path, "pid": lease.owner.pid,
                     "start_time": lease.owner.start, "comm": comm,
                     "owner_alive": owner_alive,

@@ -90,6 +90,15 @@ def sysctl_int(name: str) -> int | None:
         return None
 
 
+def comm(pid: int | str) -> str:
+    """The process's name (/proc/PID/comm), or "?" when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def is_initial_userns(pid: int | str = "self") -> bool:
     """True when the process's uid map is the initial namespace's identity map."""
     try:

@@ -20,13 +20,8 @@ from .syntax import decimal
 
 def _process(pid: str) -> tuple[int, str, str | None]:
     """PID's number, name (comm) and user namespace (``user:[INODE]``)."""
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            comm = f.read().strip()
-    except OSError:
-        comm = "?"
     real = os.getpid() if pid == "self" else int(pid)
-    return real, comm, procfs.userns_inode(pid)
+    return real, procfs.comm(pid), procfs.userns_inode(pid)
 
 
 def _describe(pid: str) -> str:
