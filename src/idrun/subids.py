@@ -190,7 +190,9 @@ def all_entries(text: str | bytes, source: str) -> list[SubidEntry]:
         fields = line.split(":")
         if len(fields) == 3 and fields[0] and not line.startswith("#") \
                 and all(_decimal(f) and len(f) <= len(str(ID_LIMIT)) for f in fields[1:]):
-            out.append(SubidEntry(fields[0], int(fields[1]), int(fields[2]), lineno))
+            start, count = decimal(fields[1]), decimal(fields[2])
+            assert start is not None and count is not None
+            out.append(SubidEntry(fields[0], start, count, lineno))
     return out
 
 
@@ -231,7 +233,8 @@ def parse_getsubids(output: str, source: str, keys: tuple[str, ...]) -> SubidSet
         parts = rest.split()
         if len(parts) != 3 or not (_decimal(parts[1]) and _decimal(parts[2])):
             continue
-        start, count = int(parts[1]), int(parts[2])
+        start, count = decimal(parts[1]), decimal(parts[2])
+        assert start is not None and count is not None
         if count and (start, count) not in seen:
             seen.add((start, count))
             ranges.append(SubidRange(start, count, 0))
