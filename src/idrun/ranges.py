@@ -7,7 +7,7 @@ not on how many ids they cover.
 """
 
 from bisect import bisect_right
-from typing import Callable, Generic, Iterable, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from .errors import MapValidationError
 
@@ -61,27 +61,27 @@ def render(lines: Sequence[Line]) -> str:
     return "".join(f"{ln.inside} {ln.outside} {ln.count}\n" for ln in lines)
 
 
-T = TypeVar("T")
+class Overlap(NamedTuple):
+    """Two items whose ranges share the ids ``first`` … ``last``; ``earlier`` starts first.
 
+    (Not generic: a generic NamedTuple costs more to define, and this module is on
+    the launch path.)"""
 
-class Overlap(NamedTuple, Generic[T]):
-    """Two items whose ranges share the ids ``first`` … ``last``; ``earlier`` starts first."""
-
-    earlier: T
-    later: T
+    earlier: Any
+    later: Any
     first: int
     last: int
 
 
-def first_overlap(items: Iterable[T], start: Callable[[T], int],
-                  count: Callable[[T], int]) -> "Overlap[T] | None":
+def first_overlap(items: Iterable[Any], start: Callable[[Any], int],
+                  count: Callable[[Any], int]) -> Overlap | None:
     """The first two of ``items`` whose ranges [start, start + count) share an id.
 
     The one overlap sweep: sorted by start, an overlap exists iff some range
     starts before the furthest end seen so far; the pair reported is the range
     that produced that end and the one starting inside it.
     """
-    best: T | None = None
+    best: Any = None
     best_end = -1
     # Sorted by start only: the sort is stable, so among ranges with the same
     # start the caller's order decides which one is reported first.
