@@ -109,3 +109,15 @@ def test_volumes_takes_the_kernels_limits_from_ranges_not_resolve():
     tree = ast.parse(open(idrun.volumes.__file__).read())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "resolve" not in imported and "ranges" in imported
+
+
+@SETTINGS
+@given(st.lists(st.builds(Line, small, small, st.integers(min_value=1, max_value=8)),
+                max_size=6), small, st.integers(min_value=1, max_value=20))
+def test_inward_spans_translate_the_mapped_ids_only(lines, first, count):
+    if first_overlap(lines, lambda ln: ln.outside, lambda ln: ln.count):
+        return
+    m = IdMap(lines)
+    got = [i for lo, hi in m.inward_spans(first, count) for i in range(lo, hi)]
+    want = [m.inward(o) for o in range(first, first + count) if m.inward(o) is not None]
+    assert got == want

@@ -196,15 +196,24 @@ class IdMap(tuple):
     def outward_spans(self, first: int, count: int) -> list[tuple[int, int]]:
         """The outside [start, end) ranges of the mapped ids among inside
         ``first … first+count-1``, in inside order; unmapped ids are left out."""
-        ordered, starts = self._order("inside")
+        return self._spans("inside", first, count)
+
+    def inward_spans(self, first: int, count: int) -> list[tuple[int, int]]:
+        """The inside [start, end) ranges of the mapped ids among outside
+        ``first … first+count-1``, in outside order; unmapped ids are left out."""
+        return self._spans("outside", first, count)
+
+    def _spans(self, side: str, first: int, count: int) -> list[tuple[int, int]]:
+        ordered, starts = self._order(side)
         out: list[tuple[int, int]] = []
         end = first + count
         i = max(bisect_right(starts, first) - 1, 0)
-        while i < len(ordered) and ordered[i].inside < end:
+        while i < len(ordered) and starts[i] < end:
             ln = ordered[i]
-            lo, hi = max(first, ln.inside), min(end, ln.inside_end)
+            there = ln.outside if side == "inside" else ln.inside
+            lo, hi = max(first, starts[i]), min(end, starts[i] + ln.count)
             if lo < hi:
-                out.append((ln.outside + lo - ln.inside, ln.outside + hi - ln.inside))
+                out.append((there + lo - starts[i], there + hi - starts[i]))
             i += 1
         return out
 
