@@ -86,6 +86,7 @@ def intermediate_lines(own_id: int, ranges: Iterable[SubidRange]) -> tuple[Line,
 
 
 def ranges_text(space: Space) -> str:
+    """The caller's delegated host ranges, for a hint (the first six)."""
     sub = [ln for ln in space.parent if ln.inside > 0]
     if not sub:
         return "none"

@@ -28,6 +28,8 @@ class Piece(NamedTuple):
 
 
 def parse_all(request: Request, warnings: list[str]) -> dict[str, list[Triple]]:
+    """Parse every --uidmap/--gidmap value into the triples of each kind
+    (podman's copy-over of the raw values, then the u/g flags)."""
     uid_values = [("--uidmap", v) for v in request.uidmap]
     gid_values = [("--gidmap", v) for v in request.gidmap]
     # Copy-over of the raw strings, before parsing: podman's ParseIDMapping.
@@ -138,6 +140,8 @@ def pair(inside: list[tuple[int, int]], outside: list[tuple[int, int]],
 
 def subidname_pieces(request: Request, host: Host, spaces: dict[str, Space]
                       ) -> dict[str, list[Piece]]:
+    """--subuidname/--subgidname: NAME's ranges at container 0…, in order of start
+    (rootless: in intermediate ids, each of them delegated to the caller)."""
     out: dict[str, list[Piece]] = {"uid": [], "gid": []}
     uname = request.subuidname or request.subgidname
     gname = request.subgidname or request.subuidname

@@ -16,6 +16,7 @@ from .syntax import decimal_id, parse_userns
 
 
 def parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, int]:
+    """A mode's ``key=N,…`` options, each key one of ``allowed``."""
     opts: dict[str, int] = {}
     if not text:
         return opts
@@ -33,6 +34,8 @@ def parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, i
 
 
 class Preset(NamedTuple):
+    """The pieces a mode gives both kinds, and what it implies besides."""
+
     maps: dict[str, list[Piece]]
     user: tuple[int | None, int | None] | None = None   # default ids to run as
     setgroups: str | None = None
@@ -40,6 +43,7 @@ class Preset(NamedTuple):
 
 
 def userns_preset(request: Request, host: Host, spaces: dict[str, Space]) -> Preset:
+    """--userns=host, keep-id[:…], nomap or auto[:…], as podman maps them."""
     spec = request.userns or ""
     mode, opttext, _ = parse_userns(spec)
     origin = f"--userns={spec}"

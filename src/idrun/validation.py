@@ -14,6 +14,7 @@ from .ranges import ID_LIMIT, Line, first_overlap
 
 
 def check_conflicts(request: Request) -> None:
+    """Options that describe the mapping in two ways at once."""
     maps_given = bool(request.uidmap or request.gidmap)
     names = request.subuidname or request.subgidname
     shorthand = request.map_root_user or request.map_current_user or request.map_auto
@@ -38,6 +39,7 @@ def check_conflicts(request: Request) -> None:
 
 
 def validate_pieces(kind: str, pieces: list[Piece], space: Space) -> None:
+    """Every range below the id limit, and no id mapped twice on either side."""
     for p in pieces:
         for side, start in (("container", p.container), ("from", p.from_id)):
             if start >= ID_LIMIT or start + p.count > ID_LIMIT:
@@ -64,6 +66,9 @@ def validate_pieces(kind: str, pieces: list[Piece], space: Space) -> None:
 
 
 def compose(kind: str, lines: list[Line], space: Space, origins: list[Piece]) -> list[Line]:
+    """The lines to write: rootless, through the intermediate map to host ids;
+    as root, cut at the parent map's extents. A from id the map lacks is an error
+    naming the value it came from."""
     out, missing = space.parent.split(lines, translate=space.rootless)
     if missing is not None:
         line, ident = missing
