@@ -152,12 +152,12 @@ def test_create_view_splits_at_the_mount_map():
     on-disk id through the mount's map."""
     from idrun.ownership import create_view
     from idrun.ranges import Line
-    from idrun.volumes import IdMap, Mount
+    from idrun.volumes import Mount, MountMaps
     from idrun.plan import Host, Request
     from idrun.resolve import resolve
     plan = resolve(Request(uidmap=("0:100000:65536",)), Host(rootless=False, uid=0, gid=0))
     m = Mount("volume", "/x", "/mnt", False,
-              IdMap((Line(0, 100000, 10), Line(7, 101000, 5)), (Line(0, 0, 1),)))
+              MountMaps((Line(0, 100000, 10), Line(7, 101000, 5)), (Line(0, 0, 1),)))
     c = create_view(m, plan, "uid")
     assert c.can == ((0, 10), (1000, 1005))
     assert c.cannot == ((10, 1000), (1005, 65536))

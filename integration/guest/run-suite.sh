@@ -192,7 +192,6 @@ run_pass() {
     local user=$1 run_tree=$2; shift 2
     local -a envv=(
         "PATH=${user_path}"
-        IDRUN_INTEGRATION=1
         IDRUN_TREE="$run_tree"
         PYTHONUNBUFFERED=1
         LC_ALL=C.UTF-8

@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .errors import MapSyntaxError, SubidError, quoted
-from .plan import Host, SubidRange
-from .ranges import subtract
+from .plan import AUTO_OWNER, SUBID_FILE, Host, SubidRange
+from .intermediate import intermediate_lines
+from .ranges import MAX_ID, IdMap, subtract
 from .syntax import Triple, decimal, parse_value
 
 # podman's rule without size=: the highest id the image's files and passwd/group use,
 # plus one, clamped to containers-storage.conf's auto-userns-min-size (1024) ..
 # auto-userns-max-size (65536). idrun has no image, so the rule gives the minimum.
 DEFAULT_SIZE = 1024
-SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}
-ROOT_POOL_OWNER = "containers"   # podman's root-auto-userns-user; Host.auto_owner
 
 Span = tuple[int, int]           # half-open [start, end) of host ids
 
@@ -55,9 +54,9 @@ def parse_auto(spec: str) -> AutoOptions:
                                  "write auto:size=N")
         if key == "size":
             number = decimal(value)
-            if number is None or number > 4294967294:
+            if number is None or number > MAX_ID:
                 raise MapSyntaxError(f'{origin}: size={quoted(value)} is not a decimal id',
-                                     "write size= with a number from 1 to 4294967294")
+                                     f"write size= with a number from 1 to {MAX_ID}")
             size, size_given = number, True
             if size < 1:
                 raise MapSyntaxError(f"{origin}: size must be at least 1",
@@ -104,7 +103,7 @@ def pool(host: Host, kind: str) -> tuple[list[Span], str]:
             f"--userns=auto as root takes ids from the user \"{owner}\" in "
             f"{SUBID_FILE[kind]}, which has no range there",
             f"add a line such as {owner}:2147483647:2147483648 to {SUBID_FILE[kind]}"
-            + ("" if owner != ROOT_POOL_OWNER else ", or name another owner in "
+            + ("" if owner != AUTO_OWNER else ", or name another owner in "
                "IDRUN_AUTO_USER"))
     return _spans(named.ranges), f"{named.source} (user {owner})"
 
@@ -115,25 +114,17 @@ def _spans(ranges: tuple[SubidRange, ...]) -> list[Span]:
 
 def excluded(opts: AutoOptions, host: Host, kind: str) -> list[Span]:
     """Host ids the forced ``uidmapping=``/``gidmapping=`` lines use: never in the block."""
+    extra = opts.extra(kind)
+    if not host.rootless:
+        return [(t.from_id, t.from_id + t.amount) for t in extra]
+    own = host.uid if kind == "uid" else host.gid
+    sub = host.subuid if kind == "uid" else host.subgid
+    inter = IdMap(intermediate_lines(own, sub.ranges))
     out: list[Span] = []
-    inter: list[tuple[int, int]] = []     # rootless: (intermediate start, host start, count)
-    if host.rootless:
-        own = host.uid if kind == "uid" else host.gid
-        sub = host.subuid if kind == "uid" else host.subgid
-        inter = [(0, own, 1)]  # type: ignore[list-item]
-        nxt = 1
-        for lo, hi in _spans(sub.ranges):
-            inter.append((nxt, lo, hi - lo))  # type: ignore[arg-type]
-            nxt += hi - lo
-    for t in opts.extra(kind):
-        lo, hi = t.from_id, t.from_id + t.amount
-        if t.host or not host.rootless:
-            out.append((lo, hi))
-            continue
-        for i_lo, h_lo, n in inter:  # type: ignore[misc]
-            a, b = max(lo, i_lo), min(hi, i_lo + n)
-            if a < b:
-                out.append((h_lo + a - i_lo, h_lo + b - i_lo))
+    for t in extra:
+        # A from id is a host id with '@', else an intermediate id to take to the host.
+        out += ([(t.from_id, t.from_id + t.amount)] if t.host
+                else inter.outward_spans(t.from_id, t.amount))
     return out
 
 

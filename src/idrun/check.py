@@ -18,6 +18,8 @@ import click
 from . import preconditions, procfs
 from .errors import IdrunError, quoted
 from .preconditions import FAIL, OK, WARN, Check
+from .plan import SUBID_FILE
+from .ranges import KINDS, shared
 from .syntax import decimal
 
 
@@ -134,7 +136,7 @@ def _helpers() -> tuple[list[Check], bool]:
     out = []
     ok = True
     fd_support = None
-    for kind in ("uid", "gid"):
+    for kind in KINDS:
         check, helper = preconditions.helper(kind)
         out.append(check)
         if helper is None:
@@ -217,16 +219,16 @@ def _other_owner_lines(path: str, target: Target) -> list[tuple[str, int, int, i
 
 
 def _subids(target: Target) -> tuple[list[Check], bool]:
-    from .hostinfo import SUBGID, SUBUID, SubidSource
+    from .hostinfo import SubidSource
     out = []
     ok = True
-    module = SubidSource(SUBUID, "uid", False).module()
+    module = SubidSource(SUBID_FILE["uid"], "uid", False).module()
     if module:
         out.append(Check("sub-id source", OK, f"nsswitch.conf 'subid: {module}' (read through "
                          "getsubids); newuidmap still opens /etc/subuid"))
     else:
         out.append(Check("sub-id source", OK, "files (/etc/subuid, /etc/subgid)"))
-    for kind, path in (("uid", SUBUID), ("gid", SUBGID)):
+    for kind, path in SUBID_FILE.items():
         name = f"sub{kind}s"
         try:
             subset = SubidSource(path, kind, False).lookup(target.name, target.uid)
@@ -262,14 +264,14 @@ def _subids(target: Target) -> tuple[list[Check], bool]:
             continue
         out.append(Check(name, OK, f"{total} ids for {keys} in {subset.source} ({shown})"))
         if not module:
+            mine = [(r.start, r.end) for r in subset.ranges]
             for owner, start, count, lineno in _other_owner_lines(path, target):
-                for r in subset.ranges:
-                    lo, hi = max(start, r.start), min(start + count, r.end)
-                    if lo < hi:
-                        out.append(Check(name, WARN, f"{path} line {lineno} gives {owner} ids "
-                                         f"{lo}-{hi - 1}, which are also yours (line "
-                                         f"{r.lineno}); both users can own those ids",
-                                         "give each user a disjoint block"))
+                for _, j, lo, hi in shared([(start, start + count)], mine):
+                    r = subset.ranges[j]
+                    out.append(Check(name, WARN, f"{path} line {lineno} gives {owner} ids "
+                                     f"{lo}-{hi - 1}, which are also yours (line "
+                                     f"{r.lineno}); both users can own those ids",
+                                     "give each user a disjoint block"))
     return out, ok
 
 
@@ -358,15 +360,15 @@ def sub_ids_usable(checks: list[Check]) -> bool:
 
 
 def _render_text(checks: list[Check], target: Target) -> str:
-    width = max(len(c.name) for c in checks)
-    lines = [f"idrun check for {target.name or target.uid} (uid {target.uid})"]
+    from .report import table
+    rows = []
     for c in checks:
-        line = f"{c.status:<4}  {c.name:<{width}}  {c.detail}"
         if c.fix and c.status != OK:
-            line += f"\n      {'':<{width}}  fix: {c.fix}"
-        elif c.fix:
-            line += f" ({c.fix})"
-        lines.append(line)
+            rows += [(c.status, c.name, c.detail), ("", "", f"fix: {c.fix}")]
+        else:
+            rows.append((c.status, c.name, c.detail + (f" ({c.fix})" if c.fix else "")))
+    lines = [f"idrun check for {target.name or target.uid} (uid {target.uid})"]
+    lines += table(rows, "lll", indent="", min_width=(4,))
     lines.append(_verdict(checks, target))
     return "\n".join(lines)
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 import os
 
 from .errors import MapSyntaxError, SubidError, quoted
-from .plan import Host, Request, SubidSet
+from .plan import AUTO_OWNER, SUBID_FILE, Host, Request, SubidSet
 from . import procfs
 from .syntax import decimal, decimal_id, parse_userns
 
-SUBUID = "/etc/subuid"
-SUBGID = "/etc/subgid"
 NSSWITCH = "/etc/nsswitch.conf"
 AUTO_USER_ENV = "IDRUN_AUTO_USER"   # root's --userns=auto pool owner (default containers)
-_CAP_SETGID = 6
-_CAP_SETUID = 7
+CAP_SETGID = 6     # capability numbers (linux/capability.h)
+CAP_SETUID = 7
 
 
 def privileged() -> bool:
@@ -30,7 +28,7 @@ def privileged() -> bool:
             for line in f:
                 if line.startswith("CapEff:"):
                     caps = int(line.split()[1], 16)
-                    return bool(caps >> _CAP_SETUID & 1 and caps >> _CAP_SETGID & 1)
+                    return bool(caps >> CAP_SETUID & 1 and caps >> CAP_SETGID & 1)
     except OSError:
         pass
     return True
@@ -225,8 +223,8 @@ def gather(request: Request, rootless: bool | None = None,
                              "run idrun with equal real and effective ids")
     else:
         uid, gid = caller
-    subuid = SubidSource(subuid_file or SUBUID, "uid", subuid_file is not None)
-    subgid = SubidSource(subgid_file or SUBGID, "gid", subgid_file is not None)
+    subuid = SubidSource(subuid_file or SUBID_FILE["uid"], "uid", subuid_file is not None)
+    subgid = SubidSource(subgid_file or SUBID_FILE["gid"], "gid", subgid_file is not None)
 
     host_kwargs: dict = {}
     login: str | None = None
@@ -246,7 +244,7 @@ def gather(request: Request, rootless: bool | None = None,
     wanted: list[tuple[dict[str, SubidSet], SubidSource, str]] = []
     if uname and gname:
         wanted += [(named_uid, subuid, uname), (named_gid, subgid, gname)]
-    auto_owner = os.environ.get(AUTO_USER_ENV) or "containers"
+    auto_owner = os.environ.get(AUTO_USER_ENV) or AUTO_OWNER
     if request.userns and parse_userns(request.userns).mode == "auto" and not rootless:
         wanted += [(named_uid, subuid, auto_owner), (named_gid, subgid, auto_owner)]
     for table, source, name in wanted:

@@ -141,11 +141,11 @@ def idmap_by_fs() -> tuple[list[str], list[str], str | None]:
         return [], [], f"cannot read /proc/self/mountinfo: {e.strerror}"
     from .mounts import _make_userns
     from .ranges import Line
-    from .volumes import IdMap
+    from .volumes import MountMaps
     one = (Line(0, 0x10000, 1),)   # any mapping but the identity one
     held: dict = {}
     try:
-        _make_userns(IdMap(one, one), held)
+        _make_userns(MountMaps(one, one), held)
         ns = held.popitem()[1]
     except (LaunchError, OSError) as e:
         return [], [], f"cannot make a throwaway user namespace: {e}"

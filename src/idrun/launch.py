@@ -245,7 +245,7 @@ def _expected(k: KindPlan) -> list:
     return sorted(k.lines, key=lambda ln: (ln.inside, ln.outside))
 
 
-def read_back(plan: Plan, dir_fd: int | None = None) -> tuple[str, str, str | None]:
+def read_back(dir_fd: int | None = None) -> tuple[str, str, str | None]:
     """The kernel's own text of uid_map and gid_map, and setgroups."""
     return (procfs.read_map_text("uid", dir_fd=dir_fd), procfs.read_map_text("gid", dir_fd=dir_fd),
             procfs.read_setgroups(dir_fd=dir_fd))
@@ -260,7 +260,7 @@ def verify_maps(plan: Plan, dir_fd: int | None = None) -> tuple[str, str, str | 
     are written in.
     """
     where = "/proc/self" if dir_fd is None else "the new namespace's"
-    texts = read_back(plan, dir_fd)
+    texts = read_back(dir_fd)
     for k, raw in ((plan.uid, texts[0]), (plan.gid, texts[1])):
         want = _expected(k)
         # Byte-exact against the kernel's own rendering; parse only to explain.

@@ -27,13 +27,14 @@ from typing import NamedTuple
 from . import autoblock, procfs
 from .errors import RegistryError
 from .plan import AutoBlock, Host, Request, is_auto
+from .ranges import ID_LIMIT, KINDS, in_spans
+from .syntax import decimal
 
 ENV_DIR = "IDRUN_LEASE_DIR"
 ROOT_DIR = "/run/idrun"
 MAGIC = "idrun-lease 1"
 SUFFIX = ".lease"
 LOCK = ".lock"
-KINDS = ("uid", "gid")
 _MAX_FILE = 4096
 _BOOT_ID = "kernel/random/boot_id"
 
@@ -80,8 +81,8 @@ def _alive(owner: Owner, boot: str) -> bool:
 def _users(lease: Lease, procs: list[procfs.ProcIds]) -> list[int]:
     """The pids of the processes using any id of the lease's block."""
     return [p.pid for p in procs
-            if any(s <= i < s + c for i in set(p.uids) for s, c in lease.uid)
-            or any(s <= i < s + c for i in set(p.gids) for s, c in lease.gid)]
+            if any(in_spans(i, lease.uid) for i in set(p.uids))
+            or any(in_spans(i, lease.gid) for i in set(p.gids))]
 
 
 def parse_lease(text: str, path: str) -> Lease | None:
@@ -96,9 +97,9 @@ def parse_lease(text: str, path: str) -> Lease | None:
         blocks = {}
         for kind, line in zip(KINDS, lines[2:4]):
             fields = line.split(" ")
-            nums = [int(x) for x in fields[1:]]
+            nums = [decimal(x) for x in fields[1:]]
             if fields[0] != kind or not nums or len(nums) % 2 or any(
-                    n < 0 or n > 4294967295 for n in nums) or not all(nums[1::2]):
+                    n is None or n > ID_LIMIT for n in nums) or not all(nums[1::2]):
                 return None
             blocks[kind] = tuple(zip(nums[0::2], nums[1::2]))
         return Lease(path, Owner(int(pid), int(start), boot), blocks["uid"], blocks["gid"])
@@ -402,13 +403,7 @@ def live_leases(rootless: bool) -> dict:
     for lease in live:
         users = _users(lease, procs)
         owner_alive = _alive(lease.owner, boot)
-        comm = "?"
-        if owner_alive:
-            try:
-                with open(f"/proc/{lease.owner.pid}/comm") as f:
-                    comm = f.read().strip()
-            except OSError:
-                pass
+        comm = procfs.comm(lease.owner.pid) if owner_alive else "?"
         out.append({"file": lease.path, "pid": lease.owner.pid,
                     "start_time": lease.owner.start, "comm": comm,
                     "owner_alive": owner_alive,

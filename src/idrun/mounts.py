@@ -30,7 +30,7 @@ from typing import Callable, NamedTuple
 from . import syscalls
 from .errors import LaunchError, MapValidationError
 from .plan import Plan
-from .volumes import IdMap, Mount, MountPlan, MountRequest, owner_warning, resolve_mounts
+from .volumes import Mount, MountMaps, MountPlan, MountRequest, owner_warning, resolve_mounts
 
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -213,7 +213,7 @@ def check_paths(mplan: MountPlan) -> tuple[MountPlan, tuple[str, ...]]:
     return mplan._replace(warnings=tuple(warnings)), tuple(sources)
 
 
-def _make_userns(idmap: IdMap, into: dict) -> None:
+def _make_userns(idmap: MountMaps, into: dict) -> None:
     """An open fd of a throwaway user namespace whose maps are ``idmap``, stored as
     ``into[idmap]`` with signals blocked: a handler that raises after the open but
     before the caller had recorded the fd leaked it (issue 19).
@@ -298,7 +298,7 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
         finally:
             os.close(rootfd)
     fds: list[int | None] = []
-    userns: dict[IdMap, int] = {}
+    userns: dict[MountMaps, int] = {}
     try:
         for m, src in zip(mplan.mounts, sources):
             if m.idmap is None:

@@ -13,14 +13,13 @@ import stat
 from typing import NamedTuple
 
 from .errors import LaunchError
+from .hostinfo import CAP_SETGID, CAP_SETUID
+from .plan import HELPERS
 
 SYSTEM_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
-TOOLS = {"uid": "newuidmap", "gid": "newgidmap"}
 OVERRIDE_ENV = {"uid": "IDRUN_NEWUIDMAP", "gid": "IDRUN_NEWGIDMAP"}
 HELPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
-CAP_SETGID = 6
-CAP_SETUID = 7
 CAP_SETFCAP = 31
 NEEDED_CAP = {"uid": CAP_SETUID, "gid": CAP_SETGID}
 _CAP_NAMES = {CAP_SETGID: "cap_setgid", CAP_SETUID: "cap_setuid", CAP_SETFCAP: "cap_setfcap"}
@@ -76,7 +75,7 @@ class Helper(NamedTuple):
 
     @property
     def tool(self) -> str:
-        return TOOLS[self.kind]
+        return HELPERS[self.kind]
 
     @property
     def setuid_root(self) -> bool:
@@ -107,7 +106,7 @@ def locate(kind: str, override: str | None = None) -> str:
     directories are searched: a user-controlled $PATH must never choose which
     setuid program runs with the user's map arguments.
     """
-    tool = TOOLS[kind]
+    tool = HELPERS[kind]
     explicit = override or os.environ.get(OVERRIDE_ENV[kind]) or None
     if explicit is not None:
         source = "option" if override else OVERRIDE_ENV[kind]
@@ -155,9 +154,9 @@ def find(kind: str, override: str | None = None) -> Helper:
             source = "the option" if override else env
             raise LaunchError(f"{helper.path} (chosen by {source}) cannot map sub-ids: {why} "
                               f"({helper.describe()})",
-                              hint=f"unset {source} to use the system {TOOLS[kind]}, or fix "
+                              hint=f"unset {source} to use the system {HELPERS[kind]}, or fix "
                                    f"{helper.path}" if not override else
-                                   f"give a setuid-root {TOOLS[kind]}")
+                                   f"give a setuid-root {HELPERS[kind]}")
         raise LaunchError(f"{helper.path} cannot map sub-ids: {why} ({helper.describe()})",
                           hint=f"reinstall uidmap, or 'chmod u+s {helper.path}' / "
                                f"'setcap {cap}+ep {helper.path}' as root")

@@ -11,11 +11,10 @@ on-disk id for is refused with EOVERFLOW. Both directions use ``ranges.IdMap``.
 from typing import NamedTuple
 
 from .plan import Plan
-from .ranges import ID_LIMIT, IdMap, IntervalSet, Line
+from .ranges import ID_LIMIT, KINDS, IdMap, IntervalSet, Line
 from .volumes import Mount
 
 OVERFLOW_ID = 65534      # /proc/sys/kernel/overflowuid and overflowgid, the kernel default
-KINDS = ("uid", "gid")
 
 
 class OwnerCount(NamedTuple):
@@ -94,15 +93,13 @@ def create_view(m: Mount, plan: Plan, kind: str) -> CreateView:
     get EOVERFLOW (the mount's map has no on-disk id for their host id)."""
     ns, mnt = _namespace_map(plan, kind), _mount_map(m, kind)
     can = IntervalSet()
-    hosts = IntervalSet()     # the host ids the mount's map can write on disk
-    for mline in mnt or ():
-        hosts.add(mline.outside, mline.outside_end)
-    for ln in ns:
-        if mnt is None:
+    if mnt is None:
+        for ln in ns:
             can.add(ln.inside, ln.inside_end)
-            continue
-        for start, end in hosts.intersect(ln.outside, ln.outside_end):
-            can.add(ln.inside + start - ln.outside, ln.inside + end - ln.outside)
+    # The inside ids whose host ids the mount's map can write on disk.
+    for mline in mnt or ():
+        for start, end in ns.inward_spans(mline.outside, mline.count):
+            can.add(start, end)
     cannot = IntervalSet()
     for ln in sorted(ns, key=lambda ln: ln.inside):
         for start, end in can.complement(ln.inside, ln.inside_end):

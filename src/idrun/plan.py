@@ -7,7 +7,12 @@ parent maps). The launcher only carries a plan out; it decides nothing.
 
 from typing import NamedTuple
 
-from .ranges import Line
+from .ranges import ID_LIMIT, Line
+
+SUBID_FILE = {"uid": "/etc/subuid", "gid": "/etc/subgid"}   # shadow's sub-id files
+HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}          # shadow's setuid map writers
+AUTO_OWNER = "containers"   # whose sub-ids root's --userns=auto takes (podman's
+                            # root-auto-userns-user); IDRUN_AUTO_USER names another
 
 # How a kind's map gets written.
 WRITER_DIRECT = "direct"    # privileged helper in the parent namespace writes /proc/PID/*_map
@@ -88,11 +93,11 @@ class Host(NamedTuple):
     uid: int
     gid: int
     login: str | None = None           # looked up only when the caller's sub-ids are read
-    subuid: SubidSet = SubidSet("/etc/subuid", present=False)
-    subgid: SubidSet = SubidSet("/etc/subgid", present=False)
+    subuid: SubidSet = SubidSet(SUBID_FILE["uid"], present=False)
+    subgid: SubidSet = SubidSet(SUBID_FILE["gid"], present=False)
     # Maps of the namespace idrun runs in (identity in the initial namespace).
-    parent_uid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
-    parent_gid_map: tuple[Line, ...] = (Line(0, 0, 4294967295),)
+    parent_uid_map: tuple[Line, ...] = (Line(0, 0, ID_LIMIT),)
+    parent_gid_map: tuple[Line, ...] = (Line(0, 0, ID_LIMIT),)
     # /proc/self/setgroups of the namespace idrun runs in: "deny" is inherited
     # by every namespace created below it.
     parent_setgroups: str = "allow"
@@ -103,7 +108,7 @@ class Host(NamedTuple):
     # (lowest ids of the pool, no registry consulted).
     auto_block: AutoBlock | None = None
     # Whose sub-ids form root's --userns=auto pool (podman: root-auto-userns-user).
-    auto_owner: str = "containers"
+    auto_owner: str = AUTO_OWNER
     # Rootless: (kind, id, name) of the host accounts (passwd/group entries) among
     # the single from ids typed, which are then likely meant as host ids.
     accounts: tuple[tuple[str, int, str], ...] = ()

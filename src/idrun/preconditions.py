@@ -13,6 +13,7 @@ import sys
 
 from . import procfs
 from .errors import IdrunError, LaunchError
+from .plan import HELPERS
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -77,7 +78,7 @@ def dumpable() -> Check:
 def helper(kind: str, override: str | None = None):
     """(Check, Helper or None) for newuidmap (kind "uid") or newgidmap ("gid")."""
     from . import newidmap
-    tool = newidmap.TOOLS[kind]
+    tool = HELPERS[kind]
     try:
         h = newidmap.find(kind, override)
     except IdrunError as e:

@@ -7,9 +7,7 @@ preconditions and to read back the maps it just had written.
 import os
 from typing import NamedTuple
 
-from .ranges import IdMap, Line
-
-ID_MAP_KINDS = ("uid", "gid")
+from .ranges import ID_LIMIT, IdMap, Line
 
 
 def _read(path: str, dir_fd: int | None = None) -> str:
@@ -92,10 +90,19 @@ def sysctl_int(name: str) -> int | None:
         return None
 
 
+def comm(pid: int | str) -> str:
+    """The process's name (/proc/PID/comm), or "?" when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def is_initial_userns(pid: int | str = "self") -> bool:
     """True when the process's uid map is the initial namespace's identity map."""
     try:
-        return read_map("uid", pid) == (Line(0, 0, 4294967295),)
+        return read_map("uid", pid) == (Line(0, 0, ID_LIMIT),)
     except OSError:
         return True
 

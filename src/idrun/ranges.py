@@ -7,9 +7,17 @@ not on how many ids they cover.
 """
 
 from bisect import bisect_right
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+from .errors import MapValidationError
 
 ID_LIMIT = 4294967295  # (u32)-1: never a valid id; start + count may reach it
+MAX_ID = ID_LIMIT - 1  # the largest id a map can hold
+KINDS = ("uid", "gid")  # the two kinds of id a user namespace maps
+
+# What the kernel takes in one write of uid_map/gid_map (kernel/user_namespace.c):
+MAX_LINES = 340        # UID_GID_MAP_MAX_EXTENTS
+MAX_BYTES = 4096       # the whole map in one write smaller than a page
 
 
 class Line(NamedTuple):
@@ -53,25 +61,79 @@ def render(lines: Sequence[Line]) -> str:
     return "".join(f"{ln.inside} {ln.outside} {ln.count}\n" for ln in lines)
 
 
+class Overlap(NamedTuple):
+    """Two items whose ranges share the ids ``first`` … ``last``; ``earlier`` starts first.
+
+    (Not generic: a generic NamedTuple costs more to define, and this module is on
+    the launch path.)"""
+
+    earlier: Any
+    later: Any
+    first: int
+    last: int
+
+
+def first_overlap(items: Iterable[Any], start: Callable[[Any], int],
+                  count: Callable[[Any], int]) -> Overlap | None:
+    """The first two of ``items`` whose ranges [start, start + count) share an id.
+
+    The one overlap sweep: sorted by start, an overlap exists iff some range
+    starts before the furthest end seen so far; the pair reported is the range
+    that produced that end and the one starting inside it.
+    """
+    best: Any = None
+    best_end = -1
+    # Sorted by start only: the sort is stable, so among ranges with the same
+    # start the caller's order decides which one is reported first.
+    for item in sorted(items, key=start):
+        lo, n = start(item), count(item)
+        if best is not None and lo < best_end:
+            return Overlap(best, item, lo, min(best_end, lo + n) - 1)
+        if lo + n > best_end:
+            best_end, best = lo + n, item
+    return None
+
+
 def find_overlap(lines: Sequence[Line], side: str) -> tuple[Line, Line] | None:
     """First pair of lines whose ``side`` ("inside" or "outside") ranges overlap."""
-    if side == "inside":
-        ordered = sorted(lines, key=lambda ln: ln.inside)
-        starts = [ln.inside for ln in ordered]
-    else:
-        ordered = sorted(lines, key=lambda ln: ln.outside)
-        starts = [ln.outside for ln in ordered]
-    # Sorted by start, an overlap exists iff some range starts before the
-    # furthest end seen so far; report the pair that produced that end.
-    best_end = -1
-    best: Line | None = None
-    for start, line in zip(starts, ordered):
-        if best is not None and start < best_end:
-            return best, line
-        end = start + line.count
-        if end > best_end:
-            best_end, best = end, line
-    return None
+    clash = first_overlap(lines, (lambda ln: ln.inside) if side == "inside"
+                          else (lambda ln: ln.outside), lambda ln: ln.count)
+    return None if clash is None else (clash.earlier, clash.later)
+
+
+def rendered_size(lines: Iterable[Line]) -> int:
+    """The bytes ``render`` gives, without building the text."""
+    return sum(len(f"{ln.inside} {ln.outside} {ln.count}\n") for ln in lines)
+
+
+def check_limits(lines: Sequence[Line], what: str, hint: str) -> None:
+    """Refuse a map the kernel would refuse for its size (``MAX_LINES``, ``MAX_BYTES``)."""
+    if len(lines) > MAX_LINES:
+        raise MapValidationError(f"{what} needs {len(lines)} lines; the kernel accepts at most "
+                                 f"{MAX_LINES}", hint)
+    size = rendered_size(lines)
+    if size >= MAX_BYTES:
+        raise MapValidationError(f"{what} renders to {size} bytes; the kernel accepts fewer "
+                                 f"than {MAX_BYTES} in its single write", hint)
+
+
+def in_spans(ident: int, spans: Iterable[tuple[int, int]]) -> bool:
+    """Whether ``ident`` lies in one of the (start, count) ``spans``."""
+    return any(s <= ident < s + c for s, c in spans)
+
+
+def shared(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]
+           ) -> list[tuple[int, int, int, int]]:
+    """The ids two lists of half-open [start, end) ranges share: (i, j, lo, hi) for
+    each pair a[i], b[j] that meet on [lo, hi), in the order of ``a`` then ``b``."""
+    b = list(b)
+    out = []
+    for i, (alo, ahi) in enumerate(a):
+        for j, (blo, bhi) in enumerate(b):
+            lo, hi = max(alo, blo), min(ahi, bhi)
+            if lo < hi:
+                out.append((i, j, lo, hi))
+    return out
 
 
 class IdMap(tuple):
@@ -131,6 +193,30 @@ class IdMap(tuple):
         ln = self._line_at("outside", outside)
         return None if ln is None else ln.inside + outside - ln.outside
 
+    def outward_spans(self, first: int, count: int) -> list[tuple[int, int]]:
+        """The outside [start, end) ranges of the mapped ids among inside
+        ``first … first+count-1``, in inside order; unmapped ids are left out."""
+        return self._spans("inside", first, count)
+
+    def inward_spans(self, first: int, count: int) -> list[tuple[int, int]]:
+        """The inside [start, end) ranges of the mapped ids among outside
+        ``first … first+count-1``, in outside order; unmapped ids are left out."""
+        return self._spans("outside", first, count)
+
+    def _spans(self, side: str, first: int, count: int) -> list[tuple[int, int]]:
+        ordered, starts = self._order(side)
+        out: list[tuple[int, int]] = []
+        end = first + count
+        i = max(bisect_right(starts, first) - 1, 0)
+        while i < len(ordered) and starts[i] < end:
+            ln = ordered[i]
+            there = ln.outside if side == "inside" else ln.inside
+            lo, hi = max(first, starts[i]), min(end, starts[i] + ln.count)
+            if lo < hi:
+                out.append((there + lo - starts[i], there + hi - starts[i]))
+            i += 1
+        return out
+
     def inward_runs(self, first: int, count: int) -> list[tuple[int, int, int]] | int:
         """Translate outside ids ``first … first+count-1`` to inside ids.
 
@@ -177,10 +263,6 @@ class IdMap(tuple):
                 pos += n
                 i += 1
         return out, None
-
-    def overlap(self, side: str) -> tuple[Line, Line] | None:
-        """First pair of lines whose ``side`` ranges overlap (the kernel would refuse)."""
-        return find_overlap(self, side)
 
 
 # --- interval sets -------------------------------------------------------------
@@ -241,33 +323,17 @@ class IntervalSet:
         return out
 
 
-def free_ranges(used: Iterable[tuple[int, int]], start: int,
-                end: int) -> list[tuple[int, int]]:
-    """The parts of [start, end) that none of the ``used`` ranges covers, ascending."""
+def subtract(start: int, end: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start, end) minus the (possibly overlapping, unsorted) ``holes``, ascending."""
     out: list[tuple[int, int]] = []
     pos = start
-    for lo, hi in sorted(used):
+    for lo, hi in sorted(holes):
         if lo > pos:
             if pos >= end:
                 break
             out.append((pos, min(lo, end)))
         if hi > pos:
             pos = hi
-    if pos < end:
-        out.append((pos, end))
-    return out
-
-
-def subtract(start: int, end: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """[start, end) minus the (possibly overlapping, unsorted) ``holes``."""
-    out: list[tuple[int, int]] = []
-    pos = start
-    for lo, hi in sorted(holes):
-        if lo > pos:
-            out.append((pos, min(lo, end)))
-        pos = max(pos, hi)
-        if pos >= end:
-            break
     if pos < end:
         out.append((pos, end))
     return out

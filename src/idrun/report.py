@@ -1,10 +1,11 @@
 """How a plan is shown to people (tables) and to programs (a JSON-ready dict)."""
 from __future__ import annotations
 
-from .plan import WRITER_HELPER, KindPlan, Plan
-from .ranges import IdMap, Line
+from typing import Sequence
 
-HELPERS = {"uid": "newuidmap", "gid": "newgidmap"}
+from .plan import HELPERS, WRITER_HELPER, KindPlan, Plan
+from .ranges import KINDS, IdMap, Line
+
 
 
 def _triples(lines: tuple[Line, ...] | list[Line]) -> list[list[int]]:
@@ -55,10 +56,27 @@ def _three_step_rows(kp: KindPlan) -> list[tuple[int, int, int, int]]:
     return [(p.inside, p.outside, inter.outward(p.outside), p.count) for p in pieces]
 
 
+def table(rows: Sequence[Sequence[object]], align: str, indent: str = "  ",
+          sep: str | Sequence[str] = "  ", min_width: Sequence[int] = ()) -> list[str]:
+    """The one text table of idrun's output: a line per row, columns as wide as their
+    widest cell (at least ``min_width``), aligned right ("r") or left ("l") by
+    ``align``; ``sep`` goes between columns (one string, or one per gap). A left
+    aligned last column is not padded, so no line ends in blanks."""
+    cells = [[str(x) for x in row] for row in rows]
+    widths = [max([len(row[i]) for row in cells] + [min_width[i] if i < len(min_width) else 0])
+              for i in range(len(align))]
+    seps = [sep] * (len(align) - 1) if isinstance(sep, str) else list(sep)
+    last = len(align) - 1
+    out = []
+    for row in cells:
+        parts = [x.rjust(w) if a == "r" else (x if i == last else x.ljust(w))
+                 for i, (x, w, a) in enumerate(zip(row, widths, align))]
+        out.append(indent + parts[0] + "".join(s + p for s, p in zip(seps, parts[1:])))
+    return out
+
+
 def _table(rows: list[tuple], header: tuple) -> list[str]:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    return ["  " + "  ".join(str(x).rjust(w) for x, w in zip(row, widths)).rstrip()
-            for row in [header, *rows]]
+    return table([header, *rows], "r" * len(header))
 
 
 def plan_text(plan: Plan, helpers: dict[str, str] | None = None) -> str:
@@ -188,7 +206,6 @@ def _create_lines(c, mount_mapped: bool) -> list[str]:
 
 def files_text(p) -> str:
     """An ownership.FilesPreview as the lines under a mount in ``idrun map``."""
-    from .ownership import KINDS
     c, src = p.count, p.mount.src
     read = (f"stopped after {c.entries} entries (--files=N reads more)" if c.cut
             else f"{c.entries} entr{'y' if c.entries == 1 else 'ies'} read")

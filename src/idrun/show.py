@@ -13,19 +13,15 @@ import click
 from . import procfs
 from .errors import IdrunError, quoted
 from .cli import DecimalParam
-from .ranges import IdMap, Line
+from .ranges import KINDS, MAX_ID, IdMap, Line
+from .report import table
 from .syntax import decimal
 
 
 def _process(pid: str) -> tuple[int, str, str | None]:
     """PID's number, name (comm) and user namespace (``user:[INODE]``)."""
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            comm = f.read().strip()
-    except OSError:
-        comm = "?"
     real = os.getpid() if pid == "self" else int(pid)
-    return real, comm, procfs.userns_inode(pid)
+    return real, procfs.comm(pid), procfs.userns_inode(pid)
 
 
 def _describe(pid: str) -> str:
@@ -43,12 +39,13 @@ def _table(kind: str, lines: list[Line]) -> list[str]:
     if not lines:
         out.append("  (empty: not written; every id shows as the overflow id)")
         return out
-    out.append(f"  {'INSIDE':>10}  {'OUTSIDE':>10}  {'COUNT':>10}   RANGES")
+    rows: list[tuple] = [("INSIDE", "OUTSIDE", "COUNT", "RANGES")]
     for ln in lines:
         span = (f"{ln.inside}-{ln.inside_end - 1} -> {ln.outside}-{ln.outside_end - 1}"
                 if ln.count > 1 else f"{ln.inside} -> {ln.outside}")
-        out.append(f"  {ln.inside:>10}  {ln.outside:>10}  {ln.count:>10}   {span}")
-    return out
+        rows.append((ln.inside, ln.outside, ln.count, span))
+    # Ten digits hold any id, so the columns line up across maps and invocations.
+    return out + table(rows, "rrrl", sep=("  ", "  ", "   "), min_width=(10, 10, 10))
 
 
 def _translation(kind: str, lines: IdMap, ident: int) -> str:
@@ -76,7 +73,7 @@ def read_process(pid: str) -> dict:
 
 @click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pid", required=False, default="self")
-@click.option("--translate", "ident", type=DecimalParam(4294967294), metavar="ID",
+@click.option("--translate", "ident", type=DecimalParam(MAX_ID), metavar="ID",
               help="Translate ID through each map: inside to outside and back.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--leases", is_flag=True,
@@ -112,7 +109,7 @@ def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> No
             doc["translate"] = {
                 kind: {"inside_to_outside": info[f"{kind}_map"].outward(ident),
                        "outside_to_inside": info[f"{kind}_map"].inward(ident)}
-                for kind in ("uid", "gid")}
+                for kind in KINDS}
         click.echo(dumps(doc))
         return
     out = [_describe(pid)]

@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 from .errors import SubidError, quoted
 from .plan import SubidRange, SubidSet
-from .ranges import free_ranges
+from .ranges import ID_LIMIT, MAX_ID, first_overlap, subtract
+from .syntax import decimal
 
 _HINT_NUMBER = ("write START and COUNT in plain decimal: shadow reads a leading 0 as octal "
                 "and 0x as hex while podman reads decimal, so such a line means different ids "
@@ -19,7 +20,8 @@ _HINT_NUMBER = ("write START and COUNT in plain decimal: shadow reads a leading 
 
 
 def _decimal(text: str) -> bool:
-    return text.isascii() and text.isdigit() and (text == "0" or text[0] != "0")
+    """Plain decimal without a leading zero (shadow would read it as octal)."""
+    return decimal(text) is not None and (text == "0" or text[0] != "0")
 
 
 # A line that is neither blank, nor a comment, nor three ':'-separated fields.
@@ -123,12 +125,11 @@ def parse_subid_text(text: str | bytes, source: str, keys: tuple[str, ...]) -> S
             if not _decimal(value):
                 raise SubidError(f'{where}: {name} {quoted(value)} of {quoted(line)} is not a plain decimal '
                                  "number", _HINT_NUMBER)
-        # Length first: int() of thousands of digits is slow or refused.
-        long = len(start_text) > 10 or len(count_text) > 10
-        start, count = (0, 0) if long else (int(start_text), int(count_text))
-        if long or start > 4294967294 or start + count > 4294967295:
-            raise SubidError(f'{where}: range {quoted(line)} reaches past id 4294967294',
-                             "sub-id ranges must end below 4294967295")
+        start, count = decimal(start_text), decimal(count_text)
+        assert start is not None and count is not None
+        if start > MAX_ID or start + count > ID_LIMIT:
+            raise SubidError(f'{where}: range {quoted(line)} reaches past id {MAX_ID}',
+                             f"sub-id ranges must end below {ID_LIMIT}")
         if count == 0:
             warnings.append(f'{where}: {quoted(line)} delegates no ids (COUNT 0); ignored')
             continue
@@ -188,8 +189,10 @@ def all_entries(text: str | bytes, source: str) -> list[SubidEntry]:
     for lineno, line in enumerate(_as_text(text).split("\n"), 1):
         fields = line.split(":")
         if len(fields) == 3 and fields[0] and not line.startswith("#") \
-                and all(_decimal(f) and len(f) <= 10 for f in fields[1:]):
-            out.append(SubidEntry(fields[0], int(fields[1]), int(fields[2]), lineno))
+                and all(_decimal(f) and len(f) <= len(str(ID_LIMIT)) for f in fields[1:]):
+            start, count = decimal(fields[1]), decimal(fields[2])
+            assert start is not None and count is not None
+            out.append(SubidEntry(fields[0], start, count, lineno))
     return out
 
 
@@ -205,22 +208,20 @@ def free_block(entries: list[SubidEntry], count: int = SUB_ID_COUNT,
 
     Returns (first, last) or None when the window is full.
     """
-    for lo, hi in free_ranges(((e.start, e.end) for e in entries), low, high + 1):
+    for lo, hi in subtract(low, high + 1, ((e.start, e.end) for e in entries)):
         if hi - lo >= count:
             return lo, lo + count - 1
     return None
 
 
 def check_overlaps(ranges: list[SubidRange], source: str) -> None:
-    ordered = sorted(ranges, key=lambda r: r.start)
-    for a, b in zip(ordered, ordered[1:]):
-        if b.start < a.end:
-            first, second = sorted((a, b), key=lambda r: r.lineno)
-            lo, hi = b.start, min(a.end, b.end) - 1
-            raise SubidError(
-                f"{source} line {second.lineno} ({second.start}:{second.count}) overlaps line "
-                f"{first.lineno} ({first.start}:{first.count}) on ids {lo}-{hi}",
-                "remove the duplicate or shrink one range; the kernel refuses overlapping maps")
+    clash = first_overlap(ranges, lambda r: r.start, lambda r: r.count)
+    if clash is not None:
+        first, second = sorted((clash.earlier, clash.later), key=lambda r: r.lineno)
+        raise SubidError(
+            f"{source} line {second.lineno} ({second.start}:{second.count}) overlaps line "
+            f"{first.lineno} ({first.start}:{first.count}) on ids {clash.first}-{clash.last}",
+            "remove the duplicate or shrink one range; the kernel refuses overlapping maps")
 
 
 def parse_getsubids(output: str, source: str, keys: tuple[str, ...]) -> SubidSet:
@@ -232,7 +233,8 @@ def parse_getsubids(output: str, source: str, keys: tuple[str, ...]) -> SubidSet
         parts = rest.split()
         if len(parts) != 3 or not (_decimal(parts[1]) and _decimal(parts[2])):
             continue
-        start, count = int(parts[1]), int(parts[2])
+        start, count = decimal(parts[1]), decimal(parts[2])
+        assert start is not None and count is not None
         if count and (start, count) not in seen:
             seen.add((start, count))
             ranges.append(SubidRange(start, count, 0))

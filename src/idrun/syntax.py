@@ -6,8 +6,8 @@ Pure: strings in, ``Triple`` objects or a ``MapSyntaxError`` out.
 from typing import NamedTuple
 
 from .errors import MapSyntaxError, quoted
+from .ranges import ID_LIMIT, MAX_ID
 
-U32_MAX = 4294967295
 _FLAGS = "+ug"
 
 
@@ -27,8 +27,7 @@ class Triple(NamedTuple):
         return self.for_uid if kind == "uid" else self.for_gid
 
 
-MAX_ID = U32_MAX - 1      # the largest id a map can hold
-_TOO_LARGE = U32_MAX + 1  # stands for any value of more digits than an id has
+_TOO_LARGE = ID_LIMIT + 1  # stands for any value of more digits than an id has
 
 
 def decimal(text: str) -> int | None:
@@ -55,7 +54,8 @@ def decimal_id(text: str, what: str, hint: str, limit: int = MAX_ID) -> int:
     return number
 
 
-def _number(text: str, value: str, option: str, field: str) -> int:
+def field_number(text: str, value: str, option: str, field: str) -> int:
+    """One numeric field of an option value (an id or a count, 0 to ID_LIMIT)."""
     shown = quoted(value)
     if not text:
         raise MapSyntaxError(
@@ -66,10 +66,10 @@ def _number(text: str, value: str, option: str, field: str) -> int:
         raise MapSyntaxError(
             f'invalid {option} value {shown}: {field} {quoted(text)} is not a decimal number',
             "use plain decimal digits 0-9 (no sign, blanks, hex or other characters)")
-    if number > U32_MAX:
+    if number > ID_LIMIT:
         raise MapSyntaxError(
-            f'invalid {option} value {shown}: {field} {quoted(text)} is larger than 4294967295',
-            "ids are unsigned 32-bit numbers and must stay below 4294967295")
+            f'invalid {option} value {shown}: {field} {quoted(text)} is larger than {ID_LIMIT}',
+            f"ids are unsigned 32-bit numbers and must stay below {ID_LIMIT}")
     return number
 
 
@@ -137,18 +137,18 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
                 f'invalid {option} value {shown}: {where}unknown flag {quoted(bad)} at column '
                 f"{group_offset + pos + 1}",
                 'flags are "+", "u" and "g" before the container id; "@" goes before the from id')
-        container = _number(container_text, value, option, f"{where}container id")
+        container = field_number(container_text, value, option, f"{where}container id")
         if not second:
             raise MapSyntaxError(
                 f'invalid {option} value {shown}: {where}the from id is empty',
                 "write container:from[:amount], e.g. 0:1000:1")
         host = second.startswith("@")
-        from_id = _number(second[1:] if host else second, value, option,
+        from_id = field_number(second[1:] if host else second, value, option,
                           f"{where}from id")
         if third is None:
             amount = 1
         else:
-            amount = _number(third, value, option, f"{where}amount")
+            amount = field_number(third, value, option, f"{where}amount")
             if amount == 0:
                 raise MapSyntaxError(
                     f'invalid {option} value {shown}: {where}amount is 0',

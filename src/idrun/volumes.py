@@ -18,9 +18,8 @@ from typing import NamedTuple
 
 from .errors import MapConflictError, MapSyntaxError, MapValidationError, quoted
 from .plan import Plan
-from . import ranges
-from .ranges import ID_LIMIT, Line
-from .syntax import _number
+from .ranges import ID_LIMIT, IdMap, Line, check_limits, first_overlap
+from .syntax import field_number
 
 IDMAP_NONE = ""        # a plain bind
 IDMAP_NS = "ns"        # the launched namespace's own map
@@ -76,8 +75,9 @@ class MountRequest(NamedTuple):
     workdir: str | None = None
 
 
-class IdMap(NamedTuple):
-    """The maps of the user namespace whose mapping a mount takes (host ids outside)."""
+class MountMaps(NamedTuple):
+    """The uid and gid maps of the user namespace whose mapping an id-mapped mount takes
+    (on-disk ids inside, host ids outside); each kind's lines are a ``ranges.IdMap``'s."""
 
     uid: tuple[Line, ...]
     gid: tuple[Line, ...]
@@ -90,7 +90,7 @@ class Mount(NamedTuple):
     src: str                   # host path; "tmpfs" for a tmpfs
     dst: str                   # path inside ("/" for the root filesystem)
     readonly: bool
-    idmap: IdMap | None        # None: no id mapping
+    idmap: MountMaps | None        # None: no id mapping
     flags: int = 0
     data: str = ""
     origin: str = ""
@@ -102,14 +102,6 @@ class MountPlan(NamedTuple):
     workdir: str | None = None
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()        # for idrun map, --dry-run and --verbose only
-
-    @property
-    def active(self) -> bool:
-        return bool(self.mounts or self.workdir)
-
-    @property
-    def needs_mount_ns(self) -> bool:
-        return bool(self.mounts)
 
 
 # --- syntax ---------------------------------------------------------------------
@@ -139,7 +131,7 @@ def _triplets(text: str, kind: str, value: str, column: int) -> list[MapEntry]:
                        f"{origin} at column {column} has {len(fields)} field"
                        f"{'' if len(fields) == 1 else 's'} separated by \"-\", expected 3",
                        "write [@]ONDISK-HOST-COUNT, e.g. idmap=uids=0-100000-65536")
-        disk, target, count = (_number(f, value, "--volume", f"{origin} {name}")
+        disk, target, count = (field_number(f, value, "--volume", f"{origin} {name}")
                                for f, name in zip(fields, ("on-disk id", "target id", "count")))
         if count == 0:
             raise _bad("--volume", value, f"{origin} has count 0", "map at least 1 id")
@@ -179,8 +171,9 @@ def _pair(opt: str, value: str, column: int) -> MapEntry:
         raise _bad("--volume", value, f"{key}={rest} at column {column} is not HOST:INSIDE",
                    f"write {key}=HOST:INSIDE, e.g. {key}=501:1000 (host id first)")
     origin = f"{key}={rest}"
-    return MapEntry(_number(host, value, "--volume", f"{origin} host id"),
-                    _number(inside, value, "--volume", f"{origin} inside id"), 1, True, origin)
+    return MapEntry(field_number(host, value, "--volume", f"{origin} host id"),
+                    field_number(inside, value, "--volume", f"{origin} inside id"), 1, True,
+                    origin)
 
 
 def parse_volume(value: str) -> Volume:
@@ -275,36 +268,28 @@ def parse_rootfs(value: str) -> Rootfs:
 
 # --- custom maps -----------------------------------------------------------------
 
-def _first_overlap(pieces: list[tuple[int, int, MapEntry]]
-                   ) -> tuple[MapEntry, MapEntry, int] | None:
-    """First two entries whose [start, end) ranges share an id, and that id."""
-    best: tuple[int, int, MapEntry] | None = None
-    for start, end, entry in sorted(pieces, key=lambda p: (p[0], p[1])):
-        if best is not None and start < best[1]:
-            return best[2], entry, start
-        if best is None or end > best[1]:
-            best = (start, end, entry)
-    return None
-
-
 def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...],
                   userns: bool, origin: str) -> tuple[Line, ...]:
     """U's lines for a custom map, checked one-to-one on both sides."""
+    ns_map = IdMap(ns)
     for e in entries:
         for side, start in (("on-disk", e.disk), ("target", e.target)):
             if start + e.count > ID_LIMIT:
                 raise MapValidationError(
                     f"{origin}: {e.origin}: the {side} range {start}-{start + e.count - 1} "
                     f"reaches {ID_LIMIT}, which is never a valid id",
-                    "end the range below 4294967295")
-    clash = _first_overlap([(e.disk, e.disk + e.count, e) for e in entries])
+                    f"end the range below {ID_LIMIT}")
+    # Sorted by (start, count) first: of two ranges with the same start the shorter is
+    # named first (the sweep keeps the order of equal starts).
+    clash = first_overlap(sorted(entries, key=lambda e: (e.disk, e.count)),
+                          lambda e: e.disk, lambda e: e.count)
     if clash:
-        a, b, ident = clash
+        a, b, ident = clash.earlier, clash.later, clash.first
         raise MapValidationError(
             f"{origin}: {a.origin} and {b.origin} both map on-disk (host) {kind} {ident}; "
             "an id mapping must be one-to-one", "give each host id one inside id")
     lines: list[Line] = []
-    pieces: list[tuple[int, int, MapEntry]] = []
+    pieces: list[tuple[Line, MapEntry]] = []
     for e in entries:
         line = Line(e.disk, e.target, e.count)
         if e.inside:
@@ -312,7 +297,7 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
                 raise MapValidationError(
                     f"{origin}: {e.origin} names an inside {kind}, but there is no user "
                     "namespace (--userns host)", "give host ids, or map a user namespace")
-            got, missing = ranges.IdMap(ns).split([line], translate=True)
+            got, missing = ns_map.split([line], translate=True)
             if missing is not None:
                 inside = missing[1]
                 raise MapValidationError(
@@ -321,7 +306,7 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
                     f"map {kind} {inside} with --{kind}map, or pick a mapped inside {kind}")
         else:
             got = [line]
-            runs = ranges.IdMap(ns).inward_runs(e.target, e.count) if userns else []
+            runs = ns_map.inward_runs(e.target, e.count) if userns else []
             if isinstance(runs, int):
                 # Like a pair's unmapped inside id: those files would only show as nobody.
                 raise MapValidationError(
@@ -331,16 +316,16 @@ def _custom_lines(entries: tuple[MapEntry, ...], kind: str, ns: tuple[Line, ...]
                     f"give a host {kind} the namespace maps, or an inside {kind} with a "
                     f"leading @ (e.g. @{e.disk}-INSIDE-{e.count})")
         lines += got
-        pieces += [(ln.outside, ln.outside_end, e) for ln in got]
-    clash = _first_overlap(pieces)
+        pieces += [(ln, e) for ln in got]
+    clash = first_overlap(sorted(pieces, key=lambda p: (p[0].outside, p[0].count)),
+                          lambda p: p[0].outside, lambda p: p[0].count)
     if clash:
-        a, b, ident = clash
-        inside = ranges.IdMap(ns).inward(ident) if userns else None
+        (_, a), (_, b), ident = clash.earlier, clash.later, clash.first
+        inside = ns_map.inward(ident) if userns else None
         shown = f"inside {kind} {inside}" if inside is not None else f"host {kind} {ident}"
         raise MapValidationError(
             f"{origin}: {a.origin} and {b.origin} both show files as {shown}; "
             "an id mapping must be one-to-one", "give each inside id one host id")
-    from .resolve import check_limits
     check_limits(lines, f"{origin}: the {kind} idmap", "use fewer, longer ranges")
     return tuple(sorted(lines))
 
@@ -361,7 +346,7 @@ def _own_id_command(volume: "Volume | None", plan: Plan) -> str | None:
 
 
 def _idmap_for(what: str, mode: str, uids: tuple[MapEntry, ...], gids: tuple[MapEntry, ...],
-               plan: Plan, volume: "Volume | None" = None) -> IdMap | None:
+               plan: Plan, volume: "Volume | None" = None) -> MountMaps | None:
     if mode == IDMAP_NONE:
         return None
     if plan.rootless:
@@ -387,7 +372,7 @@ def _idmap_for(what: str, mode: str, uids: tuple[MapEntry, ...], gids: tuple[Map
                 f"{what}: the launched namespace maps no {kind}, so idmap has no {kind} "
                 "lines to use", f"map {kind}s, or give {kind}s in idmap=…")
         maps.append(tuple(kp.lines))
-    return IdMap(*maps)
+    return MountMaps(*maps)
 
 
 def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
@@ -430,7 +415,7 @@ def resolve_mounts(request: MountRequest, plan: Plan) -> MountPlan:
     return MountPlan(tuple(mounts), rootfs, request.workdir, tuple(warnings), tuple(notes))
 
 
-def _creation_warnings(v: Volume, idmap: IdMap, plan: Plan) -> list[str]:
+def _creation_warnings(v: Volume, idmap: MountMaps, plan: Plan) -> list[str]:
     """What a custom map does to the files the command creates under DST: EOVERFLOW when
     its ids have no on-disk id, a surprising on-disk group when only uids were given."""
     if not plan.userns or plan.user_uid is None or plan.user_gid is None:
@@ -439,8 +424,8 @@ def _creation_warnings(v: Volume, idmap: IdMap, plan: Plan) -> list[str]:
     out = []
     for kind, ident, kp, lines in (("uid", plan.user_uid, plan.uid, idmap.uid),
                                    ("gid", plan.user_gid, plan.gid, idmap.gid)):
-        host = ranges.IdMap(kp.lines).outward(ident)
-        disk[kind] = None if host is None else ranges.IdMap(lines).inward(host)
+        host = IdMap(kp.lines).outward(ident)
+        disk[kind] = None if host is None else IdMap(lines).inward(host)
         if disk[kind] is None:
             option = "--user" if kind == "uid" else "--user UID:GID"
             out.append(f"{v.origin}: the command runs as inside {kind} {ident}, which the idmap "
@@ -462,7 +447,7 @@ def owner_warning(m: Mount, uid: int, gid: int) -> str | None:
         return None
     unmapped = [f"{k} {i}" for k, i, lines in (("uid", uid, m.idmap.uid),
                                                 ("gid", gid, m.idmap.gid))
-                if not any(ln.inside <= i < ln.inside_end for ln in lines)]
+                if not IdMap(lines).covers(i)]
     if not unmapped:
         return None
     return (f"{m.origin}: the idmap does not map the on-disk owner of {m.src} "
