@@ -15,6 +15,7 @@ helper's output, which no errno carries.
 
 import os
 import sys
+from collections import namedtuple
 from typing import Mapping, NamedTuple, NoReturn, Sequence
 
 # _signal (the C core of ``signal``) avoids ~0.7 ms of enum set-up per launch.
@@ -22,6 +23,7 @@ import _signal
 
 from . import procfs, syscalls
 from .errors import CommandNotExecutable, CommandNotFound, LaunchError
+from .options import CLONE_FLAGS, LAUNCH_FIELDS
 from .plan import WRITER_DIRECT, WRITER_HELPER, WRITER_SELF, KindPlan, Plan
 from .ranges import IdMap, render
 
@@ -31,53 +33,42 @@ FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SI
                      _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
 
 
-class LaunchOptions(NamedTuple):
-    """Everything about a launch that is not the id mapping (that is in the Plan).
-
-    A NamedTuple rather than a frozen dataclass: same immutability, a fraction of
-    the import cost on the launch path.
-    """
-
-    net: bool = False              # new network namespace with lo up
-    pid: bool = False              # new PID namespace; an init is PID 1, the command PID 2
-    mount: bool = False            # new mount namespace, propagation private
-    mount_proc: bool = False       # mount a fresh /proc (implies mount)
-    uts: bool = False
-    hostname: str | None = None    # implies uts
-    ipc: bool = False
-    cgroup: bool = False
-    fork: bool = False             # run the command as a child of a wrapper
-    no_new_privs: bool = False     # set after the helpers ran, before exec
-    preserve_fds: int = 0          # pass fds 3 .. 3+N-1 (podman's --preserve-fds)
-    verbose: bool = False
-    newuidmap: str | None = None   # explicit helper paths (else system dirs)
-    newgidmap: str | None = None
-    die_with_parent: bool = False  # SIGKILL when idrun's own parent dies (bwrap's option)
-    json_status_fd: int | None = None  # JSON lines for a supervisor (bwrap's; statusfd.py)
+# LaunchOptions' fields: the launch options of the table (options.OPTIONS), then what
+# launch_options derives from the rest.
+_FIELDS = LAUNCH_FIELDS + (
     # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
     # before any child exists), attached by setup_namespaces.
-    mounts: object = None
+    ("mounts", None),
     # --cap-add/--cap-drop (and rootless read-only mounts): the command's capability
     # numbers, or None for the default (all in the namespace; python-prctl not loaded).
-    caps: frozenset | None = None
-    cap_added: frozenset = frozenset()     # the ones --cap-add named
+    ("caps", None),
+    ("cap_added", frozenset()),     # the ones --cap-add named
+)
+# (field, its default, the unshare(2) flag it asks for when not at its default)
+_CLONE = tuple((name, dict(LAUNCH_FIELDS)[name], getattr(syscalls, flag))
+               for name, flag in CLONE_FLAGS)
+
+
+class LaunchOptions(namedtuple("LaunchOptions", [n for n, _ in _FIELDS],
+                               defaults=[d for _, d in _FIELDS])):
+    """Everything about a launch that is not the id mapping (that is in the Plan).
+
+    Its fields are the table's (options.OPTIONS, where each is described). A
+    namedtuple rather than a frozen dataclass: same immutability, a fraction of the
+    import cost on the launch path.
+    """
+
+    __slots__ = ()
 
     @property
     def ns_flags(self) -> int:
         """unshare(2) flags for the namespaces other than the user namespace."""
         flags = 0
-        if self.net:
-            flags |= syscalls.CLONE_NEWNET
-        if self.pid:
-            flags |= syscalls.CLONE_NEWPID
-        if self.mount or self.mount_proc or self.mounts is not None:
+        for name, default, flag in _CLONE:
+            if getattr(self, name) != default:
+                flags |= flag
+        if self.mounts is not None:
             flags |= syscalls.CLONE_NEWNS
-        if self.uts or self.hostname is not None:
-            flags |= syscalls.CLONE_NEWUTS
-        if self.ipc:
-            flags |= syscalls.CLONE_NEWIPC
-        if self.cgroup:
-            flags |= syscalls.CLONE_NEWCGROUP
         return flags
 
     @property
