@@ -112,7 +112,7 @@ def table_options(command: str) -> Callable:
     return apply
 
 
-def _take(kw: dict, *kinds: str) -> dict:
+def take_options(kw: dict, *kinds: str) -> dict:
     """The values of the options of ``kinds`` (options.REQUEST, LAUNCH, …), removed from
     ``kw``."""
     return {o.dest: kw.pop(o.dest) for o in OPTIONS if o.goes_to in kinds and o.dest in kw}
@@ -122,7 +122,7 @@ def _mount_request(kw: dict):
     """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
     None when none is given (the mount modules then stay unloaded)."""
     # An empty --rootfs/--workdir is refused by the parser like -v "", not dropped.
-    values = _take(kw, MOUNT)
+    values = take_options(kw, MOUNT)
     if all(value == BY_DEST[dest].initial for dest, value in values.items()):
         return None
     from .volumes import MountRequest
@@ -131,7 +131,7 @@ def _mount_request(kw: dict):
 
 def _request(kw: dict) -> Request:
     """The mapping options (removed from ``kw``) as a Request."""
-    return Request(**_take(kw, REQUEST))
+    return Request(**take_options(kw, REQUEST))
 
 
 def version_text() -> str:
@@ -305,7 +305,7 @@ def launch_command(command: tuple[str, ...], dry_run: bool, as_json: bool, verif
     check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run,
                        json_status_fd=kw["json_status_fd"], files=files,
                        sources=bool(kw["volumes"] or kw["rootfs"]))
-    opts = launch_options(**_take(kw, LAUNCH, CAPS))
+    opts = launch_options(**take_options(kw, LAUNCH, CAPS))
     request = _request(kw)
     if not any(getattr(request, o.dest) for o in OPTIONS if o.chooses_mapping):
         _check_late_options(command)

@@ -1,14 +1,15 @@
 """``idrun map``: resolve and validate a mapping, start nothing.
 
 Its own module, as ``check`` and ``show`` are, so a launch does not build this
-command's options; it shares the launcher's option groups and plan output (cli).
+command's options; its options are the table's (options.OPTIONS, as the launcher's), its
+plan output the launcher's (cli).
 """
 from __future__ import annotations
 
 import click
 
 from .cli import (_CONTEXT, _SectionedCommand, _mount_request, _request, _say, _show_plan,
-                  _take, _verified, _verify_mounts, table_options)
+                  _verified, _verify_mounts, table_options, take_options)
 from .errors import IdrunError
 from .options import CAPS, MAP
 
@@ -38,7 +39,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
         check_files(files, bool(kw["volumes"] or kw["rootfs"]))
     who = parse_caller(caller) if caller else None
     # Only root resolves rootful: any other caller would run idrun rootless.
-    opts = launch_options(**_take(kw, CAPS))
+    opts = launch_options(**take_options(kw, CAPS))
     pre = prelaunch(_request(kw), opts, _mount_request(kw), hold=False,
                     rootless=True if rootless or (who and who[0] != 0) else None,
                     caller=who, subuid_file=subuid_file, subgid_file=subgid_file)

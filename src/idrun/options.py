@@ -13,11 +13,8 @@ What the kernel would only refuse after namespaces exist (a hostname too long
 for sethostname, --mount-proc without its PID namespace), or never check at all
 (descriptors to pass on that are not open), is refused here with one line.
 """
-# No 'from __future__ import annotations': this module defines a NamedTuple on the
-# launch path, where postponed annotations cost import time.
 
 import os
-from typing import NamedTuple
 
 from .errors import IdrunError, quoted
 
@@ -38,29 +35,49 @@ SECTION_TITLES = ("Mapping options", "Namespaces", "Process options", "Sharing d
                   "Output options")
 
 
-class Option(NamedTuple):
-    """One option: a row of ``OPTIONS``."""
+class Option:
+    """One option: a row of ``OPTIONS``; read-only by convention.
 
-    dest: str                       # the Python name: click's, the API keyword, the field
-    names: tuple                    # its spellings, as click declares them: ("-r", "--map-root-user")
-    section: str                    # the --help heading (SECTION_TITLES)
-    help: str
-    goes_to: str                    # REQUEST, LAUNCH, CAPS, MOUNT, HOST or CLI
-    commands: tuple = (LAUNCHER,)   # the CLI commands that take it; () for the API alone
-    value: str | None = None        # the value's metavar; None for a flag
-    parse: str = TEXT               # TEXT, DECIMAL (0 … limit) or CHOICE (choices)
-    limit: int = 0
-    choices: tuple = ()
-    multiple: bool = False          # repeatable; the value is a tuple
-    default: object = None          # None: False for a flag, () if repeatable, else None
-    bare: object = None             # the value when given without one (--files), if it may be
-    api: bool = True                # a keyword of idrun.spawn/run (CLI-only when False)
-    clone: str | None = None        # the unshare(2) flag (a syscalls name) it asks for
-    implies: str | None = None      # the dest of a flag it turns on
-    needs: str | None = None        # the dest of a flag it is refused without
-    needs_why: str = ""
-    chooses_mapping: bool = False   # one of the options that replace the default mapping
-    verify_reset: bool = False      # --verify's throwaway namespace leaves it out
+    A plain class with slots: a NamedTuple (or dataclass) of this many fields costs
+    every launch ten times as long to create as the whole table takes to fill.
+    """
+
+    __slots__ = ("dest", "names", "section", "help", "goes_to", "commands", "value", "parse",
+                 "limit", "choices", "multiple", "default", "bare", "api", "clone", "implies",
+                 "needs", "needs_why", "chooses_mapping", "verify_reset")
+
+    def __init__(self, dest: str, names: tuple[str, ...], section: str, help: str,
+                 goes_to: str, commands: tuple[str, ...] = (LAUNCHER,),
+                 value: str | None = None, parse: str = TEXT, limit: int = 0,
+                 choices: tuple[str, ...] = (), multiple: bool = False,
+                 default: object = None, bare: object = None, api: bool = True,
+                 clone: str | None = None, implies: str | None = None,
+                 needs: str | None = None, needs_why: str = "",
+                 chooses_mapping: bool = False, verify_reset: bool = False) -> None:
+        self.dest = dest                # the Python name: click's, the API keyword, the field
+        self.names = names              # its spellings as click declares them ("-r",
+                                        # "--map-root-user"); () for the API alone
+        self.section = section          # its --help heading (SECTION_TITLES)
+        self.help = help
+        self.goes_to = goes_to          # REQUEST, LAUNCH, CAPS, MOUNT, HOST or CLI
+        self.commands = commands        # the CLI commands that take it; () for the API alone
+        self.value = value              # the value's metavar; None for a flag
+        self.parse = parse              # TEXT, DECIMAL (0 … limit) or CHOICE (choices)
+        self.limit = limit
+        self.choices = choices
+        self.multiple = multiple        # repeatable; the value is a tuple
+        self.default = default          # None: False for a flag, () if repeatable, else None
+        self.bare = bare                # the value when given without one (--files), if it may be
+        self.api = api                  # a keyword of idrun.spawn/run (CLI-only when False)
+        self.clone = clone              # the unshare(2) flag (a syscalls name) it asks for
+        self.implies = implies          # the dest of a flag it turns on
+        self.needs = needs              # the dest of a flag it is refused without, because:
+        self.needs_why = needs_why
+        self.chooses_mapping = chooses_mapping  # replaces the default mapping
+        self.verify_reset = verify_reset        # --verify's throwaway namespace leaves it out
+
+    def __repr__(self) -> str:
+        return f"Option({self.dest!r}, {self.names!r})"
 
     @property
     def initial(self) -> object:
