@@ -175,3 +175,18 @@ def test_the_table_loads_no_click():
                           "print('click' in sys.modules)"],
                          capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stdout + res.stderr
+
+
+def test_each_peer_spelling_reaches_its_row():
+    from idrun.cli import _peer_spellings
+    for o in OPTIONS:
+        for p in o.peers:
+            if len(p) == 1:
+                words, want = [f"-U{p}", "id"], [o.long, "id"]
+            elif p.endswith("="):
+                words, want = [f"{p}private", "id"], [o.long, "id"]
+            elif o.value:
+                words, want = [p, "/x", "id"], [o.long, "/x", "id"]
+            else:
+                words, want = [p, "id"], [o.long, "id"]
+            assert _peer_spellings(cli.launch_command, words) == want, p

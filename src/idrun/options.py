@@ -44,7 +44,7 @@ class Option:
 
     __slots__ = ("dest", "names", "section", "help", "goes_to", "commands", "value", "parse",
                  "limit", "choices", "multiple", "default", "bare", "api", "clone", "implies",
-                 "needs", "needs_why", "chooses_mapping", "verify_reset")
+                 "needs", "needs_why", "chooses_mapping", "verify_reset", "peers")
 
     def __init__(self, dest: str, names: tuple[str, ...], section: str, help: str,
                  goes_to: str, commands: tuple[str, ...] = (LAUNCHER,),
@@ -53,7 +53,8 @@ class Option:
                  default: object = None, bare: object = None, api: bool = True,
                  clone: str | None = None, implies: str | None = None,
                  needs: str | None = None, needs_why: str = "",
-                 chooses_mapping: bool = False, verify_reset: bool = False) -> None:
+                 chooses_mapping: bool = False, verify_reset: bool = False,
+                 peers: tuple[str, ...] = ()) -> None:
         self.dest = dest                # the Python name: click's, the API keyword, the field
         self.names = names              # its spellings as click declares them ("-r",
                                         # "--map-root-user"); () for the API alone
@@ -75,6 +76,10 @@ class Option:
         self.needs_why = needs_why
         self.chooses_mapping = chooses_mapping  # replaces the default mapping
         self.verify_reset = verify_reset        # --verify's throwaway namespace leaves it out
+        # The spellings of util-linux unshare, bubblewrap and podman taken as this option
+        # (peers.py): a letter is unshare's short flag, "NAME=" podman's NAME=host|private
+        # namespace mode, any other a long option that means the same.
+        self.peers = peers
 
     def __repr__(self) -> str:
         return f"Option({self.dest!r}, {self.names!r})"
@@ -152,10 +157,11 @@ OPTIONS: tuple[Option, ...] = (
            (MAP,), "FILE"),
     # The namespaces besides the user namespace, and the command's process
     Option("net", ("--net",), _N, "New network namespace with lo up.", LAUNCH,
-           clone="CLONE_NEWNET", verify_reset=True),
+           clone="CLONE_NEWNET", verify_reset=True,
+           peers=("n", "--unshare-net")),
     Option("pid", ("--pid",), _N, "New PID namespace: a small init is PID 1 and "
            "forwards signals, the command is PID 2.", LAUNCH, clone="CLONE_NEWPID",
-           verify_reset=True),
+           verify_reset=True, peers=("p", "--unshare-pid", "--pid=")),
     Option("die_with_parent", ("--die-with-parent",), _P,
            "Kill the command when idrun's own parent dies.", LAUNCH),
     Option("mount_proc", ("--mount-proc",), _N,
@@ -164,17 +170,18 @@ OPTIONS: tuple[Option, ...] = (
            needs_why="a fresh /proc shows the PID namespace it is mounted from",
            verify_reset=True),
     Option("mount", ("--mount",), _N, "New mount namespace, private propagation.", LAUNCH,
-           clone="CLONE_NEWNS", verify_reset=True),
+           clone="CLONE_NEWNS", verify_reset=True, peers=("m",)),
     Option("uts", ("--uts",), _N, "New UTS namespace.", LAUNCH, clone="CLONE_NEWUTS",
-           verify_reset=True),
+           verify_reset=True, peers=("--unshare-uts", "--uts=")),
     Option("hostname", ("--hostname",), _N, "Hostname inside (implies --uts).", LAUNCH,
            value="NAME", clone="CLONE_NEWUTS", implies="uts", verify_reset=True),
     Option("ipc", ("--ipc",), _N, "New IPC namespace.", LAUNCH, clone="CLONE_NEWIPC",
-           verify_reset=True),
+           verify_reset=True, peers=("i", "--unshare-ipc", "--ipc=")),
     Option("cgroup", ("--cgroup",), _N, "New cgroup namespace.", LAUNCH,
-           clone="CLONE_NEWCGROUP", verify_reset=True),
+           clone="CLONE_NEWCGROUP", verify_reset=True,
+           peers=("C", "--unshare-cgroup", "--unshare-cgroup-try", "--cgroupns=", "--cgroup=")),
     Option("fork", ("--fork",), _P, "Run the command as a child and wait for it.", LAUNCH,
-           verify_reset=True),
+           verify_reset=True, peers=("f",)),
     Option("no_new_privs", ("--no-new-privs",), _P, "Set no_new_privs before the exec.",
            LAUNCH),
     Option("cap_add", ("--cap-add",), _P,
@@ -217,7 +224,7 @@ OPTIONS: tuple[Option, ...] = (
            "Run in DIR as the root filesystem (minimal /dev, /proc).", MOUNT, _BOTH,
            "DIR[:idmap]"),
     Option("workdir", ("-w", "--workdir"), _S, "Starting directory inside.", MOUNT, _BOTH,
-           "DIR"),
+           "DIR", peers=("--chdir", "--wd")),
     Option("files", ("--files",), _S,
            "With -v or --rootfs (and, for the launcher, --dry-run): read the owners of "
            f"up to N entries under each SRC (default {DEFAULT_FILES}) and show how each "
