@@ -15,7 +15,6 @@ helper's output, which no errno carries.
 
 import os
 import sys
-from collections import namedtuple
 from typing import Mapping, NamedTuple, NoReturn, Sequence
 
 # _signal (the C core of ``signal``) avoids ~0.7 ms of enum set-up per launch.
@@ -23,7 +22,7 @@ import _signal
 
 from . import procfs, syscalls
 from .errors import CommandNotExecutable, CommandNotFound, LaunchError
-from .options import CLONE_FLAGS, LAUNCH_FIELDS
+from .options import LaunchOptions  # noqa: F401  (defined with the option table; engine takes it from here)
 from .plan import WRITER_DIRECT, WRITER_HELPER, WRITER_SELF, KindPlan, Plan
 from .ranges import IdMap, render
 
@@ -31,60 +30,6 @@ SIGKILL = 9
 # podman --sig-proxy forwards everything catchable; the brief fixes this set.
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
                      _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
-
-
-# LaunchOptions' fields: the launch options of the table (options.OPTIONS), then what
-# launch_options derives from the rest.
-_FIELDS = LAUNCH_FIELDS + (
-    # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
-    # before any child exists), attached by setup_namespaces.
-    ("mounts", None),
-    # --cap-add/--cap-drop (and rootless read-only mounts): the command's capability
-    # numbers, or None for the default (all in the namespace; python-prctl not loaded).
-    ("caps", None),
-    ("cap_added", frozenset()),     # the ones --cap-add named
-)
-# (field, its default, the unshare(2) flag it asks for when not at its default)
-_CLONE = tuple((name, dict(LAUNCH_FIELDS)[name], getattr(syscalls, flag))
-               for name, flag in CLONE_FLAGS)
-
-
-class LaunchOptions(namedtuple("LaunchOptions", [n for n, _ in _FIELDS],
-                               defaults=[d for _, d in _FIELDS])):
-    """Everything about a launch that is not the id mapping (that is in the Plan).
-
-    Its fields are the table's (options.OPTIONS, where each is described). A
-    namedtuple rather than a frozen dataclass: same immutability, a fraction of the
-    import cost on the launch path.
-    """
-
-    __slots__ = ()
-
-    @property
-    def ns_flags(self) -> int:
-        """unshare(2) flags for the namespaces other than the user namespace."""
-        flags = 0
-        for name, default, flag in _CLONE:
-            if getattr(self, name) != default:
-                flags |= flag
-        if self.mounts is not None:
-            flags |= syscalls.CLONE_NEWNS
-        return flags
-
-    @property
-    def wrapper(self) -> bool:
-        # Only a waiting parent learns the exit status --json-status-fd reports.
-        return self.fork or self.pid or self.json_status_fd is not None
-
-    @property
-    def mount_fds(self) -> tuple[int, ...]:
-        """The prepared detached trees: every fork on the way to the command keeps them."""
-        fds = getattr(self.mounts, "fds", None) or ()
-        return tuple(fd for fd in fds if fd is not None)
-
-    @property
-    def rootfs(self) -> str | None:
-        return getattr(self.mounts, "rootfs", None)
 
 
 class StepFailed(Exception):

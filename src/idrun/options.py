@@ -5,7 +5,7 @@ of the Python API's launch keywords: names, value and its parser, help text and
 section, where the value goes (the mapping ``Request``, ``LaunchOptions``, the
 mounts, the host), the namespace it creates and what it implies. The click
 options (cli.py), the API's keyword list and docstring (api.py), the fields of
-``LaunchOptions`` and ``--verify``'s reset list (launch.py, engine.py) are built
+``LaunchOptions`` (defined here) and ``--verify``'s reset list (engine.py) are built
 from it; tests/test_option_table.py checks they agree. Plain data: importing
 this module loads no click.
 
@@ -15,7 +15,9 @@ for sethostname, --mount-proc without its PID namespace), or never check at all
 """
 
 import os
+from collections import namedtuple
 
+from . import syscalls
 from .errors import IdrunError, quoted
 
 HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
@@ -246,10 +248,62 @@ BY_DEST = {o.dest: o for o in OPTIONS}
 IMPLYING = tuple(o for o in OPTIONS if o.implies)
 # LaunchOptions' fields that are options, in order, with their defaults.
 LAUNCH_FIELDS = tuple((o.dest, o.initial) for o in OPTIONS if o.goes_to == LAUNCH)
-# The unshare(2) flag each namespace option asks for (a syscalls name), as (dest, flag).
-CLONE_FLAGS = tuple((o.dest, o.clone) for o in OPTIONS if o.clone)
 # What --verify's throwaway namespace resets (it writes the maps, nothing else).
 VERIFY_RESET = {o.dest: o.initial for o in OPTIONS if o.verify_reset}
+
+
+# LaunchOptions' fields: the launch options of the table, then what launch_options
+# derives from the rest.
+_FIELDS = LAUNCH_FIELDS + (
+    # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
+    # before any child exists), attached by setup_namespaces.
+    ("mounts", None),
+    # --cap-add/--cap-drop (and rootless read-only mounts): the command's capability
+    # numbers, or None for the default (all in the namespace; python-prctl not loaded).
+    ("caps", None),
+    ("cap_added", frozenset()),     # the ones --cap-add named
+)
+# (field, its default, the unshare(2) flag it asks for when not at its default)
+_CLONE = tuple((o.dest, o.initial, getattr(syscalls, o.clone)) for o in OPTIONS if o.clone)
+
+
+class LaunchOptions(namedtuple("LaunchOptions", [n for n, _ in _FIELDS],
+                               defaults=[d for _, d in _FIELDS])):
+    """Everything about a launch that is not the id mapping (that is in the Plan).
+
+    Its fields are the table's launch options (where each is described), defined
+    here with the table so that a namespace option is one row and its flag. A
+    namedtuple rather than a frozen dataclass: same immutability, a fraction of the
+    import cost on the launch path.
+    """
+
+    __slots__ = ()
+
+    @property
+    def ns_flags(self) -> int:
+        """unshare(2) flags for the namespaces other than the user namespace."""
+        flags = 0
+        for name, default, flag in _CLONE:
+            if getattr(self, name) != default:
+                flags |= flag
+        if self.mounts is not None:
+            flags |= syscalls.CLONE_NEWNS
+        return flags
+
+    @property
+    def wrapper(self) -> bool:
+        # Only a waiting parent learns the exit status --json-status-fd reports.
+        return self.fork or self.pid or self.json_status_fd is not None
+
+    @property
+    def mount_fds(self) -> tuple[int, ...]:
+        """The prepared detached trees: every fork on the way to the command keeps them."""
+        fds = getattr(self.mounts, "fds", None) or ()
+        return tuple(fd for fd in fds if fd is not None)
+
+    @property
+    def rootfs(self) -> str | None:
+        return getattr(self.mounts, "rootfs", None)
 
 
 def options_of(command: str) -> tuple[Option, ...]:
@@ -322,11 +376,10 @@ def check_files(files: int, sources: bool) -> None:
                          "~/p:/mnt --files")
 
 
-def launch_options(**given: object) -> "LaunchOptions":
+def launch_options(**given: object) -> LaunchOptions:
     """LaunchOptions from the table's LAUNCH and CAPS options (keywords as the API's),
     with their implications; refused here rather than by the kernel after namespaces
     exist."""
-    from .launch import LaunchOptions
     values = {o.dest: o.initial for o in OPTIONS if o.goes_to in (LAUNCH, CAPS)}
     for name, value in given.items():
         if name not in values:
