@@ -104,7 +104,8 @@ def test_the_api_takes_exactly_the_table_keywords():
     from idrun.keywords import keywords_of
     assert keywords_of(api.plan_for) == {o.dest for o in OPTIONS
                                         if o.api and o.goes_to in (REQUEST, HOST)}
-    assert set(api._NS_OPTIONS) == {o.dest for o in OPTIONS if o.api and o.goes_to in (LAUNCH, CAPS)}
+    assert set(api._NS_OPTIONS) == {o.dest for o in OPTIONS
+                                    if o.api and o.goes_to in (LAUNCH, CAPS)}
     assert set(api._MOUNT_OPTIONS) == {o.dest for o in OPTIONS if o.goes_to == MOUNT}
     # Each is documented where users read about spawn and run.
     for dest in api_rows:

@@ -19,9 +19,9 @@ from typing import IO, Any, Mapping, Sequence
 
 from .errors import IdrunError
 from .keywords import check_keywords, keywords_of
+from .leases import hand_over as hand_over_lease, release as release_lease
 from .options import (CAPS, HOST, LAUNCH, MOUNT, api_keywords, api_keywords_doc,
                       options_for)
-from .leases import hand_over as hand_over_lease, release as release_lease
 from .plan import Plan, Request
 
 PIPE = subprocess.PIPE
@@ -370,8 +370,8 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
 
 if spawn.__doc__:           # not under python -OO
     spawn.__doc__ = spawn.__doc__.replace("@KEYWORDS@", api_keywords_doc(
-        "The others as the CLI's options; capabilities are named as for --cap-add and --cap-drop, "
-        "in a string or a list.").replace("\n", "\n    "))
+        "The others as the CLI's options; capabilities are named as for --cap-add and "
+        "--cap-drop, in a string or a list.").replace("\n", "\n    "))
 
 
 def run(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),

@@ -15,6 +15,7 @@ from .errors import EXIT_IDRUN, IdrunError
 from .options import (BY_DEST, CAPS, CHOICE, DECIMAL, DEFAULT_FILES, LAUNCH, LAUNCHER,
                       MOUNT, OPTIONS, REQUEST, SECTION_TITLES, Option, options_of)
 from .plan import Request
+
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 

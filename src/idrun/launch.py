@@ -22,7 +22,7 @@ import _signal
 
 from . import procfs, syscalls
 from .errors import CommandNotExecutable, CommandNotFound, LaunchError
-from .options import LaunchOptions  # noqa: F401  (defined with the option table; engine takes it from here)
+from .options import LaunchOptions     # defined with the option table
 from .plan import WRITER_DIRECT, WRITER_HELPER, WRITER_SELF, KindPlan, Plan
 from .ranges import IdMap, render
 
