@@ -20,6 +20,8 @@ from typing import IO, Any, Mapping, Sequence
 from .errors import IdrunError
 from .keywords import check_keywords, keywords_of
 from .leases import hand_over as hand_over_lease, release as release_lease
+from .options import (CAPS, HOST, LAUNCH, MOUNT, api_keywords, api_keywords_doc,
+                      options_for)
 from .plan import Plan, Request
 
 PIPE = subprocess.PIPE
@@ -29,12 +31,10 @@ CompletedProcess = subprocess.CompletedProcess
 CalledProcessError = subprocess.CalledProcessError
 TimeoutExpired = subprocess.TimeoutExpired
 
-_NS_OPTIONS = ("net", "pid", "mount", "mount_proc", "uts", "hostname", "ipc", "cgroup", "fork",
-               "no_new_privs", "verbose", "newuidmap", "newgidmap", "die_with_parent",
-               "cap_add", "cap_drop")
-
-
-_MOUNT_OPTIONS = ("volumes", "tmpfs", "rootfs", "workdir")
+# The keywords spawn() and run() hand on, by where they go (options.OPTIONS).
+_NS_OPTIONS = options_for(LAUNCH, CAPS)
+_MOUNT_OPTIONS = options_for(MOUNT)
+_HOST_OPTIONS = options_for(HOST)
 
 
 def _values(v: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -81,7 +81,7 @@ def _request_of(uidmap: str | Sequence[str] | None = (),
 
 def _spawn_options() -> frozenset[str]:
     """The options spawn() and run() accept besides their own parameters."""
-    return keywords_of(plan_for) | frozenset(_NS_OPTIONS) | frozenset(_MOUNT_OPTIONS)
+    return frozenset(api_keywords())
 
 
 def _fileno(spec: Any) -> int | None:
@@ -267,23 +267,17 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
           **options: Any) -> Process:
     """Start ``argv`` in a new user namespace; returns a Popen-like ``Process``.
 
-    Mapping options: ``uidmap``, ``gidmap``, ``userns``, ``map_root_user``,
-    ``map_current_user``, ``map_auto``, ``subuidname``, ``subgidname``, ``user``,
-    ``group_add``, ``setgroups``, ``rootless``. Namespace options (as the CLI's):
-    ``net``, ``pid``, ``mount``, ``mount_proc``, ``uts``, ``hostname``, ``ipc``,
-    ``cgroup``, ``fork``, ``no_new_privs``, ``die_with_parent``, ``cap_add``,
-    ``cap_drop`` (names as --cap-add/--cap-drop, a string or a list). Mounts: ``volumes``,
-    ``tmpfs``, ``rootfs``, ``workdir`` (as --volume, --tmpfs, --rootfs, --workdir). Bad
-    arguments raise
-    ValueError/TypeError/OSError as subprocess does; IdrunError if nothing could be
-    started. Either way nothing is left running.
+    @KEYWORDS@
+
+    Bad arguments raise ValueError/TypeError/OSError as subprocess does; IdrunError if
+    nothing could be started. Either way nothing is left running.
     """
     check_keywords("spawn", options, _spawn_options())
     from . import engine
     from .options import launch_options
     from .prelaunch import prelaunch
     ns_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
-    for k in ("cap_add", "cap_drop"):
+    for k in options_for(CAPS):
         if k in ns_kw:
             ns_kw[k] = _values(ns_kw[k])
     opts = launch_options(**ns_kw)
@@ -309,8 +303,7 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
         mounts = MountRequest(_values(mount_kw.get("volumes")), _values(mount_kw.get("tmpfs")),
                               None if mount_kw.get("rootfs") is None
                               else os.fspath(mount_kw["rootfs"]), workdir)
-    host_kw = {k: options.pop(k) for k in ("rootless", "subuid_file", "subgid_file")
-               if k in options}
+    host_kw = {k: options.pop(k) for k in _HOST_OPTIONS if k in options}
     # --userns=auto: this process owns the lease until the child exists (hand_over below).
     pre = prelaunch(_request_of(uidmap, gidmap, **options), opts, mounts, hold=True, **host_kw)
     plan, lease, opts = pre.plan, pre.lease, pre.opts
@@ -373,6 +366,12 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
             opts.mounts.release()
         raise
     return proc
+
+
+if spawn.__doc__:           # not under python -OO
+    spawn.__doc__ = spawn.__doc__.replace("@KEYWORDS@", api_keywords_doc(
+        "The others as the CLI's options; capabilities are named as for --cap-add and "
+        "--cap-drop, in a string or a list.").replace("\n", "\n    "))
 
 
 def run(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),

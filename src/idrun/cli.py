@@ -12,9 +12,10 @@ from typing import Callable
 import click
 
 from .errors import EXIT_IDRUN, IdrunError
+from .options import (BY_DEST, CAPS, CHOICE, DECIMAL, DEFAULT_FILES, LAUNCH, LAUNCHER,
+                      MOUNT, OPTIONS, REQUEST, SECTION_TITLES, Option, options_of)
 from .plan import Request
 
-DEFAULT_FILES = 10_000    # ownership.DEFAULT_LIMIT, kept here so --help loads nothing
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -38,18 +39,11 @@ class DecimalParam(click.ParamType):
         return number
 
 
-# Help sections, in order, with the options each lists; an option not listed goes to
-# the last one. --help and the man pages (manpage.py, via cliinfo) share these headings.
-SECTIONS = {
-    "Mapping options": ("uidmap", "gidmap", "userns", "map_root_user", "map_current_user",
-                        "map_auto", "subuidname", "subgidname", "setgroups", "rootless",
-                        "caller", "subuid_file", "subgid_file"),
-    "Namespaces": ("net", "pid", "mount_proc", "mount", "uts", "hostname", "ipc", "cgroup"),
-    "Process options": ("user", "group_add", "fork", "die_with_parent", "no_new_privs",
-                        "preserve_fds"),
-    "Sharing directories": ("volumes", "tmpfs", "rootfs", "workdir", "files"),
-    "Output options": (),
-}
+# Help sections, in order, with the options each lists (from options.OPTIONS); an option
+# not listed (--help) goes to the last one. --help and the man pages (manpage.py, via
+# cliinfo) share these headings.
+SECTIONS = {title: tuple(dict.fromkeys(o.dest for o in OPTIONS if o.section == title))
+            for title in SECTION_TITLES}
 
 
 def section_of(name: str | None) -> str:
@@ -87,106 +81,58 @@ class _SectionedCommand(click.Command):
                     formatter.write_dl(records)
 
 
-def _mapping_options(f: Callable) -> Callable:
-    options = [
-        click.option("--uidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
-                     help="Map container uids (podman syntax; repeatable). Without --gidmap it "
-                          "is used for gids too."),
-        click.option("--gidmap", multiple=True, metavar="[+ug]CONTAINER:[@]FROM[:AMOUNT]",
-                     help="Map container gids (podman syntax; repeatable)."),
-        click.option("--userns", metavar="MODE",
-                     help="Preset: host, keep-id[:uid=N,gid=N,size=N], nomap, "
-                          "auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=C:[@]H:N] "
-                          "(auto leases a block no other live idrun namespace holds; "
-                          "without size= its size follows podman's rule, which with no image "
-                          "to size from gives auto-userns-min-size, 1024)."),
-        click.option("-r", "--map-root-user", is_flag=True,
-                     help="Map your own uid/gid to 0 inside (util-linux -r)."),
-        click.option("-c", "--map-current-user", is_flag=True,
-                     help="Map your own uid/gid to the same ids inside (util-linux -c)."),
-        click.option("--map-auto", is_flag=True,
-                     help="Map your first /etc/subuid and /etc/subgid range at 0."),
-        click.option("--subuidname", metavar="NAME",
-                     help="Start the uid map with NAME's /etc/subuid ranges."),
-        click.option("--subgidname", metavar="NAME",
-                     help="Start the gid map with NAME's /etc/subgid ranges."),
-        click.option("-u", "--user", metavar="UID[:GID]",
-                     help="Container ids to run as (default 0 when mapped)."),
-        click.option("--group-add", multiple=True, metavar="GID",
-                     help="Supplementary container gid (repeatable)."),
-        click.option("--setgroups", type=click.Choice(["allow", "deny"]),
-                     help="Whether setgroups(2) is allowed inside. The default is allow when "
-                          "sub-gids are mapped (as podman and newgidmap do): the command can "
-                          "then drop your supplementary groups, so a file that denies one of "
-                          "them access (e.g. mode 0604, group G) becomes readable. Use deny "
-                          "to keep them."),
-    ]
-    return _stack(options, f)
+def _click_option(o: Option) -> Callable:
+    """The click decorator of one row of the option table."""
+    if o.dest == "version":
+        return click.option(*o.names, is_flag=True, expose_value=False, is_eager=True,
+                            callback=_print_version, help=o.help)
+    kw: dict = {"help": o.help}
+    if o.value is None:
+        kw["is_flag"] = True
+    elif o.parse == CHOICE:
+        kw["type"] = click.Choice(list(o.choices))      # click shows them as the metavar
+    else:
+        kw["metavar"] = o.value
+        if o.parse == DECIMAL:
+            kw["type"] = DecimalParam(o.limit)
+    if o.multiple:
+        kw["multiple"] = True
+    if o.default is not None:
+        kw["default"] = o.default
+    if o.bare is not None:
+        kw.update(is_flag=False, flag_value=o.bare)
+    return click.option(*o.names, o.dest, **kw)
 
 
-def _stack(options: list[Callable], f: Callable) -> Callable:
-    """Apply click option decorators so they show in list order."""
-    for option in reversed(options):
-        f = option(f)
-    return f
+def table_options(command: str) -> Callable:
+    """Decorate a click command with the options the table gives ``command``, in order."""
+    def apply(f: Callable) -> Callable:
+        for o in reversed(options_of(command)):
+            f = _click_option(o)(f)
+        return f
+    return apply
 
 
-def _mount_options(f: Callable) -> Callable:
-    options = [
-        click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:OPTS]",
-                     help="Bind SRC on DST (repeatable). OPTS: ro, rw, idmap, "
-                          "idmap=uids=A-B-N#…;gids=…, uid=HOST:INSIDE, gid=HOST:INSIDE."),
-        click.option("--tmpfs", multiple=True, metavar="DST[:OPTS]",
-                     help="Mount a tmpfs on DST, e.g. /scratch:size=64m,mode=1777 "
-                          "(idmap: Linux 6.3+)."),
-        click.option("--rootfs", metavar="DIR[:idmap]",
-                     help="Run in DIR as the root filesystem (minimal /dev, /proc)."),
-        click.option("-w", "--workdir", metavar="DIR", help="Starting directory inside."),
-    ]
-    return _stack(options, f)
-
-
-def _files_option(f: Callable) -> Callable:
-    return click.option(
-        "--files", type=DecimalParam(10**9), is_flag=False, flag_value=DEFAULT_FILES,
-        metavar="[N]",
-        help="With -v or --rootfs (and, for the launcher, --dry-run): read the owners of "
-             f"up to N entries under each SRC (default {DEFAULT_FILES}) and show how each "
-             "appears inside, and which inside ids can create files there. Write --files=N "
-             "when a command follows.")(f)
-def _cap_options(f: Callable) -> Callable:
-    options = [
-        click.option("--cap-add", multiple=True, metavar="CAP",
-                     help="Give the command capability CAP in its namespace (podman's names, "
-                          "e.g. CAP_NET_ADMIN or net_admin, or ALL; repeatable). Default: "
-                          "all."),
-        click.option("--cap-drop", multiple=True, metavar="CAP|ALL",
-                     help="Take capability CAP (or ALL) from the command: its bounding, "
-                          "permitted, effective, inheritable and ambient sets (repeatable)."),
-    ]
-    return _stack(options, f)
+def take_options(kw: dict, *kinds: str) -> dict:
+    """The values of the options of ``kinds`` (options.REQUEST, LAUNCH, …), removed from
+    ``kw``."""
+    return {o.dest: kw.pop(o.dest) for o in OPTIONS if o.goes_to in kinds and o.dest in kw}
 
 
 def _mount_request(kw: dict):
     """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
     None when none is given (the mount modules then stay unloaded)."""
     # An empty --rootfs/--workdir is refused by the parser like -v "", not dropped.
-    if not (kw["volumes"] or kw["tmpfs"] or kw["rootfs"] is not None
-            or kw["workdir"] is not None):
-        for name in ("volumes", "tmpfs", "rootfs", "workdir"):
-            del kw[name]
+    values = take_options(kw, MOUNT)
+    if all(value == BY_DEST[dest].initial for dest, value in values.items()):
         return None
     from .volumes import MountRequest
-    return MountRequest(volumes=kw.pop("volumes"), tmpfs=kw.pop("tmpfs"),
-                        rootfs=kw.pop("rootfs"), workdir=kw.pop("workdir"))
+    return MountRequest(**values)
 
 
 def _request(kw: dict) -> Request:
-    return Request(uidmap=kw["uidmap"], gidmap=kw["gidmap"], userns=kw["userns"],
-                   map_root_user=kw["map_root_user"], map_current_user=kw["map_current_user"],
-                   map_auto=kw["map_auto"], subuidname=kw["subuidname"],
-                   subgidname=kw["subgidname"], user=kw["user"], group_add=kw["group_add"],
-                   setgroups=kw["setgroups"])
+    """The mapping options (removed from ``kw``) as a Request."""
+    return Request(**take_options(kw, REQUEST))
 
 
 def version_text() -> str:
@@ -207,9 +153,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 # The launcher's long options that describe a mapping, and whether each takes a value;
 # not -r/-c, which many commands take themselves (sh -c).
-_MAPPING_OPTS = {"--uidmap": True, "--gidmap": True, "--userns": True, "--subuidname": True,
-                 "--subgidname": True, "--map-root-user": False, "--map-current-user": False,
-                 "--map-auto": False}
+_MAPPING_OPTS = {o.long: o.value is not None for o in OPTIONS if o.chooses_mapping}
 
 
 def _check_late_options(command: tuple[str, ...]) -> None:
@@ -340,45 +284,10 @@ def _show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None
                       "'idrun show --help' (show a process's maps). "
                       "Exit status: the command's own; 125 idrun's error; 126 not executable; "
                       "127 not found; 128+N killed by signal N.")
-@_mapping_options
-@click.option("--net", is_flag=True, help="New network namespace with lo up.")
-@click.option("--pid", is_flag=True, help="New PID namespace: a small init is PID 1 and "
-                                          "forwards signals, the command is PID 2.")
-@click.option("--die-with-parent", is_flag=True,
-              help="Kill the command when idrun's own parent dies.")
-@click.option("--mount-proc", is_flag=True, help="Mount a fresh /proc (implies --mount; needs --pid).")
-@click.option("--mount", is_flag=True, help="New mount namespace, private propagation.")
-@click.option("--uts", is_flag=True, help="New UTS namespace.")
-@click.option("--hostname", metavar="NAME", help="Hostname inside (implies --uts).")
-@click.option("--ipc", is_flag=True, help="New IPC namespace.")
-@click.option("--cgroup", is_flag=True, help="New cgroup namespace.")
-@click.option("--fork", is_flag=True, help="Run the command as a child and wait for it.")
-@click.option("--no-new-privs", is_flag=True, help="Set no_new_privs before the exec.")
-@_cap_options
-@click.option("--preserve-fds", type=DecimalParam(2**31 - 1), default=0, metavar="N",
-              help="Pass file descriptors 3 … 3+N-1 on to the command; they must be open.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (as 'idrun map') and start nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print JSON.")
-@click.option("--verify", is_flag=True, help="With --dry-run: have the kernel take the maps "
-                                             "in a throwaway namespace (see 'idrun map').")
-@click.option("--json-status-fd", type=DecimalParam(2**31 - 1), metavar="FD",
-              help="Write JSON lines to descriptor FD, as bubblewrap does: the child's pid "
-                   "and namespace inodes once the command runs, its exit code when it ends. "
-                   "idrun then stays as the command's parent, as with --fork.")
-@_mount_options
-@_files_option
-@click.option("--verbose", is_flag=True,
-              help="Also print the notes 'idrun map' and --dry-run show (a launch otherwise "
-                   "notes only likely mistakes); say more when something fails.")
-@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version,
-              help="Print the version, the Python and the native part, and exit.")
+@table_options(LAUNCHER)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: bool,
-                   mount: bool, uts: bool, hostname: str | None, ipc: bool, cgroup: bool,
-                   fork: bool, no_new_privs: bool, preserve_fds: int, dry_run: bool,
-                   as_json: bool, verbose: bool, die_with_parent: bool, verify: bool,
-                   json_status_fd: int | None, files: int | None, **kw) -> None:
+def launch_command(command: tuple[str, ...], dry_run: bool, as_json: bool, verify: bool,
+                   files: int | None, **kw) -> None:
     """Run COMMAND (default: your shell) in a new user namespace.
 
     Without a mapping option the default is podman unshare's rootless (0 = you, 1… =
@@ -395,18 +304,11 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
     from .options import check_output_flags, launch_options
     from .prelaunch import prelaunch
     check_output_flags(as_json=as_json, verify=verify, dry_run=dry_run,
-                       json_status_fd=json_status_fd, files=files,
+                       json_status_fd=kw["json_status_fd"], files=files,
                        sources=bool(kw["volumes"] or kw["rootfs"]))
-    opts = launch_options(net=net, pid=pid, mount_proc=mount_proc, mount=mount, uts=uts,
-                          hostname=hostname, ipc=ipc, cgroup=cgroup, fork=fork,
-                          no_new_privs=no_new_privs, preserve_fds=preserve_fds,
-                          verbose=verbose, die_with_parent=die_with_parent,
-                          json_status_fd=json_status_fd, cap_add=kw.pop("cap_add"),
-                          cap_drop=kw.pop("cap_drop"))
+    opts = launch_options(**take_options(kw, LAUNCH, CAPS))
     request = _request(kw)
-    if not (request.uidmap or request.gidmap or request.userns or request.map_root_user
-            or request.map_current_user or request.map_auto or request.subuidname
-            or request.subgidname):
+    if not any(getattr(request, o.dest) for o in OPTIONS if o.chooses_mapping):
         _check_late_options(command)
     # --userns=auto: this process (which becomes the command, or waits for it) owns
     # the lease; a failed launch gives it back, a finished one leaves it to be reclaimed.
@@ -422,7 +324,7 @@ def launch_command(command: tuple[str, ...], net: bool, pid: bool, mount_proc: b
         from .launch import default_shell
         try:
             spec = engine.build_spec(pre.plan, list(command) or [default_shell()], pre.opts,
-                                     pass_fds=range(3, 3 + preserve_fds))
+                                     pass_fds=range(3, 3 + opts.preserve_fds))
         except (ValueError, TypeError, OSError) as e:
             raise IdrunError(f"cannot start the command: {e}",
                              "check the command line and --preserve-fds") from None

@@ -32,6 +32,7 @@ from . import launch, procfs, syscalls
 from .errors import (EXIT_IDRUN, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFound,
                      IdrunError, LaunchError)
 from .launch import FORWARDED_SIGNALS, SIGKILL, LaunchOptions, StepFailed
+from .options import VERIFY_RESET
 from .plan import Plan
 
 READY = b"U"
@@ -718,9 +719,7 @@ def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:
         raise IdrunError("this mapping creates no user namespace, so there is nothing for "
                          "the kernel to take", "--verify checks --uidmap/--gidmap and --userns "
                          "modes other than host")
-    spec = Spec(plan, opts._replace(pid=False, fork=False, net=False, mount=False,
-                                    mount_proc=False, uts=False, hostname=None, ipc=False,
-                                    cgroup=False, mounts=None),
+    spec = Spec(plan, opts._replace(**VERIFY_RESET, mounts=None),
                 "/nonexistent", ("verify",), os.environ)
     helpers = _helpers(spec, in_this_process=False)
     fd_target = _fd_target(helpers)

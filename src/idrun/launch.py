@@ -22,6 +22,7 @@ import _signal
 
 from . import procfs, syscalls
 from .errors import CommandNotExecutable, CommandNotFound, LaunchError
+from .options import LaunchOptions     # defined with the option table
 from .plan import WRITER_DIRECT, WRITER_HELPER, WRITER_SELF, KindPlan, Plan
 from .ranges import IdMap, render
 
@@ -29,71 +30,6 @@ SIGKILL = 9
 # podman --sig-proxy forwards everything catchable; the brief fixes this set.
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
                      _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
-
-
-class LaunchOptions(NamedTuple):
-    """Everything about a launch that is not the id mapping (that is in the Plan).
-
-    A NamedTuple rather than a frozen dataclass: same immutability, a fraction of
-    the import cost on the launch path.
-    """
-
-    net: bool = False              # new network namespace with lo up
-    pid: bool = False              # new PID namespace; an init is PID 1, the command PID 2
-    mount: bool = False            # new mount namespace, propagation private
-    mount_proc: bool = False       # mount a fresh /proc (implies mount)
-    uts: bool = False
-    hostname: str | None = None    # implies uts
-    ipc: bool = False
-    cgroup: bool = False
-    fork: bool = False             # run the command as a child of a wrapper
-    no_new_privs: bool = False     # set after the helpers ran, before exec
-    preserve_fds: int = 0          # pass fds 3 .. 3+N-1 (podman's --preserve-fds)
-    verbose: bool = False
-    newuidmap: str | None = None   # explicit helper paths (else system dirs)
-    newgidmap: str | None = None
-    die_with_parent: bool = False  # SIGKILL when idrun's own parent dies (bwrap's option)
-    json_status_fd: int | None = None  # JSON lines for a supervisor (bwrap's; statusfd.py)
-    # --volume/--tmpfs/--rootfs/--workdir: a mounts.Prepared (detached trees made
-    # before any child exists), attached by setup_namespaces.
-    mounts: object = None
-    # --cap-add/--cap-drop (and rootless read-only mounts): the command's capability
-    # numbers, or None for the default (all in the namespace; python-prctl not loaded).
-    caps: frozenset | None = None
-    cap_added: frozenset = frozenset()     # the ones --cap-add named
-
-    @property
-    def ns_flags(self) -> int:
-        """unshare(2) flags for the namespaces other than the user namespace."""
-        flags = 0
-        if self.net:
-            flags |= syscalls.CLONE_NEWNET
-        if self.pid:
-            flags |= syscalls.CLONE_NEWPID
-        if self.mount or self.mount_proc or self.mounts is not None:
-            flags |= syscalls.CLONE_NEWNS
-        if self.uts or self.hostname is not None:
-            flags |= syscalls.CLONE_NEWUTS
-        if self.ipc:
-            flags |= syscalls.CLONE_NEWIPC
-        if self.cgroup:
-            flags |= syscalls.CLONE_NEWCGROUP
-        return flags
-
-    @property
-    def wrapper(self) -> bool:
-        # Only a waiting parent learns the exit status --json-status-fd reports.
-        return self.fork or self.pid or self.json_status_fd is not None
-
-    @property
-    def mount_fds(self) -> tuple[int, ...]:
-        """The prepared detached trees: every fork on the way to the command keeps them."""
-        fds = getattr(self.mounts, "fds", None) or ()
-        return tuple(fd for fd in fds if fd is not None)
-
-    @property
-    def rootfs(self) -> str | None:
-        return getattr(self.mounts, "rootfs", None)
 
 
 class StepFailed(Exception):

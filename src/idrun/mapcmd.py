@@ -1,37 +1,21 @@
 """``idrun map``: resolve and validate a mapping, start nothing.
 
 Its own module, as ``check`` and ``show`` are, so a launch does not build this
-command's options; it shares the launcher's option groups and plan output (cli).
+command's options; its options are the table's (options.OPTIONS, as the launcher's), its
+plan output the launcher's (cli).
 """
 from __future__ import annotations
 
 import click
 
-from .cli import (_CONTEXT, _SectionedCommand, _cap_options, _files_option, _mapping_options,
-                  _mount_options, _mount_request, _request, _say, _show_plan, _verified,
-                  _verify_mounts)
+from .cli import (_CONTEXT, _SectionedCommand, _mount_request, _request, _say, _show_plan,
+                  _verified, _verify_mounts, table_options, take_options)
 from .errors import IdrunError
+from .options import CAPS, MAP
 
 
 @click.command("map", cls=_SectionedCommand, context_settings=_CONTEXT)
-@_mapping_options
-@click.option("--rootless", is_flag=True,
-              help="Resolve as an unprivileged user would, even as root.")
-@click.option("--caller", metavar="USER[:GID]",
-              help="Resolve for this caller (login name or uid; GID defaults to the user's "
-                   "primary gid) instead of you. A caller other than 0 implies --rootless.")
-@click.option("--subuid-file", metavar="FILE", help="Read FILE instead of /etc/subuid.")
-@click.option("--subgid-file", metavar="FILE", help="Read FILE instead of /etc/subgid.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--verify", is_flag=True,
-              help="Also have the kernel take the maps: a throwaway namespace gets them "
-                   "written as a launch would, they are read back, nothing is run. With "
-                   "mounts, each id-mapped one is built and dropped, and a line says what "
-                   "this kernel can do (mount_setattr, id-mapped mounts) and how it builds "
-                   "each mount.")
-@_mount_options
-@_files_option
-@_cap_options
+@table_options(MAP)
 def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
                 subgid_file: str | None, as_json: bool, verify: bool, files: int | None,
                 **kw) -> None:
@@ -55,7 +39,7 @@ def map_command(rootless: bool, caller: str | None, subuid_file: str | None,
         check_files(files, bool(kw["volumes"] or kw["rootfs"]))
     who = parse_caller(caller) if caller else None
     # Only root resolves rootful: any other caller would run idrun rootless.
-    opts = launch_options(cap_add=kw.pop("cap_add"), cap_drop=kw.pop("cap_drop"))
+    opts = launch_options(**take_options(kw, CAPS))
     pre = prelaunch(_request(kw), opts, _mount_request(kw), hold=False,
                     rootless=True if rootless or (who and who[0] != 0) else None,
                     caller=who, subuid_file=subuid_file, subgid_file=subgid_file)

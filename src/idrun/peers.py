@@ -13,21 +13,26 @@ Only the words before the command are looked at: the command's own are its own.
 from __future__ import annotations
 
 from .errors import IdrunError, quoted
+from .options import OPTIONS
 
+# The spellings taken unchanged come from the option table (options.Option.peers),
+# besides those of the user namespace, which idrun always creates.
+_PEERS = [(p, o) for o in OPTIONS for p in o.peers]
 # Short flags of unshare(1) with the same meaning in idrun; None: nothing to do.
-_SHORT = {"U": None, "n": "--net", "p": "--pid", "m": "--mount", "f": "--fork",
-          "i": "--ipc", "C": "--cgroup"}
+_SHORT: dict[str, str | None] = {"U": None, **{p: o.long for p, o in _PEERS if len(p) == 1}}
 # Long flags taken unchanged.
-_LONG = {"--unshare-user": [], "--unshare-user-try": [], "--unshare-pid": ["--pid"],
-         "--unshare-net": ["--net"], "--unshare-ipc": ["--ipc"], "--unshare-uts": ["--uts"],
-         "--unshare-cgroup": ["--cgroup"], "--unshare-cgroup-try": ["--cgroup"],
-         "--unshare-all": ["--net", "--pid", "--ipc", "--uts", "--cgroup"]}
+_LONG = {"--unshare-user": [], "--unshare-user-try": [],
+         **{p: [o.long] for p, o in _PEERS if p[:2] == "--" and p[-1] != "=" and not o.value}}
+# bubblewrap's --unshare-all: its --unshare-* flags, each as idrun's.
+_LONG["--unshare-all"] = [flag for p in ("--unshare-net", "--unshare-pid", "--unshare-ipc",
+                                         "--unshare-uts", "--unshare-cgroup")
+                          for flag in _LONG[p]]
 # Long options with a value taken unchanged under idrun's name.
-_RENAMED = {"--chdir": "--workdir", "--wd": "--workdir"}
+_RENAMED = {p: o.long for p, o in _PEERS if p[:2] == "--" and o.value}
 # podman's NAME=host|private namespace modes: host keeps the host's (idrun's default),
 # private is idrun's flag. Only the '=' form: "--pid host" stays idrun's flag and a command.
-_NS_MODES = {"--pid": "--pid", "--ipc": "--ipc", "--uts": "--uts", "--cgroupns": "--cgroup",
-             "--cgroup": "--cgroup", "--userns": None}
+_NS_MODES: dict[str, str | None] = {"--userns": None,
+                                    **{p[:-1]: o.long for p, o in _PEERS if p[-1] == "="}}
 # Options of peers idrun spells differently: how many values they take.
 _POINTED = {"--bind": 2, "--ro-bind": 2, "--dev-bind": 2, "--bind-try": 2, "--ro-bind-try": 2,
             "--map-users": 1, "--map-groups": 1, "--map-user": 1, "--map-group": 1,
