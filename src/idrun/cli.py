@@ -268,8 +268,9 @@ def _verify_mounts(plan, mplan, verify: bool) -> None:
     """With --verify: build every id-mapped mount detached, then drop it again; the
     kernel's refusal (filesystem type, errno) is the usual one-line error."""
     if verify and mplan is not None:
+        from .engine import idmap_userns
         from .mounts import prepare
-        prepare(mplan, plan.rootless, verify_only=True).release()
+        prepare(mplan, plan.rootless, idmap_userns, verify_only=True).release()
 
 
 def _file_owners(plan, mplan, limit: int | None) -> list | None:
