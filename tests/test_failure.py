@@ -67,3 +67,29 @@ def test_step_keeps_the_errno():
                                          (15 | 0x80, "signal 15")])
 def test_how_ended(status, text):
     assert syscalls.how_ended(status) == text
+
+
+def _source() -> dict[str, str]:
+    root = os.path.dirname(idrun.__file__)
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            if n.endswith(".py"):
+                with open(os.path.join(dirpath, n), encoding="utf-8") as f:
+                    out[os.path.relpath(os.path.join(dirpath, n), root)] = f.read()
+    return out
+
+
+def test_each_piece_of_the_process_protocol_exists_once():
+    """Issue 21: one signal-forwarding loop, one "exit N / signal N" text, one fork of
+    a throwaway user namespace (mounts forks nothing), and stages by name."""
+    import re
+    src = _source()
+    def where(pattern: str) -> list[str]:
+        return sorted(f for f, text in src.items() for _ in re.finditer(pattern, text))
+    assert where(r"sigwaitinfo\(") == ["engine.py"]
+    assert where(r'f"exit \{') == ["syscalls.py"]
+    assert where(r"syscalls\.unshare\b") == ["engine.py", "mounts.py"]   # the user namespace
+    assert "unshare(syscalls.CLONE_NEWNS)" in src["mounts.py"]        # and attach_early's
+    assert "fork(" not in src["mounts.py"] and "Owned" not in src["mounts.py"]
+    assert where(r'StepFailed\("') == [] and where(r'step\("') == [], "a stage letter"

@@ -7,7 +7,7 @@ Two steps, split by who can do them:
   it for host filesystems), builds every id-mapped mount as a *detached* tree:
   ``open_tree(OPEN_TREE_CLONE)`` (or a fresh detached tmpfs), then
   ``mount_setattr(MOUNT_ATTR_IDMAP)`` with a throwaway user namespace holding
-  the mapping. The detached trees are file descriptors, inherited by the
+  the mapping (the engine's, handed in: this module forks nothing). The detached trees are file descriptors, inherited by the
   process that becomes the command.
 * ``attach`` puts every tree in place, each made private before it is attached
   (no mount made inside may propagate to the host), and for ``--rootfs`` builds
