@@ -541,8 +541,7 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
                 # keep it a zombie and idrun deaf; the end line follows.
                 chld = True
                 break
-            _forward(info, child.pid)
-            stop = stop or info.si_signo in TERMINATING
+            stop = _forward(info, child.pid) or stop
             rest, info = statusfd.send(status_fd, rest, waited)
     status, stop = _forward_until_exit(child.pid, waited, False, chld, stop)
     if spec.opts.pid:
@@ -572,8 +571,7 @@ def _forward_until_exit(cmd: int, waited: tuple[int, ...], reap_all: bool,
         info = _signal.sigwaitinfo(waited)
         chld = info.si_signo == _signal.SIGCHLD
         if not chld:
-            _forward(info, cmd)
-            stop = stop or info.si_signo in TERMINATING
+            stop = _forward(info, cmd) or stop
 
 
 def _reap(cmd: int, reap_all: bool) -> int | None:
@@ -589,14 +587,15 @@ def _reap(cmd: int, reap_all: bool) -> int | None:
             return None
 
 
-def _forward(info, pid: int) -> None:
+def _forward(info, pid: int) -> bool:
     """Pass a signal on to the command (the init); a terminal's signals reach the whole
-    foreground group by themselves."""
+    foreground group by themselves. True for a signal that ends a wait (TERMINATING)."""
     if info.si_code != SI_KERNEL:
         try:
             os.kill(pid, info.si_signo)
         except ProcessLookupError:
             pass
+    return info.si_signo in TERMINATING
 
 
 def _arm_and_check(alive_r: int) -> None:
