@@ -28,7 +28,7 @@ def _fds() -> set[str]:
 
 LAUNCH_MODULES = {"idrun.api", "idrun.engine", "idrun.launch", "idrun.syscalls",
                   "idrun.procfs", "idrun.preconditions", "idrun.diagnose", "idrun.mounts",
-                  "idrun.prelaunch"}
+                  "idrun.prelaunch", "idrun.failure", "idrun.kernelfeatures"}
 
 
 class Injector:
@@ -74,8 +74,8 @@ def _launch(marker: str, injector: Injector, **kw):
                                 {"pid": True}, {"volumes": ["idmap"]}],
                          ids=["plain", "pipes", "pid", "idmap-volume"])
 def test_a_raising_signal_handler_at_every_step_leaves_nothing(root, tmp_path, kw):
-    """With an id-mapped volume (issue 19), the ns/user fd of mounts._make_userns was
-    lost when the raise came right after its open."""
+    """With an id-mapped volume (issue 19), the ns/user fd of the idmap's throwaway user
+    namespace (engine.idmap_userns) was lost when the raise came right after its open."""
     if kw.get("volumes") == ["idmap"]:
         (tmp_path / "vol").mkdir()
         kw = {"volumes": [f"{tmp_path / 'vol'}:/mnt:idmap=uids=0-0-1;gids=0-0-1"]}
@@ -223,3 +223,86 @@ def test_api_pid_namespace_job_stops_with_everything_in_it(root, how):
     while _sleeping(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _sleeping(marker), "processes of the namespace survived"
+
+
+def _raise_at_every_step(call, cleanup=lambda: None) -> int:
+    """``call()`` once to count its steps, then with a KeyboardInterrupt raised at each
+    of them in turn: no process and no descriptor may be left behind by any."""
+    me = os.getpid()
+    base_children, base_fds = set(children_of(me)), _fds()
+    probe = Injector(0)
+    sys.setprofile(probe)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+    cleanup()
+    assert set(children_of(me)) == base_children and _fds() == base_fds
+    for n in range(1, probe.count + 1):
+        sys.setprofile(Injector(n))
+        try:
+            call()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.setprofile(None)
+        cleanup()                       # what the call handed over, if it got so far
+        left = set(children_of(me)) - base_children
+        assert not left, f"raise at step {n}/{probe.count}: processes left {left}"
+        assert _fds() == base_fds, f"raise at step {n}/{probe.count}: fds leaked"
+    return probe.count
+
+
+def test_a_raising_signal_handler_in_verify_leaves_nothing(root):
+    """--verify's throwaway namespace (engine.throwaway_userns) under the same injector."""
+    from idrun import engine
+    plan = idrun.plan_for(["0:100000:65536"], rootless=False)
+    assert _raise_at_every_step(lambda: engine.verify(plan)) > 30
+
+
+def test_a_raising_signal_handler_in_an_idmaps_namespace_leaves_nothing(root):
+    """engine.idmap_userns hands its ns/user fd over to ``keep`` with signals blocked:
+    after a raise at any step the fd is either handed over or closed."""
+    from idrun import engine
+    from idrun.ranges import Line
+    one = (Line(0, 0x10000, 1),)
+    kept: list[int] = []
+
+    def cleanup() -> None:
+        for fd in kept:
+            assert os.readlink(f"/proc/self/fd/{fd}").startswith("user:[")
+            os.close(fd)
+        kept.clear()
+    assert _raise_at_every_step(lambda: engine.idmap_userns(one, one, kept.append),
+                                cleanup) > 30
+
+
+def test_a_raising_signal_handler_in_check_idmap_probe_leaves_nothing(root):
+    """idrun check's id-mapped mount probe (kernelfeatures.idmap_by_fs) uses the same
+    throwaway namespace and closes it whatever happens."""
+    from idrun import engine, kernelfeatures
+    if kernelfeatures.lacking_for_idmap():
+        pytest.skip("this kernel cannot make id-mapped mounts")
+    assert _raise_at_every_step(lambda: kernelfeatures.idmap_by_fs(engine.idmap_userns)) > 30
+
+
+@pytest.mark.parametrize("how", ["idmap", "verify"])
+def test_a_throwaway_namespace_that_cannot_unshare_says_why(root, how):
+    """The errno of a refused unshare reaches the user through the failure report: the
+    former helper of id-mapped mounts said only "the helper process failed to unshare".
+    Inside a user namespace (idrun -r) whose user.max_user_namespaces is 0, a real
+    unshare(CLONE_NEWUSER) fails with ENOSPC."""
+    from conftest import run
+    call = ("idmap_userns(one, one, print)" if how == "idmap" else
+            "verify(idrun.plan_for(['0:0:1']))")
+    code = ("import sys, idrun\n"
+            "from idrun.engine import idmap_userns, verify\n"
+            "from idrun.ranges import Line\n"
+            "one = (Line(0, 0, 1),)\n"
+            f"try:\n    {call}\n"
+            "except idrun.IdrunError as e:\n    print(e); sys.exit(3)\n")
+    res = run([sys.executable, "-m", "idrun", "-r", "--", "sh", "-c",
+               'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" -c "$1"',
+               sys.executable, code])
+    assert res.returncode == 3, res
+    assert "user namespaces are disabled (user.max_user_namespaces = 0)" in res.stdout, res

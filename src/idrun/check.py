@@ -84,7 +84,8 @@ def _kernel_features(root: bool) -> list[Check]:
                          "launches cannot use idmap (run 'idrun check' as root for the "
                          "filesystem types)"))
     else:
-        took, refused, why = kf.idmap_by_fs()
+        from .engine import idmap_userns
+        took, refused, why = kf.idmap_by_fs(idmap_userns)
         if why:
             out.append(Check("id-mapped mounts", WARN, f"could not ask the kernel: {why}"))
         else:

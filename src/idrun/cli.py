@@ -12,7 +12,7 @@ from typing import Callable
 import click
 
 from .errors import EXIT_IDRUN, IdrunError
-from .options import (BY_DEST, CAPS, CHOICE, DECIMAL, DEFAULT_FILES, LAUNCH, LAUNCHER,
+from .options import (BY_DEST, CAPS, CHOICE, DECIMAL, LAUNCH, LAUNCHER,
                       MOUNT, OPTIONS, REQUEST, SECTION_TITLES, Option, options_of)
 from .plan import Request
 
@@ -212,8 +212,9 @@ def _verify_mounts(plan, mplan, verify: bool) -> None:
     """With --verify: build every id-mapped mount detached, then drop it again; the
     kernel's refusal (filesystem type, errno) is the usual one-line error."""
     if verify and mplan is not None:
+        from .engine import idmap_userns
         from .mounts import prepare
-        prepare(mplan, plan.rootless, verify_only=True).release()
+        prepare(mplan, plan.rootless, idmap_userns, verify_only=True).release()
 
 
 def _file_owners(plan, mplan, limit: int | None) -> list | None:

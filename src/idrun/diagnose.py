@@ -1,7 +1,8 @@
-"""Why a launch step failed: kernel errnos turned into one-line diagnoses.
+"""Why a system call failed here: kernel errnos turned into one-line diagnoses, with
+the host's state (sysctls, threads, the path) that explains them.
 
 Loaded only when something has already gone wrong, so the launch path does not
-pay for the text.
+pay for the text; ``failure.explain`` calls these for the steps they cover.
 """
 from __future__ import annotations
 
@@ -97,78 +98,6 @@ def exec_error(err: OSError, name: str, path: str) -> IdrunError:
     return CommandNotExecutable(f"{name}: cannot execute {path}: {err.strerror}",
                                 hint="the container user may lack permission; check modes "
                                      "and --user")
-
-
-# What each namespace-side stage was doing (launch.StepFailed's letter).
-STAGES = {
-    "u": "unshare", "s": "writing /proc/self/setgroups", "U": "writing /proc/self/uid_map",
-    "G": "writing /proc/self/gid_map", "c": "changing directory",
-    "d": "setting up the command's stdin/stdout/stderr", "f": "passing a file descriptor on",
-    "m": "making / private in the new mount namespace", "n": "bringing up lo",
-    "h": "setting the hostname", "p": "mounting a new /proc", "g": "setgroups",
-    "i": "switching gid", "j": "switching uid", "N": "setting no_new_privs",
-    "D": "arming the parent-death signal", "F": "starting a process", "x": "exec",
-    "E": "an idrun error", "X": "an internal error",
-}
-
-
-# Stages whose line is "what: strerror; hint", with facts of the launch filled in.
-_MESSAGES = {
-    "c": ("cannot change to directory {cwd}",
-          "give an existing directory the container user may enter"),
-    "m": ("cannot make / private in the new mount namespace", None),
-    "p": ("cannot mount a new /proc", "--mount-proc needs --pid"),
-    "h": ("cannot set hostname {hostname!r}", "at most 64 bytes"),
-    "g": ("setgroups({groups}) failed", "every --group-add id must be mapped"),
-    "i": ("cannot switch to container gid {gid}", "the gid must be mapped; see --dry-run"),
-    "j": ("cannot switch to container uid {uid}", "the uid must be mapped; see --dry-run"),
-    "D": ("the parent process died before the command started",
-          "--die-with-parent ends the launch with its parent"),
-}
-
-
-def explain(stage: str, err: int, detail: str, spec) -> IdrunError:
-    """The one table from a failed step (stage letter, errno, detail) to the user's line.
-
-    ``spec`` is the launch's ``engine.Spec``: the parent has it too, so a report from
-    a forked process is explained exactly as the same failure in this process.
-    """
-    from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
-    e = OSError(err, os.strerror(err)) if err else OSError(0, detail or "failed")
-    if stage == "E":
-        msg, _, hint = detail.partition("\0")
-        cls = {EXIT_NOT_FOUND: CommandNotFound,
-               EXIT_NOT_EXECUTABLE: CommandNotExecutable}.get(err, LaunchError)
-        return cls(msg, hint=hint or None)
-    if stage == "F":
-        why = e.strerror
-        if err == errno.ENOMEM:
-            why += (" (inside a new PID namespace this means its first process has "
-                    "already exited; otherwise memory or the pid limit is exhausted)")
-        return LaunchError(f"cannot start {detail or 'a process'}: {why}",
-                           hint="check ulimit -u and free memory")
-    if stage == "X":
-        return LaunchError(f"internal error: {detail}")
-    plan, opts = spec.plan, spec.opts
-    if stage == "u":
-        return unshare_error(e, spec.flags)
-    if stage == "s":
-        return write_error(e, "/proc/self/setgroups", "deny")
-    if stage in ("U", "G"):
-        k = plan.uid if stage == "U" else plan.gid
-        return write_error(e, f"/proc/self/{k.kind}_map", k.text)
-    if stage == "x":
-        return exec_error(e, spec.argv[0], spec.path)
-    if stage == "n":
-        return LaunchError(f"cannot bring up lo in the new network namespace: "
-                           f"{detail or e.strerror}",
-                           hint="run with --verbose; check that netlink is allowed")
-    if stage in _MESSAGES:
-        what, hint = _MESSAGES[stage]
-        facts = {"cwd": spec.cwd, "hostname": opts.hostname, "groups": list(plan.groups),
-                 "gid": plan.user_gid, "uid": plan.user_uid}
-        return LaunchError(f"{what.format(**facts)}: {e.strerror}", hint=hint)
-    return LaunchError(f"{STAGES.get(stage, f'launch step {stage!r}')} failed: {e.strerror}")
 
 
 # statfs(2) magic numbers of the filesystems an idmap error is likely to meet.

@@ -12,8 +12,10 @@ Two roles talk over two pipes:
 The CLI launcher is the namespace side and forks its map side before it
 unshares, so it keeps its pid and becomes the command. The API caller is the
 map side and forks the namespace side, so it keeps running. Same steps
-(``launch``), same messages, one failure report (stage letter + errno + detail,
-``encode``/``decode``) and one explanation table (``diagnose.explain``).
+(``launch``), same messages, one failure report (stage name + errno + detail,
+``failure.encode``/``decode``) and one explanation table (``failure.explain``).
+``verify`` and the id-mapped mounts' user namespaces use the same protocol for a
+throwaway namespace (``throwaway_userns``).
 
 Every process this module forks is owned by an ``Owned`` until it is reaped or
 handed over, and every pipe likewise: an exception at any point, including one
@@ -22,21 +24,19 @@ the descriptors. Forks, pipes and the kill/reap run with signals blocked, so no
 handler can run between creating a resource and recording it.
 """
 
-import errno
 import os
 from typing import Callable, Mapping, NamedTuple, NoReturn, Sequence
 
 import _signal
 
 from . import launch, procfs, syscalls
-from .errors import (EXIT_IDRUN, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFound,
-                     IdrunError, LaunchError)
-from .launch import FORWARDED_SIGNALS, SIGKILL, LaunchOptions, StepFailed
-from .options import VERIFY_RESET
-from .plan import Plan
+from .errors import EXIT_IDRUN, CommandNotFound, IdrunError, LaunchError
+from .failure import GO, READY, Stage, StepFailed, decode, encode, explain, explained, step
+from .launch import FORWARDED_SIGNALS, SIGKILL
+from .options import VERIFY_RESET, LaunchOptions
+from .plan import KindPlan, Plan
+from .ranges import Line
 
-READY = b"U"
-GO = b"g"
 SI_KERNEL = 0x80        # si_code of a signal the kernel sent (a terminal's ^C), not kill(2)
 # Forwarded signals whose default action ends a process: they also end a wait for a
 # --json-status-fd reader.
@@ -109,37 +109,6 @@ def build_spec(plan: Plan, argv: Sequence, opts: LaunchOptions = LaunchOptions()
                 (std + (None, None, None))[:3], keep)
 
 
-# --- failure reports ---------------------------------------------------------------
-
-def encode(exc: BaseException) -> tuple[bytes, int]:
-    """A failure as ``E``, stage, errno (u32 LE), detail; and the exit status to use."""
-    status = EXIT_IDRUN
-    if isinstance(exc, StepFailed):
-        stage, err, detail = exc.stage, exc.errno, exc.detail
-        if stage == "x":
-            status = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_NOT_EXECUTABLE
-    elif isinstance(exc, IdrunError):
-        stage, err, detail = "E", exc.exit_status, f"{exc.message}\0{exc.hint or ''}"
-        status = exc.exit_status
-    else:
-        stage, err, detail = "X", 0, f"{type(exc).__name__}: {exc}"
-    return (b"E" + stage.encode()[:1] + (err & 0xFFFFFFFF).to_bytes(4, "little")
-            + detail.encode("utf-8", "replace")), status
-
-
-def decode(report: bytes, spec: Spec) -> IdrunError:
-    if len(report) < 6 or report[:1] != b"E":
-        return LaunchError(f"unexpected report from a launch process: {report[:40]!r}")
-    from .diagnose import explain
-    return explain(chr(report[1]), int.from_bytes(report[2:6], "little"),
-                   report[6:].decode("utf-8", "replace"), spec)
-
-
-def explained(exc: StepFailed, spec: Spec) -> IdrunError:
-    from .diagnose import explain
-    return explain(exc.stage, exc.errno, exc.detail, spec)
-
-
 # --- owning processes and descriptors -----------------------------------------------
 
 class Child:
@@ -200,8 +169,7 @@ class Owned:
             try:
                 pid = _fork_quietly()
             except OSError as e:
-                from .diagnose import explain
-                raise explain("F", e.errno or 0, what, None) from None
+                raise explain(Stage.FORK, e.errno or 0, what, None) from None
             if pid == 0:
                 _child(main, mask, report_fd, keep)
             child = Child(pid)
@@ -279,7 +247,7 @@ def _namespace_side(spec: Spec, ready_w: int | None, go_r: int | None) -> None:
         from .mounts import attach_early
         attach_early(spec.opts.mounts, fresh_proc=spec.opts.pid)  # type: ignore[arg-type]
     if spec.flags:
-        launch._step("u", syscalls.unshare, spec.flags)
+        step(Stage.UNSHARE, syscalls.unshare, spec.flags)
     launch.write_own_maps(spec.plan)
     if ready_w is None:
         return
@@ -371,9 +339,7 @@ def run_cli(spec: Spec) -> NoReturn:
         except _Abandoned as e:
             if e.report:
                 raise decode(e.report, spec) from None
-            status = writer.wait() if writer is not None else 0
-            code = os.waitstatus_to_exitcode(status)
-            how = f"exit {code}" if code >= 0 else f"signal {-code}"
+            how = syscalls.how_ended(writer.wait() if writer is not None else 0)
             raise LaunchError(f"the map writer process ended ({how}) before the maps were "
                               "written; refusing to run the command") from None
         for fd in list(own.fds):
@@ -407,9 +373,8 @@ def _reap_writer(own: Owned, writer: Child | None) -> None:
     status = writer.wait()
     own.release(writer)
     if status != 0:
-        code = os.waitstatus_to_exitcode(status)
-        how = f"exit {code}" if code >= 0 else f"signal {-code}"
-        raise LaunchError(f"the map writer process failed ({how}); refusing to run the command")
+        raise LaunchError(f"the map writer process failed ({syscalls.how_ended(status)}); "
+                          "refusing to run the command")
 
 
 def _writer_main(spec: Spec, helpers: dict, launcher: int, ready_r: int, go_w: int) -> NoReturn:
@@ -485,9 +450,9 @@ def _api_child(spec: Spec, report_w: int, go_r: int, mask: object) -> NoReturn:
         os._exit(EXIT_IDRUN)
     os.close(go_r)
     if spec.cwd is not None:
-        launch._step("c", os.chdir, spec.cwd)
+        step(Stage.CHDIR, os.chdir, spec.cwd)
     if spec.stdio != (None, None, None):
-        launch._step("d", _dup_stdio, spec.stdio)
+        step(Stage.STDIO, _dup_stdio, spec.stdio)
     # report_w stays close-on-exec: EOF at the exec tells the caller it succeeded.
     if spec.opts.wrapper:
         _wrapper(spec, report_w, mask)
@@ -577,19 +542,9 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
                 # keep it a zombie and idrun deaf; the end line follows.
                 chld = True
                 break
-            _forward(info, child.pid)
-            stop = stop or info.si_signo in TERMINATING
+            stop = _forward(info, child.pid) or stop
             rest, info = statusfd.send(status_fd, rest, waited)
-    while True:
-        if chld:
-            pid, status = os.waitpid(child.pid, os.WNOHANG)
-            if pid:
-                break
-        info = _signal.sigwaitinfo(waited)
-        chld = info.si_signo == _signal.SIGCHLD
-        if not chld:
-            _forward(info, child.pid)
-            stop = stop or info.si_signo in TERMINATING
+    status, stop = _forward_until_exit(child.pid, waited, False, chld, stop)
     if spec.opts.pid:
         raw = os.read(st_r, 4)
         if len(raw) == 4:
@@ -603,28 +558,59 @@ def _wrapper(spec: Spec, report_fd: int | None, mask: object) -> NoReturn:
     _exit_like(status, reraise=report_fd is not None)
 
 
-def _forward(info, pid: int) -> None:
+def _forward_until_exit(cmd: int, waited: tuple[int, ...], reap_all: bool,
+                        chld: bool = False, stop: bool = False) -> tuple[int, bool]:
+    """Pass every signal of ``waited`` (blocked) but SIGCHLD on to ``cmd`` until it ends;
+    returns its wait status and whether a terminating signal came (or ``stop`` was set
+    already). ``reap_all`` (PID 1): reap every orphan on the way, not only ``cmd``.
+    ``chld``: a SIGCHLD was already taken, so look for the end first."""
+    while True:
+        if chld:
+            status = _reap(cmd, reap_all)
+            if status is not None:
+                return status, stop
+        info = _signal.sigwaitinfo(waited)
+        chld = info.si_signo == _signal.SIGCHLD
+        if not chld:
+            stop = _forward(info, cmd) or stop
+
+
+def _reap(cmd: int, reap_all: bool) -> int | None:
+    """``cmd``'s wait status once it has ended, else None; never blocks."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1 if reap_all else cmd, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == cmd:
+            return status
+        if pid == 0 or not reap_all:
+            return None
+
+
+def _forward(info, pid: int) -> bool:
     """Pass a signal on to the command (the init); a terminal's signals reach the whole
-    foreground group by themselves."""
+    foreground group by themselves. True for a signal that ends a wait (TERMINATING)."""
     if info.si_code != SI_KERNEL:
         try:
             os.kill(pid, info.si_signo)
         except ProcessLookupError:
             pass
+    return info.si_signo in TERMINATING
 
 
 def _arm_and_check(alive_r: int) -> None:
     """PDEATHSIG tied to the wrapper, then EOF on a pipe only the wrapper holds tells
     whether it already died (getppid() reads 0 across a PID namespace). Again after
     the id switch, which clears PDEATHSIG."""
-    launch._step("D", syscalls.set_pdeathsig, SIGKILL)
+    step(Stage.PARENT_DEATH, syscalls.set_pdeathsig, SIGKILL)
     os.set_blocking(alive_r, False)
     try:
         gone = os.read(alive_r, 1) == b""
     except BlockingIOError:
         gone = False
     if gone:
-        raise StepFailed("D", 0)
+        raise StepFailed(Stage.PARENT_DEATH, 0)
 
 
 def _fork_child_main(spec: Spec, mask: object, alive_r: int, rep_w: int,
@@ -652,28 +638,11 @@ def _init_main(spec: Spec, mask: object, alive_r: int, rep_w: int, st_w: int) ->
         cmd = os.posix_spawn(spec.path, list(spec.argv), spec.env, setsigmask=mask,
                              setsigdef=reset)
     except OSError as e:
-        raise StepFailed("x", e.errno or 0) from None
+        raise StepFailed(Stage.EXEC, e.errno or 0) from None
     os.close(rep_w)                     # the wrapper's EOF: the command runs
-    waited = FORWARDED_SIGNALS + (_signal.SIGCHLD,)
-    while True:
-        info = _signal.sigwaitinfo(waited)
-        if info.si_signo != _signal.SIGCHLD:
-            if info.si_code != SI_KERNEL:
-                try:
-                    os.kill(cmd, info.si_signo)
-                except ProcessLookupError:
-                    pass
-            continue
-        while True:                      # reap every orphan, not only the command
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid == cmd:
-                os.write(st_w, status.to_bytes(4, "little"))
-                os._exit(_shell_status(status))
+    status, _ = _forward_until_exit(cmd, FORWARDED_SIGNALS + (_signal.SIGCHLD,), True)
+    os.write(st_w, status.to_bytes(4, "little"))
+    os._exit(_shell_status(status))
 
 
 def _shell_status(status: int) -> int:
@@ -722,23 +691,59 @@ def verify(plan: Plan, opts: LaunchOptions = LaunchOptions()) -> Verified:
     spec = Spec(plan, opts._replace(**VERIFY_RESET, mounts=None),
                 "/nonexistent", ("verify",), os.environ)
     helpers = _helpers(spec, in_this_process=False)
-    fd_target = _fd_target(helpers)
     own = Owned()
     try:
-        child, _, _ = _start_namespace_process(
-            spec, own, "a throwaway namespace",
-            lambda report_w, go_r, mask: _verify_child(spec, report_w, go_r), set())
-        procfd = _open_proc(own, child.pid)
-        if launch.needs_map_side(plan):
-            texts = _map_side(spec, child.pid, helpers, fd_target, procfd)
-        else:
-            texts = launch.verify_maps(plan, procfd)
-        return Verified(*texts)
-    finally:
+        texts = throwaway_userns(spec, own, helpers)[1]
         own.abort()             # EOF on go ends the child; it is killed and reaped anyway
+    except BaseException:
+        own.abort()             # also when a handler raised on the way into the one above
+        raise
+    return Verified(*texts)
 
 
-def _verify_child(spec: Spec, report_w: int, go_r: int) -> NoReturn:
+def idmap_userns(uid: tuple[Line, ...], gid: tuple[Line, ...],
+                 keep: Callable[[int], object]) -> None:
+    """As root: a user namespace whose maps are ``uid`` and ``gid``, for
+    mount_setattr(MOUNT_ATTR_IDMAP). Its ns/user descriptor is handed to ``keep`` with
+    signals blocked, so a handler that raises between the open and the caller's record
+    of it cannot lose it (issue 19); the process holding the namespace is then killed
+    and reaped, the descriptor keeps the namespace alive."""
+    plan = Plan(rootless=False, userns=True, caller_uid=os.getuid(), caller_gid=os.getgid(),
+                uid=KindPlan("uid", uid, uid), gid=KindPlan("gid", gid, gid),
+                setgroups=procfs.read_setgroups() or "allow", user_uid=None, user_gid=None)
+    spec = Spec(plan, LaunchOptions(), "/nonexistent", ("idmap",), os.environ)
+    own = Owned()
+    try:
+        procfd, _ = throwaway_userns(spec, own, {})
+        fd = own.adopt_fd(lambda: os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC,
+                                          dir_fd=procfd))
+        own.give_away(fd, keep)
+        own.abort()                     # kill and reap the child, close the pipes
+    except BaseException:
+        own.abort()                     # also when a handler raised on the way into it
+        raise
+
+
+def throwaway_userns(spec: Spec, own: Owned, helpers: dict
+                     ) -> tuple[int, tuple[str, str, str | None]]:
+    """The one way to a user namespace that runs nothing: a child unshares it and waits
+    (the launch's namespace side, its failure report included), its maps are written
+    from here as a launch writes them (``helpers``: newuidmap/newgidmap) and read back.
+
+    Returns a /proc/<pid> descriptor of the child and the kernel's texts of the maps.
+    The child, the descriptor and the pipes are ``own``'s: ``own.abort()`` ends them."""
+    fd_target = _fd_target(helpers)
+    syscalls.preload()                  # the child must not import (threaded API callers)
+    child, _, _ = _start_namespace_process(
+        spec, own, "a throwaway namespace",
+        lambda report_w, go_r, mask: _throwaway_child(spec, report_w, go_r), set())
+    procfd = _open_proc(own, child.pid)
+    if launch.needs_map_side(spec.plan):
+        return procfd, _map_side(spec, child.pid, helpers, fd_target, procfd)
+    return procfd, launch.verify_maps(spec.plan, procfd)
+
+
+def _throwaway_child(spec: Spec, report_w: int, go_r: int) -> NoReturn:
     try:
         _namespace_side(spec, report_w, go_r)
     except _Abandoned:

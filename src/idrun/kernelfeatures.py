@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Callable
 
 from . import syscalls
-from .errors import LaunchError
+from .errors import IdrunError, LaunchError
 
 # name -> (system call number, arguments it refuses without side effects)
 _BAD = 0xFFFFFFFF   # every flag bit: the calls below check their flags first
@@ -127,11 +128,13 @@ def mount_points_by_type(mountinfo: str) -> dict[str, str]:
     return out
 
 
-def idmap_by_fs() -> tuple[list[str], list[str], str | None]:
+def idmap_by_fs(userns: Callable[[tuple, tuple, Callable[[int], object]], None]
+                ) -> tuple[list[str], list[str], str | None]:
     """As root: (types that took MOUNT_ATTR_IDMAP, types the kernel refused with the errno,
     why nothing could be asked). For each filesystem type mounted here, a detached copy of
-    one of its mounts is id-mapped with a throwaway namespace, then closed: nothing is
-    attached anywhere. The kernel refuses types without FS_ALLOW_IDMAP with EINVAL."""
+    one of its mounts is id-mapped with a throwaway namespace (made by ``userns``, the
+    engine's ``idmap_userns``), then closed: nothing is attached anywhere. The kernel
+    refuses types without FS_ALLOW_IDMAP with EINVAL."""
     if lacking_for_idmap():
         return [], [], f"this kernel lacks {lacking_for_idmap()}"
     try:
@@ -139,36 +142,45 @@ def idmap_by_fs() -> tuple[list[str], list[str], str | None]:
             points = mount_points_by_type(f.read())
     except OSError as e:
         return [], [], f"cannot read /proc/self/mountinfo: {e.strerror}"
-    from .mounts import _make_userns
     from .ranges import Line
-    from .volumes import MountMaps
     one = (Line(0, 0x10000, 1),)   # any mapping but the identity one
-    held: dict = {}
-    try:
-        _make_userns(MountMaps(one, one), held)
-        ns = held.popitem()[1]
-    except (LaunchError, OSError) as e:
-        return [], [], f"cannot make a throwaway user namespace: {e}"
+    # Every descriptor is recorded in ``held`` with signals blocked and closed from there,
+    # on the way out and again if a signal handler raised on that way (issue 19).
+    held: list[int] = []
     ok: list[str] = []
     refused: list[str] = []
     try:
+        try:
+            userns(one, one, held.append)
+        except (IdrunError, OSError) as e:
+            return [], [], f"cannot make a throwaway user namespace: {e}"
+        ns = held[0]
         for fstype, point in sorted(points.items()):
             try:
-                fd = syscalls.open_tree(point, syscalls.OPEN_TREE_CLONE
-                                        | syscalls.OPEN_TREE_CLOEXEC)
+                with syscalls.SignalsBlocked():
+                    held.append(syscalls.open_tree(point, syscalls.OPEN_TREE_CLONE
+                                                   | syscalls.OPEN_TREE_CLOEXEC))
             except OSError:
                 continue        # not reachable from here: says nothing about the type
             try:
-                syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH,
+                syscalls.mount_setattr(held[-1], "", syscalls.AT_EMPTY_PATH,
                                        syscalls.MOUNT_ATTR_IDMAP, ns)
                 ok.append(fstype)
             except OSError as e:
                 refused.append(f"{fstype} ({errno.errorcode.get(e.errno or 0, e.errno)})")
-            finally:
-                os.close(fd)
-    finally:
-        os.close(ns)
+            _close_from(held, 1)
+        _close_from(held, 0)
+    except BaseException:
+        _close_from(held, 0)
+        raise
     return ok, refused, None
+
+
+def _close_from(fds: list[int], start: int) -> None:
+    """Close and forget ``fds[start:]``, signals blocked."""
+    with syscalls.SignalsBlocked():
+        while len(fds) > start:
+            os.close(fds.pop())
 
 
 def features() -> dict[str, bool]:

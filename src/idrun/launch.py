@@ -5,9 +5,9 @@ writer, the API's child, the PID-1 init); this module holds the steps
 themselves: finding the command, writing and checking the maps, setting up the
 new namespaces, switching ids and exec'ing.
 
-A step that fails in the namespace process raises ``StepFailed`` (a stage letter
-and an errno, like CPython's ``_posixsubprocess``); ``diagnose.explain`` turns it
-into the user's one line, the same for the CLI and the API whether the step ran
+A step that fails in the namespace process raises ``failure.StepFailed`` (a named
+stage and an errno, like CPython's ``_posixsubprocess``); ``failure.explain`` turns
+it into the user's one line, the same for the CLI and the API whether the step ran
 in this process or in a forked one. Map-side steps (``write_maps``,
 ``verify_maps``) raise ``IdrunError`` directly: their explanations need the
 helper's output, which no errno carries.
@@ -15,13 +15,14 @@ helper's output, which no errno carries.
 
 import os
 import sys
-from typing import Mapping, NamedTuple, NoReturn, Sequence
+from typing import Mapping, NoReturn, Sequence
 
 # _signal (the C core of ``signal``) avoids ~0.7 ms of enum set-up per launch.
 import _signal
 
 from . import procfs, syscalls
 from .errors import CommandNotExecutable, CommandNotFound, LaunchError
+from .failure import Stage, StepFailed, step
 from .options import LaunchOptions     # defined with the option table
 from .plan import WRITER_DIRECT, WRITER_HELPER, WRITER_SELF, KindPlan, Plan
 from .ranges import IdMap, render
@@ -32,22 +33,6 @@ FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SI
                      _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
 
 
-class StepFailed(Exception):
-    """A namespace-side step failed: ``stage`` (one letter, see diagnose.STAGES), the
-    errno (0 when none) and a short detail. Never shown as such: always explained."""
-
-    def __init__(self, stage: str, errno: int = 0, detail: str = "") -> None:
-        super().__init__(stage, errno, detail)
-        self.stage = stage
-        self.errno = errno
-        self.detail = detail
-
-
-def _step(stage: str, fn, *args):
-    try:
-        return fn(*args)
-    except OSError as e:
-        raise StepFailed(stage, e.errno or 0) from None
 
 
 # --- checks before anything starts ----------------------------------------------
@@ -228,11 +213,11 @@ def write_own_maps(plan: Plan) -> None:
     if not plan.userns:
         return
     if plan.setgroups == "deny":
-        _step("s", _write_file, "/proc/self/setgroups", "deny", None)
+        step(Stage.DENY_SETGROUPS, _write_file, "/proc/self/setgroups", "deny", None)
     for k in (plan.uid, plan.gid):
         if k.writer == WRITER_SELF:
-            _step("U" if k.kind == "uid" else "G", _write_file, f"/proc/self/{k.kind}_map",
-                  k.text, None)
+            step(Stage.OWN_UID_MAP if k.kind == "uid" else Stage.OWN_GID_MAP, _write_file,
+                 f"/proc/self/{k.kind}_map", k.text, None)
 
 
 def _loopback_up() -> None:
@@ -241,12 +226,13 @@ def _loopback_up() -> None:
         with IPRoute() as ipr:
             idx = ipr.link_lookup(ifname="lo")
             if not idx:
-                raise StepFailed("n", 0, "the new network namespace has no 'lo' interface")
+                raise StepFailed(Stage.LOOPBACK, 0,
+                                 "the new network namespace has no 'lo' interface")
             ipr.link("set", index=idx[0], state="up")
     except StepFailed:
         raise
     except Exception as e:      # pyroute2 raises its own NetlinkError family
-        raise StepFailed("n", 0, str(e)) from None
+        raise StepFailed(Stage.LOOPBACK, 0, str(e)) from None
 
 
 def setup_namespaces(opts: LaunchOptions) -> None:
@@ -254,17 +240,18 @@ def setup_namespaces(opts: LaunchOptions) -> None:
     capabilities there (the id switch may drop them). With --pid this runs in the
     init, PID 1 of the new namespace, so a fresh /proc shows that namespace."""
     if opts.ns_flags & syscalls.CLONE_NEWNS:
-        _step("m", syscalls.mount, None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        step(Stage.PRIVATE_ROOT, syscalls.mount, None, "/", None,
+             syscalls.MS_REC | syscalls.MS_PRIVATE)
     if opts.mounts is not None:
         from .mounts import attach
         attach(opts.mounts, fresh_proc=opts.pid)  # type: ignore[arg-type]
     if opts.net:
         _loopback_up()
     if opts.hostname is not None:
-        _step("h", syscalls.sethostname, opts.hostname)
+        step(Stage.HOSTNAME, syscalls.sethostname, opts.hostname)
     if opts.mount_proc and opts.rootfs is None:
-        _step("p", syscalls.mount, "proc", "/proc", "proc",
-              syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+        step(Stage.MOUNT_PROC, syscalls.mount, "proc", "/proc", "proc",
+             syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
 
 
 def switch_ids(plan: Plan) -> None:
@@ -274,19 +261,19 @@ def switch_ids(plan: Plan) -> None:
         # Without a user namespace (--userns=host --user, as root) the supplementary
         # groups are root's own unless replaced: always replaced there.
         if plan.setgroups == "allow" or not plan.userns:
-            _step("g", os.setgroups, list(plan.groups))
-        _step("i", os.setresgid, g, g, g)
+            step(Stage.SETGROUPS, os.setgroups, list(plan.groups))
+        step(Stage.SETRESGID, os.setresgid, g, g, g)
     if u is not None:
-        _step("j", os.setresuid, u, u, u)
+        step(Stage.SETRESUID, os.setresuid, u, u, u)
 
 
 def arm_parent_death(parent: int) -> None:
     """PR_SET_PDEATHSIG(SIGKILL), then make sure the parent did not die before it was
     armed. Any change of effective ids clears it, so callers arm it again after
     switch_ids."""
-    _step("D", syscalls.set_pdeathsig, SIGKILL)
+    step(Stage.PARENT_DEATH, syscalls.set_pdeathsig, SIGKILL)
     if os.getppid() != parent:
-        raise StepFailed("D", 0)
+        raise StepFailed(Stage.PARENT_DEATH, 0)
 
 
 def prepare_process(plan: Plan, opts: LaunchOptions, parent: int | None) -> None:
@@ -302,7 +289,7 @@ def prepare_process(plan: Plan, opts: LaunchOptions, parent: int | None) -> None
     if parent is not None:
         arm_parent_death(parent)
     if opts.no_new_privs:
-        _step("N", syscalls.set_no_new_privs)
+        step(Stage.NO_NEW_PRIVS, syscalls.set_no_new_privs)
 
 
 def restore_signals() -> None:
@@ -321,7 +308,7 @@ def pass_fds(keep_fds: Sequence[int], hold_fds: Sequence[int] = ()) -> None:
     """Leave only 0-2, ``keep_fds`` (made inheritable) and ``hold_fds`` (close-on-exec,
     e.g. a report pipe whose EOF tells success) open."""
     for fd in keep_fds:
-        _step("f", os.set_inheritable, fd, True)
+        step(Stage.PASS_FD, os.set_inheritable, fd, True)
     syscalls.close_fds_except(set(keep_fds) | set(hold_fds))
 
 
@@ -334,7 +321,7 @@ def exec_command(path: str, argv: Sequence[str], env: Mapping[str, str],
     # No flush of sys.stdout here: after a fork in a threaded caller (the API) its
     # lock may be held by a thread that no longer exists. Callers flush before fork.
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-    _step("x", os.execve, path, list(argv), env)
+    step(Stage.EXEC, os.execve, path, list(argv), env)
     raise AssertionError("unreachable")
 
 

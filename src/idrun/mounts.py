@@ -7,7 +7,7 @@ Two steps, split by who can do them:
   it for host filesystems), builds every id-mapped mount as a *detached* tree:
   ``open_tree(OPEN_TREE_CLONE)`` (or a fresh detached tmpfs), then
   ``mount_setattr(MOUNT_ATTR_IDMAP)`` with a throwaway user namespace holding
-  the mapping. The detached trees are file descriptors, inherited by the
+  the mapping (the engine's, handed in: this module forks nothing). The detached trees are file descriptors, inherited by the
   process that becomes the command.
 * ``attach`` puts every tree in place, each made private before it is attached
   (no mount made inside may propagate to the host), and for ``--rootfs`` builds
@@ -213,68 +213,23 @@ def check_paths(mplan: MountPlan) -> tuple[MountPlan, tuple[str, ...]]:
     return mplan._replace(warnings=tuple(warnings)), tuple(sources)
 
 
-def _make_userns(idmap: MountMaps, into: dict) -> None:
-    """An open fd of a throwaway user namespace whose maps are ``idmap``, stored as
-    ``into[idmap]`` with signals blocked: a handler that raises after the open but
-    before the caller had recorded the fd leaked it (issue 19).
-
-    A forked child unshares CLONE_NEWUSER and waits; this process (root in the
-    parent namespace) writes its maps and opens its ns/user; the child is then
-    killed and reaped. The fd keeps the namespace alive.
-    """
-    from .engine import Owned
-    from .ranges import render
-    syscalls.preload()                  # the child must not import (threaded API callers)
-    own = Owned()
-    try:
-        ready_r, ready_w = own.pipe()
-        hold_r, hold_w = own.pipe()
-
-        def main(mask: object) -> None:
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"r")
-            os.read(hold_r, 1)           # EOF: the parent is done (or gone)
-            os._exit(0)
-
-        child = own.fork("a process for an idmap's user namespace", main, None,
-                         (ready_w, hold_r))
-        own.close(ready_w)
-        own.close(hold_r)
-        if os.read(ready_r, 1) != b"r":
-            raise LaunchError("cannot create a user namespace for an idmap: the helper "
-                              "process failed to unshare", hint="run 'idrun check'")
-        procfd = own.adopt_fd(lambda: os.open(f"/proc/{child.pid}",
-                                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-        for kind, lines in (("uid", idmap.uid), ("gid", idmap.gid)):
-            text = render(lines)
-            try:
-                with syscalls.SignalsBlocked():     # no fd lost to a raising handler
-                    fd = os.open(f"{kind}_map", os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd)
-                    try:
-                        os.write(fd, text.encode())
-                    finally:
-                        os.close(fd)
-            except OSError as e:
-                raise LaunchError(f"cannot write the idmap's {kind}_map "
-                                  f"{text.strip()!r}: {e.strerror}") from None
-        with syscalls.SignalsBlocked():
-            into[idmap] = os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-        own.abort()                     # kill and reap the child, close the pipes
-    except BaseException:
-        # Also when a handler raised on the way into the abort above.
-        own.abort()
-        raise
-
-
 def _tmpfs_options(m: Mount) -> list[tuple[str, str]]:
     return [tuple(o.split("=", 1)) for o in m.data.split(",") if o]  # type: ignore[misc]
 
 
-def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prepared:
+# engine.idmap_userns: (uid lines, gid lines, keep) -> None, keep(fd) called with the
+# ns/user descriptor of a fresh user namespace with those maps.
+MakeUserns = Callable[[tuple, tuple, Callable[[int], object]], None]
+
+
+def prepare(mplan: MountPlan, rootless: bool, userns: MakeUserns,
+            verify_only: bool = False) -> Prepared:
     """Check the paths and build the id-mapped trees; before any child exists.
 
-    ``verify_only`` (``--verify``): build the id-mapped trees, so the kernel says
-    whether it takes them, but create no mount point and no /dev."""
+    ``userns`` makes the user namespace each idmap is taken from (the engine's one
+    process protocol; this module forks nothing). ``verify_only`` (``--verify``):
+    build the id-mapped trees, so the kernel says whether it takes them, but create
+    no mount point and no /dev."""
     if not rootless:        # rootless idmap: volumes refuses it already
         first = next((m for m in mplan.mounts if m.idmap is not None), None)
         if first is not None:   # before any mount point, helper or tree exists
@@ -298,7 +253,7 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
         finally:
             os.close(rootfd)
     fds: list[int | None] = []
-    userns: dict[MountMaps, int] = {}
+    held: dict[MountMaps, int] = {}
     try:
         for m, src in zip(mplan.mounts, sources):
             if m.idmap is None:
@@ -306,17 +261,18 @@ def prepare(mplan: MountPlan, rootless: bool, verify_only: bool = False) -> Prep
                 continue
             if rootless:        # volumes refuses it already; never reach the kernel
                 raise MapValidationError(f"{m.origin}: idmap needs root")
-            if m.idmap not in userns:
-                _make_userns(m.idmap, userns)
+            if m.idmap not in held:
+                userns(m.idmap.uid, m.idmap.gid,
+                       lambda fd, key=m.idmap: held.__setitem__(key, fd))
             with syscalls.SignalsBlocked():     # each new fd recorded before a handler runs
-                fds.append(_idmapped_tree(m, src, userns[m.idmap], root_id))
+                fds.append(_idmapped_tree(m, src, held[m.idmap], root_id))
         if root is not None:
             with syscalls.SignalsBlocked():
                 fds.append(None if rootless or verify_only else _dev_tree())
-        _close_all(userns)
+        _close_all(held)
     except BaseException:
         # Also when a handler raised on the way into the _close_all above.
-        _close_all(userns)
+        _close_all(held)
         _close_all(fds)
         raise
     return Prepared(mplan, sources, fds, root, root_id, early=not rootless, done=[False])

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from .errors import LaunchError
 from .hostinfo import CAP_SETGID, CAP_SETUID
 from .plan import HELPERS
+from .syscalls import how_ended
 
 SYSTEM_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
 OVERRIDE_ENV = {"uid": "IDRUN_NEWUIDMAP", "gid": "IDRUN_NEWGIDMAP"}
@@ -310,7 +311,5 @@ def run(helper: Helper, target: str, args: list[str], keep_fd: int | None = None
     if not verbose and len(shown) > 160:
         shown = shown[:150] + " … (--verbose for all)"
     said = " / ".join(ln.strip() for ln in output.strip().splitlines()[:3]) or "no output"
-    code = os.waitstatus_to_exitcode(status)
-    how = f"exit {code}" if code >= 0 else f"signal {-code}"
-    raise LaunchError(f"{helper.path} failed ({how}): {said}; likely cause: {cause}; "
-                      f"argv: {shown}", hint=hint)
+    raise LaunchError(f"{helper.path} failed ({how_ended(status)}): {said}; likely cause: "
+                      f"{cause}; argv: {shown}", hint=hint)

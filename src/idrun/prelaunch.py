@@ -82,7 +82,9 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
                     opts = done.opts = opts._replace(caps=caps)
                     warnings += [w] if w else []
                 if hold:
-                    done.opts = opts._replace(mounts=prepare(mplan, plan.rootless))
+                    from .engine import idmap_userns
+                    done.opts = opts._replace(mounts=prepare(mplan, plan.rootless,
+                                                             idmap_userns))
         done.plan, done.mounts = plan, mplan
         done.warnings, done.notes = tuple(warnings), tuple(notes)
         return done

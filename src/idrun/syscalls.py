@@ -200,6 +200,12 @@ def read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
+def how_ended(status: int) -> str:
+    """A wait status as a message says it: ``exit N`` or ``signal N``."""
+    code = os.waitstatus_to_exitcode(status)
+    return f"exit {code}" if code >= 0 else f"signal {-code}"
+
+
 def close_fds_except(keep: tuple[int, ...] | set[int] | frozenset[int], low: int = 3) -> None:
     """Close every descriptor >= ``low`` except those in ``keep``.
 
