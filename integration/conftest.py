@@ -32,10 +32,9 @@ from typing import Iterable, Sequence
 
 import pytest
 
-# The helpers this suite shares with tests/ (process-leak checks, the --json reader),
-# importable whatever pytest's import mode.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from idrun_testlib import (  # noqa: E402,F401  (re-exported to the tests through `it`)
+# The helpers this suite shares with tests/ (process-leak checks, the --json reader);
+# testlib is on sys.path through pyproject.toml's pytest `pythonpath`.
+from testlib import (  # noqa: F401  (re-exported to the tests through `it`)
     alive, children_of, descendants_of, env_missing, idrun_json, kill_quietly,
     no_new_children, proc_stat, procs_with, shared_dir, strict)
 
@@ -546,7 +545,7 @@ _THIS = sys.modules[__name__]
 
 @pytest.fixture(scope="session")
 def it():
-    """This module, so tests reach the helpers above whatever pytest's import mode
+    """This module, so tests reach the helpers above without importing a conftest
     (``from conftest import`` breaks under --import-mode=importlib, or when another
-    conftest.py is collected in the same run)."""
+    conftest.py is collected in the same run); what both trees share is in testlib."""
     return _THIS

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import idrun_json
+from testlib import idrun_json
 
 
 def _launch_seconds(idrun, basic_opts) -> float:

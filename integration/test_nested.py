@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from conftest import idrun_json
+from testlib import idrun_json
 
 ROOT_OUTER = ["--uidmap", "0:0:1", "--uidmap", "1:100000:65535"]
 

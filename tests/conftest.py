@@ -15,27 +15,16 @@ contract (the API's return values, the engine's fault handling, `check --user`).
 """
 from __future__ import annotations
 
-import os
 import pwd
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import NamedTuple
 
+import jsonschema  # noqa: F401  (a test dependency here: idrun_json always validates)
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# One implementation of the process-leak checks, the scratch directory and the --json
-# reader, shared with the integration suite. jsonschema is a test dependency here, so
-# idrun_json always validates against the shipped schema.
-sys.path.insert(0, str(ROOT / "integration"))
-import jsonschema  # noqa: E402,F401
-from idrun_testlib import (  # noqa: E402,F401
-    children_of, idrun_json, no_new_children, shared_dir, strict)
-
-TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
-TIMEOUT = 60
+# testlib is on sys.path through pyproject.toml's pytest `pythonpath`.
+from testlib import no_new_children, shared_dir, strict  # noqa: F401  (fixtures)
+from testlib.unit import ROOT, TEST_USER, TestUser, first_range, is_root, run, idrun_argv
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,27 +46,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                         f"counts as a failure: {reason}")
 
 
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
 @pytest.fixture
 def root() -> None:
     """Skip (or, under CI, fail) unless running as root."""
     if not is_root():
         pytest.skip("needs root: writes id maps of other users and creates the test user")
-
-
-def idrun_argv() -> list[str]:
-    """idrun as the current (root) user: this interpreter, this checkout."""
-    return [sys.executable, "-m", "idrun"]
-
-
-def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    kw.setdefault("timeout", TIMEOUT)
-    return subprocess.run(argv, **kw)
 
 
 @pytest.fixture
@@ -86,43 +59,6 @@ def idrun(root):
     def _idrun(*args: str, **kw) -> subprocess.CompletedProcess:
         return run(idrun_argv() + list(args), **kw)
     return _idrun
-
-
-class TestUser(NamedTuple):
-    name: str
-    uid: int
-    gid: int
-    home: str
-    python: str          # the venv's interpreter (Debian's /usr/bin/python3)
-    idrun: str           # the venv's idrun entry point
-    subuid: tuple[int, int]  # first delegated (start, count)
-    subgid: tuple[int, int]
-
-    def argv(self, *cmd: str, env: dict[str, str] | None = None,
-             setpriv: tuple[str, ...] = ()) -> list[str]:
-        """``cmd`` as this user, through setpriv (no PAM, no session), clean environment."""
-        envs = [f"{k}={v}" for k, v in {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "USER": self.name,
-            "LOGNAME": self.name, "LANG": "C.UTF-8", **(env or {})}.items()]
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                *setpriv, "--", "env", "-i", *envs, *cmd]
-
-    def run(self, *cmd: str, env: dict[str, str] | None = None,
-            setpriv: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
-        kw.setdefault("cwd", "/")
-        return run(self.argv(*cmd, env=env, setpriv=setpriv), **kw)
-
-    def idrun_run(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.run(self.idrun, *args, **kw)
-
-
-def _first_range(path: str, name: str, uid: int) -> tuple[int, int]:
-    with open(path) as f:
-        for line in f:
-            fields = line.strip().split(":")
-            if len(fields) == 3 and fields[0] in (name, str(uid)):
-                return int(fields[1]), int(fields[2])
-    raise AssertionError(f"{path} has no line for {name}")
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +75,8 @@ def _testenv() -> TestUser | str:
     pw = pwd.getpwnam(TEST_USER)
     return TestUser(TEST_USER, pw.pw_uid, pw.pw_gid, pw.pw_dir, python,
                     str(Path(python).with_name("idrun")),
-                    _first_range("/etc/subuid", TEST_USER, pw.pw_uid),
-                    _first_range("/etc/subgid", TEST_USER, pw.pw_uid))
+                    first_range("/etc/subuid", TEST_USER, pw.pw_uid),
+                    first_range("/etc/subgid", TEST_USER, pw.pw_uid))
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ def test_root_pool_owner_is_configurable():
 
 
 def test_show_leases_json_matches_the_schema(tmp_path, monkeypatch, capsys):
-    from conftest import idrun_json
+    from testlib import idrun_json
     from idrun.cli import main
     monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
     _, lease = leases.reserve_auto_block(Request(userns="auto"), _host(3000000000, 4096),

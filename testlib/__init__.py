@@ -1,6 +1,12 @@
-"""Helpers both test trees share (tests/conftest.py and integration/conftest.py import
-them): when a missing piece of the environment fails rather than skips, the
+"""The helper package of both test trees, tests/ and integration/.
+
+pytest puts the top of the tree on sys.path (``pythonpath`` in pyproject.toml), so
+every test and conftest reaches it the same way: ``from testlib import ...``. No test
+imports a conftest.py.
+
+This module: when a missing piece of the environment fails rather than skips, the
 process-leak checks, a scratch directory every id may write, and the --json reader.
+``testlib.unit`` holds what tests/ adds (running this checkout, the test user).
 Only the standard library and pytest, because the VM guests have nothing else.
 """
 from __future__ import annotations
