@@ -11,8 +11,8 @@ Markers
 
 A test that needs something of the environment (newuidmap, sub-ids for the
 caller, a usable python3 inside the namespace, ...) asks through
-``env_missing()``: a skip normally, a failure under ``CI=true`` or
-``IDRUN_REQUIRE_ALL=1``, so CI never passes by skipping the real-kernel tests.
+``env_missing()``: a skip normally, a failure under ``CI=true``, so CI never passes
+by skipping the real-kernel tests.
 Only pytest and the standard library are used (the guests have nothing else).
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from testlib import (  # noqa: F401  (re-exported to the tests through `it`)
     alive, children_of, descendants_of, env_missing, idrun_json, kill_quietly,
     no_new_children, proc_stat, procs_with, shared_dir, strict)
 
-IDRUN_CMD = shlex.split(os.environ.get("IDRUN", "idrun"))
+UNDER_TEST = shlex.split(os.environ.get("IDRUN", "idrun"))
 # Generous: the QEMU guests run under TCG, where a Python start takes seconds.
 TIMEOUT = float(os.environ.get("IDRUN_TEST_TIMEOUT", "120"))
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -426,7 +426,7 @@ def _environment() -> dict[str, str]:
         "user": f"{CALLER.name} (uid {CALLER.uid}, gid {CALLER.gid}, groups "
                 f"{','.join(map(str, CALLER.groups)) or 'none'}; "
                 f"{'privileged' if CALLER.privileged else 'rootless'})",
-        "IDRUN": shlex.join(IDRUN_CMD),
+        "IDRUN": shlex.join(UNDER_TEST),
         "newuidmap": (f"{newuidmap} ({'setuid/caps' if helper_usable(newuidmap) else 'NOT usable'})"
                       if newuidmap else "not installed"),
         "subuid": ",".join(f"{s}:{c}" for s, c in read_subids("/etc/subuid")) or "none",
@@ -434,7 +434,7 @@ def _environment() -> dict[str, str]:
         "strict (CI)": "yes" if strict() else "no",
     }
     try:
-        p = subprocess.run(IDRUN_CMD + ["--version"], capture_output=True, text=True,
+        p = subprocess.run(UNDER_TEST + ["--version"], capture_output=True, text=True,
                            timeout=TIMEOUT, stdin=subprocess.DEVNULL)
         first = p.stdout.strip().splitlines()[:1]
         info["idrun"] = first[0] if p.returncode == 0 and first else \
@@ -474,7 +474,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
 @pytest.fixture(scope="session")
 def idrun() -> Idrun:
-    return Idrun(IDRUN_CMD)
+    return Idrun(UNDER_TEST)
 
 
 @pytest.fixture(scope="session")

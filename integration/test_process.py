@@ -50,8 +50,8 @@ def test_fork_mode_command_is_child_of_wrapper(it, idrun, basic_opts):
 
 
 def test_environment_preserved(idrun, basic_opts):
-    env = dict(os.environ, IDRUN_IT_VALUE="a b\tc=d")
-    out = idrun.ok(basic_opts, ["sh", "-c", 'printf "%s|%s|%s" "$IDRUN_IT_VALUE" "$HOME" "$PATH"'],
+    env = dict(os.environ, IT_TEST_VALUE="a b\tc=d")
+    out = idrun.ok(basic_opts, ["sh", "-c", 'printf "%s|%s|%s" "$IT_TEST_VALUE" "$HOME" "$PATH"'],
                    env=env)
     assert out == f"a b\tc=d|{env.get('HOME', '')}|{env.get('PATH', '')}"
 

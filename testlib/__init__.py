@@ -22,15 +22,13 @@ import pytest
 
 def strict() -> bool:
     """True when a skip for a missing capability of the environment must fail."""
-    return (os.environ.get("CI", "").lower() == "true"
-            or os.environ.get("IDRUN_REQUIRE_ALL", "") == "1")
+    return os.environ.get("CI", "").lower() == "true"
 
 
 def env_missing(reason: str) -> None:
     """The environment lacks something a test needs: skip, or fail under CI."""
     if strict():
-        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true / "
-                    f"IDRUN_REQUIRE_ALL=1)", pytrace=False)
+        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true)", pytrace=False)
     pytest.skip(reason)
 
 

@@ -5,8 +5,8 @@ the tests here that launch at all do it to check the library's and the CLI's own
 contract (the API's return values, the engine's fault handling, `check --user`).
 
 * Tests marked ``privileged`` launch for real (usually as root). They skip
-  with a reason elsewhere; under ``CI=true`` or ``IDRUN_REQUIRE_ALL=1`` (the rule
-  integration/ applies too, ``strict()``) such a skip is turned into a failure, so CI
+  with a reason elsewhere; under ``CI=true`` (the rule integration/
+  applies too, ``testlib.strict()``) such a skip is turned into a failure, so CI
   cannot go green without having run them.
 * ``testuser``: the unprivileged user ``idrun-test`` with sub-ids and a venv under
   /opt built by ``scripts/testenv.sh`` (root's home is mode 700, so nothing under
@@ -29,8 +29,7 @@ from testlib.unit import ROOT, TEST_USER, TestUser, first_range, is_root, run, i
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "privileged: launches for real (usually needs root); under CI=true (or "
-                   "IDRUN_REQUIRE_ALL=1) a skip counts as a failure. ('kernel' is integration/'s "
+        "markers", "privileged: launches for real (usually needs root); under CI=true a skip counts as a failure. ('kernel' is integration/'s "
                    "marker: the outcome depends on the kernel version)")
 
 
@@ -42,7 +41,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             and not hasattr(rep, "wasxfail"):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
-        rep.longrepr = ("privileged test skipped under CI=true / IDRUN_REQUIRE_ALL=1, which "
+        rep.longrepr = ("privileged test skipped under CI=true, which "
                         f"counts as a failure: {reason}")
 
 

@@ -164,7 +164,7 @@ in_tree() {
     as_user "$user" env -i "${envv[@]}" sh -c 'cd "$1" && shift && exec "$@"' run-suite "$run_tree" "$@"
 }
 
-# under_test USER TREE IDRUN_CMD ENV...: print which idrun the pass tests (the
+# under_test USER TREE COMMAND ENV...: print which idrun the pass tests (the
 # command's path and version, the module python3 imports); with the installed
 # package, fail unless both are the package's.
 under_test() {
@@ -192,7 +192,6 @@ run_pass() {
     local user=$1 run_tree=$2; shift 2
     local -a envv=(
         "PATH=${user_path}"
-        IDRUN_INTEGRATION=1
         IDRUN_TREE="$run_tree"
         PYTHONUNBUFFERED=1
         LC_ALL=C.UTF-8
@@ -200,7 +199,7 @@ run_pass() {
     # The installed package runs with the byte-code its postinst compiled.
     [[ $installed == 1 ]] || envv+=(PYTHONPYCACHEPREFIX="$scratch/pycache-$user")
     [[ $user == root || $user == "$(id -un)" ]] && envv[0]="PATH=${PATH}"
-    # the suite's own knobs (CI=true, IDRUN_REQUIRE_ALL, IDRUN_TEST_TIMEOUT, ...)
+    # the suite's own knobs (CI=true, IDRUN_TEST_TIMEOUT, ...)
     local name
     for name in $(compgen -e); do
         case $name in

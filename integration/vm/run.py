@@ -22,9 +22,12 @@ line per environment and exits 1 if any failed. Why this and not virtme-ng: READ
 
 Usage: run.py --deb FILE [--suite NAME ...] [--timeout S] [--jobs N] [-- PYTEST ARGS]
 
-Environment: IDRUN_VM_CACHE (default /var/cache/idrun-vm), IDRUN_VM_ACCEL (tcg, or kvm
-where KVM can boot stock kernels), IDRUN_DEBIAN_MIRROR ("URI [SECURITY_URI]"; default: the
-host's own apt sources, see scripts/debian-rootfs.sh). CI and the suite's IDRUN_* variables are passed on to the guest.
+Environment (README.md's "Environment variables" lists every IDRUN_* name): IDRUN_CACHE
+(default /var/cache: images, rootfs tars and private apt live in $IDRUN_CACHE/idrun-vm
+unless --cache names another directory), IDRUN_VM_ACCEL (tcg, or kvm where KVM can boot
+stock kernels), IDRUN_DEBIAN_MIRROR ("URI [SECURITY_URI]"; default: the host's own apt
+sources, see scripts/debian-rootfs.sh). CI and the suite's IDRUN_* variables are passed
+on to the guest.
 Standard library only; Python 3.11+.
 """
 from __future__ import annotations
@@ -56,6 +59,7 @@ KERNELS_FILE = HERE / "kernels.txt"
 PACKAGES_FILE = HERE / "packages.txt"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
+ACCELS = ("tcg", "kvm")  # IDRUN_VM_ACCEL's words, the same for vagrant/Vagrantfile
 IMAGE_FORMAT = 1  # bump when the image layout changes in a way the hash cannot see
 REQUIRED_MODULES = "virtio_pci 9pnet_virtio 9p"
 OPTIONAL_MODULES = "veth dummy overlay"
@@ -487,10 +491,21 @@ def virtfs(path: Path, tag: str, readonly: bool) -> str:
     return f"local,path={p},mount_tag={tag},security_model=none,id={tag}{ro}"
 
 
+def vm_accel() -> str:
+    accel = os.environ.get("IDRUN_VM_ACCEL", "tcg")
+    if accel not in ACCELS:
+        raise SystemExit(f"run.py: IDRUN_VM_ACCEL={accel!r}: use one of {', '.join(ACCELS)}")
+    return accel
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("IDRUN_CACHE", "/var/cache")) / "idrun-vm"
+
+
 def qemu_cmd(image: Path, tree: Path, out: Path) -> list[str]:
     # TCG: this project's machines have a /dev/kvm (PVM) that hangs stock kernels
     # (shared/spec/vm-testing.md); IDRUN_VM_ACCEL=kvm where KVM is real.
-    accel = os.environ.get("IDRUN_VM_ACCEL", "tcg")
+    accel = vm_accel()
     cmd = ["qemu-system-x86_64", "-m", str(MEMORY_MIB), "-smp", "2", "-nographic",
            "-no-reboot", "-nic", "none", "-accel", accel]
     if accel == "kvm":
@@ -558,7 +573,8 @@ def describe_pass(p: Pass) -> str:
 
 
 # host commands/paths, and the guest's own choice of what it tests
-HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON", "IDRUN_DEB", "IDRUN_INSTALLED"}
+HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON", "IDRUN_DEB", "IDRUN_INSTALLED",
+                  "IDRUN_CACHE", "IDRUN_DEBIAN_MIRROR"}
 GUEST_DEB_DIR = "/host/tree/deb"  # the snapshot's deb/ (init.sh mounts the share at /host/tree)
 
 
@@ -566,7 +582,8 @@ def guest_environment(pkg: Package) -> dict[str, str]:
     """CI and the suite's IDRUN_* knobs, for /host/out/guest-env, and IDRUN_DEB: the
     guest's run-suite.sh installs that .deb and tests the installed package."""
     env = {k: v for k, v in sorted(os.environ.items())
-           if (k == "CI" or (k.startswith("IDRUN_") and not k.startswith("IDRUN_VM_")))
+           if (k == "CI" or (k.startswith("IDRUN_")
+                             and not k.startswith(("IDRUN_VM_", "IDRUN_VAGRANT_"))))
            and k not in HOST_ONLY_VARS and "\n" not in v}
     env["IDRUN_DEB"] = f"{GUEST_DEB_DIR}/{pkg.path.name}"
     return env
@@ -595,7 +612,7 @@ def snapshot_tree(dest: Path, pkg: Package) -> None:
 class Runner:
     def __init__(self, args: argparse.Namespace, workdir: Path):
         self.args = args
-        self.cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
+        self.cache = args.cache
         self.images = self.cache / "images"
         self.package: Package = args.package
         self.packages = image_packages(load_packages(), self.package)
@@ -795,7 +812,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=1,
                     help="guests booting at the same time (default %(default)s: under TCG a "
                          "guest keeps 2 cores busy)")
+    ap.add_argument("--cache", type=Path, default=default_cache(), metavar="DIR",
+                    help="images, rootfs tars and private apt (default $IDRUN_CACHE/idrun-vm, "
+                         "IDRUN_CACHE defaulting to /var/cache)")
     args = ap.parse_args(argv)
+    vm_accel()
     args.pytest_args = pytest_args
     args.environments = [envs[n] for n in (args.suite or list(envs))]
     if args.timeout <= 0 or args.jobs <= 0:
@@ -821,7 +842,7 @@ def main(argv: list[str]) -> int:
     args.package = load_package(args.deb)
     signal.signal(signal.SIGTERM, _on_sigterm)
     t_start = time.monotonic()
-    cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
+    cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="idrun-vm-run."))
     os.chmod(workdir, 0o755)

@@ -2,7 +2,7 @@
 # Build the offline Vagrant box idrun/debian12-local (libvirt, qcow2) from Debian
 # packages only: mmdebstrap -> raw disk -> GRUB -> qcow2 -> .box.
 #
-# The box is cached in $IDRUN_VAGRANT_CACHE (default /var/cache/idrun-vagrant)
+# The box is cached in $IDRUN_CACHE/idrun-vagrant (IDRUN_CACHE defaults to /var/cache)
 # under a name keyed by a hash of the build inputs (this script, the rootfs hook,
 # the embedded Vagrantfile, scripts/debian-rootfs.sh, the package list, the mirrors
 # and the SSH public key);
@@ -12,7 +12,7 @@
 # Also writes <box>.env next to it (BOX_PATH, BOX_NAME, SSH_KEY, KERNEL).
 #
 # Environment:
-#   IDRUN_VAGRANT_CACHE            cache dir (default /var/cache/idrun-vagrant)
+#   IDRUN_CACHE                    cache parent dir (default /var/cache)
 #   IDRUN_VAGRANT_REBUILD=1        ignore a cached box
 #   IDRUN_VAGRANT_EXTRA_PACKAGES   extra Debian packages, comma or space separated
 #   IDRUN_DEBIAN_MIRROR            "URI [SECURITY_URI]" (default: the host's apt sources;
@@ -23,7 +23,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
 
-CACHE=${IDRUN_VAGRANT_CACHE:-/var/cache/idrun-vagrant}
+CACHE=$idrun_vagrant_cache
 BOX_NAME=idrun/debian12-local
 SUITE=bookworm
 DISK_GIB=4
@@ -38,7 +38,7 @@ PACKAGES+=(${EXTRA//,/ })
 
 # The Debian mirrors: $IDRUN_DEBIAN_MIRROR, else the host's apt sources (no host
 # name in the tree); scripts/debian-rootfs.sh says what to set when there is none.
-read -r MIRROR SEC_MIRROR < <("$HERE/../../scripts/debian-rootfs.sh" mirrors) || exit 1
+read -r MIRROR SEC_MIRROR < <(bash "$HERE/../../scripts/debian-rootfs.sh" mirrors) || exit 1
 SOURCES=(
     "deb $MIRROR $SUITE main"
     "deb $MIRROR $SUITE-updates main"
@@ -103,7 +103,7 @@ trap 'exit 143' TERM
 # --- 1. root file system ----------------------------------------------------------
 idrun_log "mmdebstrap $SUITE (${#PACKAGES[@]} packages) from $MIRROR + $SEC_MIRROR"
 INCLUDE=$(IFS=,; echo "${PACKAGES[*]}")
-"$HERE/../../scripts/debian-rootfs.sh" build "$SUITE" "$BUILD/rootfs.tar" "$INCLUDE" \
+bash "$HERE/../../scripts/debian-rootfs.sh" build "$SUITE" "$BUILD/rootfs.tar" "$INCLUDE" \
     --customize-hook="'$HERE/rootfs-hook.sh' \"\$1\" '$SSH_KEY.pub'" \
     -- "${SOURCES[@]}" >&2
 t1=$(date +%s)
