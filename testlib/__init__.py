@@ -6,7 +6,8 @@ imports a conftest.py.
 
 This module: when a missing piece of the environment fails rather than skips, the
 process-leak checks, a scratch directory every id may write, and the --json reader.
-``testlib.unit`` holds what tests/ adds (running this checkout, the test user).
+``testlib.unit`` holds what tests/ adds (running this checkout, the test user),
+``testlib.integration`` what integration/ adds (the caller, its sub-ids, ``Idrun``).
 Only the standard library and pytest, because the VM guests have nothing else.
 """
 from __future__ import annotations
