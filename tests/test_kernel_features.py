@@ -168,6 +168,22 @@ def test_no_mirror_host_in_the_tree():
     assert out.stdout.split() == [], out.stdout
 
 
+def test_vm_accel_has_one_vocabulary(monkeypatch, tmp_path):
+    """IDRUN_VM_ACCEL takes tcg|kvm in both harnesses; the Vagrantfile alone maps them
+    to libvirt's domain types, and libvirt's words are refused here."""
+    monkeypatch.delenv("IDRUN_VM_ACCEL", raising=False)
+    cmd = run.qemu_cmd(tmp_path, tmp_path, tmp_path)
+    assert cmd[cmd.index("-accel") + 1] == "tcg"
+    monkeypatch.setenv("IDRUN_VM_ACCEL", "kvm")
+    assert "host" in run.qemu_cmd(tmp_path, tmp_path, tmp_path)
+    monkeypatch.setenv("IDRUN_VM_ACCEL", "qemu")
+    with pytest.raises(SystemExit, match="IDRUN_VM_ACCEL='qemu': use one of tcg, kvm"):
+        run.vm_accel()
+    vagrantfile = (ROOT / "vagrant" / "Vagrantfile").read_text()
+    assert 'LIBVIRT_DRIVER = { "tcg" => "qemu", "kvm" => "kvm" }' in vagrantfile
+    assert 'ENV.fetch("IDRUN_VM_ACCEL", "tcg")' in vagrantfile
+
+
 def test_superseded_images_are_only_the_environments_own(tmp_path):
     """trixie's rebuild removed trixie-bpo's image (a "trixie-*" glob): names that share
     a prefix are different environments."""
