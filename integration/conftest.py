@@ -22,12 +22,10 @@ import platform
 import shlex
 import subprocess
 import sys
-from types import ModuleType
 
 import pytest
 
 # The helpers live in testlib/ (on sys.path through pyproject.toml's pytest `pythonpath`).
-import testlib.integration as _it
 from testlib import no_new_children, shared_dir  # noqa: F401  (fixtures)
 from testlib.integration import (
     CALLER, TIMEOUT, UNDER_TEST, Caller, Idrun, SubIds, env_missing, find_helper,
@@ -180,10 +178,3 @@ def inside_python() -> str:
         env_missing("no python3 that an unprivileged id can execute "
                     "(tried /usr/bin/python3, /usr/local/bin/python3, sys.executable)")
     return path
-
-
-@pytest.fixture(scope="session")
-def it() -> ModuleType:
-    """testlib.integration, the suite's helpers, as a fixture: ``it.CALLER``,
-    ``it.env_missing(...)``. No test imports a conftest.py."""
-    return _it

@@ -1,8 +1,8 @@
 """The integration suite's helpers (testlib/ is the one helper package of both test
 trees): who the caller is, its sub-ids, shadow's helpers, the maps a process sees, and
-``Idrun``, which runs the idrun under test. Tests reach this module as the ``it``
-fixture (integration/conftest.py), or by importing it. Only pytest and the standard
-library are used (the guests have nothing else).
+``Idrun``, which runs the idrun under test. The suite's files import it as
+``import testlib.integration as it``; integration/conftest.py builds its fixtures from it.
+Only pytest and the standard library are used (the guests have nothing else).
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def status_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _show(p: subprocess.CompletedProcess) -> str:
+def show_result(p: subprocess.CompletedProcess) -> str:
     cmd = shlex.join(p.args)
     if len(cmd) > 600:
         cmd = cmd[:300] + " … " + cmd[-250:]
@@ -312,7 +312,7 @@ class Idrun:
     def ok(self, opts: Sequence[str], command: Sequence[str], **kw) -> str:
         """Run and require exit 0; return stdout."""
         p = self.run(opts, command, **kw)
-        assert p.returncode == 0, _show(p)
+        assert p.returncode == 0, show_result(p)
         return p.stdout
 
     def sh(self, opts: Sequence[str], script: str, **kw) -> subprocess.CompletedProcess:
@@ -331,7 +331,7 @@ class Idrun:
         key = tuple(opts) if not kw else None
         if key is None or key not in self._plans:
             p = self.map_run(opts, **kw)
-            assert p.returncode == 0, _show(p)
+            assert p.returncode == 0, show_result(p)
             if key is None:
                 return idrun_json(p.stdout)
             self._plans[key] = p.stdout
@@ -348,11 +348,11 @@ class Idrun:
 
 def assert_refused(p: subprocess.CompletedProcess, marker: str | None = None) -> None:
     """idrun's own refusal: exit 125, one clear message, no traceback, nothing ran."""
-    assert p.returncode == 125, _show(p)
-    assert "Traceback" not in p.stderr, _show(p)
-    assert "idrun" in p.stderr and p.stderr.strip(), _show(p)
+    assert p.returncode == 125, show_result(p)
+    assert "Traceback" not in p.stderr, show_result(p)
+    assert "idrun" in p.stderr and p.stderr.strip(), show_result(p)
     if marker is not None:
-        assert not os.path.exists(marker), f"the command ran although idrun refused:{_show(p)}"
+        assert not os.path.exists(marker), f"the command ran although idrun refused:{show_result(p)}"
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
