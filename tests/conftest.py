@@ -15,8 +15,12 @@ contract (the API's return values, the engine's fault handling, `check --user`).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import pwd
 import shutil
+import time
 from pathlib import Path
 
 import jsonschema  # noqa: F401  (a test dependency here: idrun_json always validates)
@@ -78,9 +82,43 @@ def _testenv() -> TestUser | str:
                     first_range("/etc/subgid", TEST_USER, pw.pw_uid))
 
 
+# Tests that run as the test user put its sub-ids to use; a --userns auto lease drawn from
+# that same pool stays live while any process uses them (issue 19). The xdist workers
+# therefore share this lock: testuser holds it shared, testuser_ids_alone exclusively.
+IDS_LOCK = "/run/idrun-test-subids.lock"
+
+
+@contextlib.contextmanager
+def _ids_lock(mode: int, timeout: float = 300.0):
+    fd = os.open(IDS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{IDS_LOCK}: held for {timeout:.0f} s by another worker")
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
-def testuser(_testenv) -> TestUser:
+def testuser(_testenv):
     """The unprivileged user with sub-ids and a venv it can run idrun from."""
     if isinstance(_testenv, str):
         pytest.skip(_testenv)
-    return _testenv
+    with _ids_lock(fcntl.LOCK_SH):
+        yield _testenv
+
+
+@pytest.fixture
+def testuser_ids_alone(_testenv):
+    """The test user, while no other test of this run uses its sub-ids."""
+    if isinstance(_testenv, str):
+        pytest.skip(_testenv)
+    with _ids_lock(fcntl.LOCK_EX):
+        yield _testenv
