@@ -21,11 +21,12 @@ import subprocess
 import tempfile
 
 import pytest
+import testlib.integration as it
 
 WAIT = ["sh", "-c", "read x; exit 0"]     # runs until its stdin closes, then succeeds
 
 
-def _pool(it, kind: str) -> list[tuple[int, int]]:
+def _pool(kind: str) -> list[tuple[int, int]]:
     """The host ids auto may use in this pass, or env_missing()."""
     if it.CALLER.privileged:
         owner = it.Caller(-1, -1, "containers", (), True)
@@ -40,14 +41,14 @@ def _pool(it, kind: str) -> list[tuple[int, int]]:
     return sorted(ranges)
 
 
-def _outside(it, pid: int, kind: str) -> set[tuple[int, int]]:
+def _outside(pid: int, kind: str) -> set[tuple[int, int]]:
     """The host-id ranges of a running process's map, as half-open intervals."""
     with open(f"/proc/{pid}/{kind}_map") as f:
         lines = it.parse_map(f.read())
     return {(o, o + n) for _, o, n in lines}
 
 
-def _started(it, proc: subprocess.Popen) -> bool:
+def _started(proc: subprocess.Popen) -> bool:
     """True once the launcher became the command (its maps are then final)."""
     def ready() -> bool:
         if proc.poll() is not None:
@@ -88,13 +89,13 @@ def _overlap(a: set[tuple[int, int]], b: set[tuple[int, int]]) -> bool:
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("n", [8, pytest.param(50, marks=pytest.mark.permutation)])
-def test_concurrent_launches_get_distinct_blocks(it, idrun, n):
-    _pool(it, "uid"), _pool(it, "gid")
+def test_concurrent_launches_get_distinct_blocks(idrun, n):
+    _pool("uid"), _pool("gid")
     procs = [idrun.popen(["--userns", "auto"], WAIT, stdin=subprocess.PIPE) for _ in range(n)]
     try:
         for p in procs:
-            assert _started(it, p), f"launch {p.pid} did not start: {p.communicate()}"
-        blocks = {kind: [_outside(it, p.pid, kind) for p in procs] for kind in ("uid", "gid")}
+            assert _started(p), f"launch {p.pid} did not start: {p.communicate()}"
+        blocks = {kind: [_outside(p.pid, kind) for p in procs] for kind in ("uid", "gid")}
         for kind, seen in blocks.items():
             for i in range(n):
                 assert sum(hi - lo for lo, hi in seen[i]) == 1024, seen[i]
@@ -113,10 +114,10 @@ def test_concurrent_launches_get_distinct_blocks(it, idrun, n):
 
 
 @pytest.mark.kernel
-def test_exhaustion_sigkill_and_reclaim_with_two_blocks(it, idrun):
+def test_exhaustion_sigkill_and_reclaim_with_two_blocks(idrun):
     """A pool of exactly two blocks: a third launch is refused with the free sizes;
     the lease of a SIGKILLed launcher is reclaimed by the next launch."""
-    pools = {kind: _pool(it, kind) for kind in ("uid", "gid")}
+    pools = {kind: _pool(kind) for kind in ("uid", "gid")}
     totals = {kind: sum(c for _, c in r) for kind, r in pools.items()}
     if len(set(totals.values())) != 1 or totals["uid"] % 2:
         it.env_missing(f"needs equal, even sub-uid and sub-gid totals (has {totals})")
@@ -125,10 +126,10 @@ def test_exhaustion_sigkill_and_reclaim_with_two_blocks(it, idrun):
     a = idrun.popen(opts, WAIT, stdin=subprocess.PIPE)
     b = c = None
     try:
-        assert _started(it, a), a.communicate()
+        assert _started(a), a.communicate()
         b = idrun.popen(opts, WAIT, stdin=subprocess.PIPE)
-        assert _started(it, b), b.communicate()
-        block_a, block_b = _outside(it, a.pid, "uid"), _outside(it, b.pid, "uid")
+        assert _started(b), b.communicate()
+        block_a, block_b = _outside(a.pid, "uid"), _outside(b.pid, "uid")
         assert not _overlap(block_a, block_b)
 
         full = idrun.run(opts, ["true"])
@@ -138,8 +139,8 @@ def test_exhaustion_sigkill_and_reclaim_with_two_blocks(it, idrun):
         os.kill(a.pid, signal.SIGKILL)
         a.wait(timeout=it.TIMEOUT)
         c = idrun.popen(opts, WAIT, stdin=subprocess.PIPE)
-        assert _started(it, c), c.communicate()
-        assert _outside(it, c.pid, "uid") == block_a      # the killed launcher's block
+        assert _started(c), c.communicate()
+        assert _outside(c.pid, "uid") == block_a      # the killed launcher's block
 
         assert _finish(b, it.TIMEOUT)[0] == 0               # b ends normally
         bigger = idrun.run(["--userns", f"auto:size={size + 1}"], ["true"])
@@ -165,8 +166,8 @@ def registry():
     subprocess.run(["rm", "-rf", base], check=False)
 
 
-def test_registry_with_loose_mode_is_refused(it, idrun, registry, shared_dir):
-    _pool(it, "uid")
+def test_registry_with_loose_mode_is_refused(idrun, registry, shared_dir):
+    _pool("uid")
     path, env = registry
     os.mkdir(path, 0o700)
     os.chmod(path, 0o777)
@@ -177,8 +178,8 @@ def test_registry_with_loose_mode_is_refused(it, idrun, registry, shared_dir):
 
 
 @pytest.mark.root
-def test_registry_owned_by_someone_else_is_refused(it, idrun, registry, shared_dir):
-    _pool(it, "uid")
+def test_registry_owned_by_someone_else_is_refused(idrun, registry, shared_dir):
+    _pool("uid")
     path, env = registry
     os.mkdir(path, 0o755)
     os.chown(path, 12345, 12345)
@@ -188,8 +189,8 @@ def test_registry_owned_by_someone_else_is_refused(it, idrun, registry, shared_d
     assert "owned by uid 12345" in p.stderr, p.stderr
 
 
-def test_registry_symlink_is_refused(it, idrun, registry, shared_dir):
-    _pool(it, "uid")
+def test_registry_symlink_is_refused(idrun, registry, shared_dir):
+    _pool("uid")
     path, env = registry
     os.symlink(tempfile.gettempdir(), path)
     marker = os.path.join(shared_dir, "ran")
@@ -204,10 +205,10 @@ def _state_dir() -> str:
 
 
 @pytest.mark.rootless
-def test_foreign_runtime_dir_falls_back_to_the_state_dir(it, idrun):
+def test_foreign_runtime_dir_falls_back_to_the_state_dir(idrun):
     """An $XDG_RUNTIME_DIR that is not the caller's private directory is not used; the
     fallback is in the caller's home, never under /tmp (issue 19)."""
-    _pool(it, "uid")
+    _pool("uid")
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_STATE_HOME", "IDRUN_LEASE_DIR")}
     env["XDG_RUNTIME_DIR"] = "/tmp"
     plan = idrun.plan(["--userns", "auto"], env=env)
@@ -215,11 +216,11 @@ def test_foreign_runtime_dir_falls_back_to_the_state_dir(it, idrun):
 
 
 @pytest.mark.rootless
-def test_a_planted_tmp_registry_blocks_nothing(it, idrun):
+def test_a_planted_tmp_registry_blocks_nothing(idrun):
     """Issue 19: without $XDG_RUNTIME_DIR the registry was /tmp/idrun-UID, which another
     user could create first (here: a directory idrun must refuse, mode 0777, unless
     another user's is there already) and so block the caller's auto for good."""
-    _pool(it, "uid")
+    _pool("uid")
     planted = f"/tmp/idrun-{os.geteuid()}"
     made, mode = False, None
     if not os.path.lexists(planted):
@@ -232,7 +233,7 @@ def test_a_planted_tmp_registry_blocks_nothing(it, idrun):
         env = {k: v for k, v in os.environ.items()
                if k not in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "IDRUN_LEASE_DIR")}
         p = idrun.run(["--userns", "auto"], ["true"], env=env)
-        assert p.returncode == 0 and "error" not in p.stderr, it._show(p)
+        assert p.returncode == 0 and "error" not in p.stderr, it.show_result(p)
         st = os.stat(_state_dir())
         assert st.st_uid == os.geteuid() and not st.st_mode & 0o077
     finally:
@@ -242,30 +243,30 @@ def test_a_planted_tmp_registry_blocks_nothing(it, idrun):
             os.chmod(planted, mode)
 
 
-def _leaves_job(it, idrun, opts: list[str], env: dict) -> tuple[int, set[tuple[int, int]]]:
+def _leaves_job(idrun, opts: list[str], env: dict) -> tuple[int, set[tuple[int, int]]]:
     """Launch an auto namespace whose command leaves a background job running as its
     uid 1 (the issue's case: the job is root of the next launch on the host) and ends;
     returns the job's pid and its host uid block."""
     script = ("setpriv --reuid 1 --regid 1 --clear-groups sleep 300 </dev/null >/dev/null "
               "2>&1 & echo $!")
     p = idrun.run(["--userns", "auto", *opts], ["sh", "-c", script], env=env)
-    assert p.returncode == 0, it._show(p)
+    assert p.returncode == 0, it.show_result(p)
     job = int(p.stdout.split()[0])
     assert it.wait_for(lambda: os.path.exists(f"/proc/{job}/uid_map"), 10)
-    return job, _outside(it, job, "uid")
+    return job, _outside(job, "uid")
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("mode", [[], ["--fork"]], ids=["plain", "fork"])
-def test_lease_lives_as_long_as_its_ids(it, idrun, registry, mode):
+def test_lease_lives_as_long_as_its_ids(idrun, registry, mode):
     """Issue 19: the lease ended with the launcher; the next launch then got a block
     overlapping the ids a left-behind job still runs with. Now the lease is "held by
     processes" until the job ends, and only then reclaimed."""
-    _pool(it, "uid"), _pool(it, "gid")
+    _pool("uid"), _pool("gid")
     if not shutil.which("setpriv"):
         it.env_missing("setpriv (util-linux) is not installed")
     path, env = registry
-    job, block = _leaves_job(it, idrun, mode, env)
+    job, block = _leaves_job(idrun, mode, env)
     try:
         shown = json.loads(idrun.ok(["show", "--leases", "--json"], None, env=env))
         held = [item for item in shown["leases"] if job in item["processes"]]
@@ -285,22 +286,22 @@ def test_lease_lives_as_long_as_its_ids(it, idrun, registry, mode):
 
 
 @pytest.mark.kernel
-def test_pid_namespace_lease_ends_with_the_launch(it, idrun, registry):
+def test_pid_namespace_lease_ends_with_the_launch(idrun, registry):
     """--pid: the init's end ends the job too, so nothing holds the block afterwards."""
-    _pool(it, "uid")
+    _pool("uid")
     path, env = registry
     p = idrun.run(["--userns", "auto", "--pid"],
                   ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $!"], env=env)
-    assert p.returncode == 0, it._show(p)
+    assert p.returncode == 0, it.show_result(p)
     shown = json.loads(idrun.ok(["show", "--leases", "--json"], None, env=env))
     assert shown["leases"] == [], shown
 
 
-def test_garbage_and_hand_written_leases(it, idrun, registry):
+def test_garbage_and_hand_written_leases(idrun, registry):
     """Garbage is removed, a dead owner's lease is reclaimed, a live owner's lease
     (even hand-written) is honoured: never a crash, never a shared block."""
-    pool = _pool(it, "uid")
-    gpool = _pool(it, "gid")
+    pool = _pool("uid")
+    gpool = _pool("gid")
     path, env = registry
     os.mkdir(path, 0o700 if not it.CALLER.privileged else 0o755)
     with open("/proc/sys/kernel/random/boot_id") as f:
@@ -318,7 +319,7 @@ def test_garbage_and_hand_written_leases(it, idrun, registry):
             f.write(text)
     os.mkdir(os.path.join(path, "adir.lease"))
     p = idrun.run(["--userns", "auto"], ["cat", "/proc/self/uid_map"], env=env)
-    assert p.returncode == 0 and "Traceback" not in p.stderr, it._show(p)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, it.show_result(p)
     lines = it.parse_map(p.stdout)
     got = {(o, o + n) for _, o, n in lines}
     assert not _overlap(got, {(first, first + 1024)}), got       # the live lease holds
@@ -333,9 +334,9 @@ def test_garbage_and_hand_written_leases(it, idrun, registry):
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("size", [None, pytest.param(2000, marks=pytest.mark.permutation)])
-def test_auto_maps_inside(it, idrun, size):
+def test_auto_maps_inside(idrun, size):
     """Inside: container 0…size−1, all from the pool, running as 0:0."""
-    pools = {kind: _pool(it, kind) for kind in ("uid", "gid")}
+    pools = {kind: _pool(kind) for kind in ("uid", "gid")}
     n = size or 1024
     view = idrun.inside(["--userns", "auto" if size is None else f"auto:size={size}"])
     for kind, lines in (("uid", view.uid_map), ("gid", view.gid_map)):

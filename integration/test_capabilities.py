@@ -3,6 +3,7 @@ them inside, as container root and as a non-root --user, root and rootless."""
 from __future__ import annotations
 
 import pytest
+import testlib.integration as it
 
 SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
@@ -49,7 +50,7 @@ def test_cap_add_reaches_a_non_root_user(idrun, basic_opts):
     assert caps == {k: 1 << CAP_NET_ADMIN for k in SETS}, caps
 
 
-def test_unknown_capability_is_one_line(idrun, basic_opts, it, tmp_path):
+def test_unknown_capability_is_one_line(idrun, basic_opts, tmp_path):
     marker = tmp_path / "ran"
     for opt in (["--cap-drop", "CAP_BOGUS"], ["--cap-add", "sys_bogus"], ["--cap-add", ""]):
         p = idrun.run([*basic_opts, *opt], ["touch", str(marker)])

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import idrun_json
+from testlib import idrun_json
+import testlib.integration as it
 
 
 def _launch_seconds(idrun, basic_opts) -> float:
@@ -27,7 +28,7 @@ def _marker() -> str:
 
 
 @pytest.mark.kernel
-def test_timeout_stops_a_pid_namespace_job(it, idrun, basic_opts):
+def test_timeout_stops_a_pid_namespace_job(idrun, basic_opts):
     """`timeout 2 idrun --pid -- sleep 30` returns 124 within 3 s (the init forwards
     SIGTERM to the command, which is not PID 1 and so dies of it). Under QEMU's TCG a
     launch alone takes seconds, so the bound adds twice this machine's launch time."""
@@ -42,7 +43,7 @@ def test_timeout_stops_a_pid_namespace_job(it, idrun, basic_opts):
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_signal_to_idrun_leaves_nothing_in_the_namespace(it, idrun, basic_opts, sig):
+def test_signal_to_idrun_leaves_nothing_in_the_namespace(idrun, basic_opts, sig):
     """`idrun --pid -- sh -c 'sleep & sleep & wait'`: after a signal to idrun itself
     (SIGKILL included) no process of the namespace survives."""
     m1, m2 = _marker(), _marker()
@@ -168,7 +169,7 @@ def test_job_control_of_an_interactive_shell(idrun, basic_opts, pid):
         term.wait(0.1)
 
 
-def test_die_with_parent(it, idrun, basic_opts):
+def test_die_with_parent(idrun, basic_opts):
     """--die-with-parent: when the process that started idrun dies, the command dies."""
     m = _marker()
     parent = subprocess.Popen(["sh", "-c", " ".join(
@@ -186,7 +187,7 @@ def test_die_with_parent(it, idrun, basic_opts):
 
 
 @pytest.mark.kernel
-def test_map_verify_reads_back_what_the_kernel_took(it, idrun, basic_opts, caller):
+def test_map_verify_reads_back_what_the_kernel_took(idrun, basic_opts, caller):
     before = set(it.children_of(os.getpid()))
     p = idrun.run(["map", "--verify", "--json", *basic_opts], None)
     assert p.returncode == 0, p.stderr
@@ -226,7 +227,7 @@ def test_verify_without_dry_run_is_refused(idrun, basic_opts, shared_dir):
 
 @pytest.mark.kernel
 @pytest.mark.rootless
-def test_rootless_map_verify_through_newuidmap(it, idrun, subids):
+def test_rootless_map_verify_through_newuidmap(idrun, subids):
     """Rootless, the throwaway namespace gets its maps from the real newuidmap and
     newgidmap, exactly as a launch would; the kernel's read-back is the plan."""
     before = set(it.children_of(os.getpid()))

@@ -13,6 +13,7 @@ import signal
 import time
 
 import pytest
+import testlib.integration as it
 
 WRAPPERS = {"exec": [], "fork": ["--fork"], "pid": ["--pid"], "pid-fork": ["--pid", "--fork"]}
 
@@ -78,7 +79,7 @@ def test_root_exec_refused_inside_126(idrun, shared_dir):
     assert "cannot execute" in p.stderr, p.stderr
 
 
-def test_bad_input_125(it, idrun, shared_dir):
+def test_bad_input_125(idrun, shared_dir):
     marker = os.path.join(shared_dir, "ran")
     it.assert_refused(idrun.run(["--uidmap", "0:x:1"], ["touch", marker]), marker)
 
@@ -89,7 +90,7 @@ def test_bad_input_125(it, idrun, shared_dir):
                  marks=() if (m, s) in {("exec", signal.SIGTERM), ("fork", signal.SIGTERM),
                                         ("fork", signal.SIGKILL)} else pytest.mark.permutation)
     for m in ("exec", "fork") for s in (signal.SIGTERM, signal.SIGKILL, signal.SIGUSR1)])
-def test_killed_by_signal(it, idrun, basic_opts, mode, sig):
+def test_killed_by_signal(idrun, basic_opts, mode, sig):
     """`sh -c 'kill -SIG $$'` gives 128+SIG; the wrapper (--fork) exits with it."""
     p = idrun.run(basic_opts + WRAPPERS[mode], ["sh", "-c", f"kill -{int(sig)} $$; sleep 5"])
     assert it.status_of(p.returncode) == 128 + sig, (p.returncode, p.stderr)
@@ -103,7 +104,7 @@ def test_killed_by_signal(it, idrun, basic_opts, mode, sig):
     pytest.param(m, s, id=f"{m}-{s.name}",
                  marks=() if m == "pid" else pytest.mark.permutation)
     for m in ("pid", "pid-fork") for s in (signal.SIGKILL, signal.SIGTERM)])
-def test_pid_command_killed_from_outside(it, idrun, basic_opts, shared_dir, mode, sig):
+def test_pid_command_killed_from_outside(idrun, basic_opts, shared_dir, mode, sig):
     """With --pid the command is PID 2 under idrun's init, so it dies of any signal it
     has no handler for, as outside a PID namespace; the init exits with the
     command's status and the wrapper reports 128+N."""
@@ -152,7 +153,7 @@ FORWARD_CORE = {("fork", signal.SIGTERM), ("fork", signal.SIGINT), ("fork", sign
     pytest.param(m, s, id=f"{m}-{signal.Signals(s).name}",
                  marks=() if (m, s) in FORWARD_CORE else pytest.mark.permutation)
     for m, s in FORWARD_CASES])
-def test_signal_forwarded(it, idrun, basic_opts, shared_dir, mode, sig):
+def test_signal_forwarded(idrun, basic_opts, shared_dir, mode, sig):
     """idrun (the wrapper) receives a signal; the command's trap runs and exits 42."""
     name = signal.Signals(sig).name[3:]
     got, ready = os.path.join(shared_dir, "got"), os.path.join(shared_dir, "ready")
@@ -176,7 +177,7 @@ def test_signal_forwarded(it, idrun, basic_opts, shared_dir, mode, sig):
             proc.wait(timeout=30)
 
 
-def test_forwarded_term_kills_untrapped_child(it, idrun, basic_opts, shared_dir):
+def test_forwarded_term_kills_untrapped_child(idrun, basic_opts, shared_dir):
     """SIGTERM to the --fork wrapper of an untrapped `sleep`: the child dies of it and
     the wrapper reports 143 (with --pid too: see test_pid_command_killed_from_outside)."""
     ready = os.path.join(shared_dir, "ready")

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+import testlib.integration as it
 
 
 def _setpriv() -> str:
@@ -26,7 +27,7 @@ def _setpriv() -> str:
 
 @pytest.mark.kernel
 @pytest.mark.rootless
-def test_rootless_no_new_privs_refused_with_reason(it, idrun, subids, shared_dir):
+def test_rootless_no_new_privs_refused_with_reason(idrun, subids, shared_dir):
     """With no_new_privs set, setuid newuidmap cannot work: refused and explained."""
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(["--userns", "host"], ["touch", marker], wrap=[_setpriv(), "--no-new-privs"])
@@ -41,7 +42,7 @@ def test_rootless_no_new_privs_own_id_still_works(idrun, caller):
 
 
 @pytest.mark.root
-def test_root_no_new_privs_direct_writes_work(it, idrun):
+def test_root_no_new_privs_direct_writes_work(idrun):
     view = idrun.inside(["--uidmap", "0:100000:65536"], wrap=[_setpriv(), "--no-new-privs"])
     assert view.uid_map == [[0, 100000, 65536]]
 
@@ -51,7 +52,7 @@ def test_root_no_new_privs_direct_writes_work(it, idrun):
 @pytest.mark.kernel
 @pytest.mark.parametrize("limit,expect", [(0, "disabled"), (1, "limit on user namespaces")],
                          ids=["limit-0", "limit-1"])
-def test_max_user_namespaces_exhausted(it, idrun, shared_dir, limit, expect):
+def test_max_user_namespaces_exhausted(idrun, shared_dir, limit, expect):
     """Inside a namespace whose user.max_user_namespaces is 0, a new one fails with
     ENOSPC; with 1, the second level below it does. idrun says which (exit 125, one
     line), and the command does not run. (The outer namespaces are `-r`, so idrun
@@ -72,7 +73,7 @@ def test_max_user_namespaces_exhausted(it, idrun, shared_dir, limit, expect):
 
 @pytest.mark.kernel
 @pytest.mark.root
-def test_root_kernel_refusal_fails_closed(it, idrun, shared_dir):
+def test_root_kernel_refusal_fails_closed(idrun, shared_dir):
     """Mapping host uid 0 needs CAP_SETFCAP (Linux 5.12 and later): without it the map
     write fails, the command never runs, the message names the file, and no process
     remains."""
@@ -97,7 +98,7 @@ def test_root_kernel_refusal_fails_closed(it, idrun, shared_dir):
 @pytest.mark.parametrize("mode", [
     pytest.param([], id="exec"), pytest.param(["--fork"], id="fork"),
     pytest.param(["--pid"], id="pid", marks=pytest.mark.permutation)])
-def test_sigkill_at_any_step_leaves_nothing(it, idrun, basic_opts, mode):
+def test_sigkill_at_any_step_leaves_nothing(idrun, basic_opts, mode):
     """SIGKILL the launcher after 0 … 800 ms, i.e. before unshare, while the maps are
     written, and after the exec: nothing with this run's token survives it."""
     delays = [0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.8]
@@ -121,7 +122,7 @@ def test_sigkill_at_any_step_leaves_nothing(it, idrun, basic_opts, mode):
     assert not leftovers, f"processes outlived a SIGKILLed launcher (delay, pids): {leftovers}"
 
 
-def test_sigkill_leaves_no_sleep_child(it, idrun, basic_opts, shared_dir):
+def test_sigkill_leaves_no_sleep_child(idrun, basic_opts, shared_dir):
     """After the exec the command has the launcher's pid: SIGKILL ends it, and a
     --fork child does not survive its wrapper either (PDEATHSIG)."""
     ready = os.path.join(shared_dir, "ready")
@@ -145,7 +146,7 @@ def test_sigkill_leaves_no_sleep_child(it, idrun, basic_opts, shared_dir):
 N_PARALLEL = int(os.environ.get("IDRUN_IT_PARALLEL", "100"))
 
 
-def _parallel(it, idrun, opts_list):
+def _parallel(idrun, opts_list):
     procs = [idrun.popen(opts, ["cat", "/proc/self/uid_map"]) for opts in opts_list]
     results = []
     deadline = time.monotonic() + it.TIMEOUT * 2
@@ -163,20 +164,20 @@ def _parallel(it, idrun, opts_list):
 
 
 @pytest.mark.root
-def test_root_parallel_launches_see_their_own_maps(it, idrun):
+def test_root_parallel_launches_see_their_own_maps(idrun):
     opts_list = [["--uidmap", f"0:{100000 + 1000 * i}:1000"] for i in range(N_PARALLEL)]
-    for i, (rc, out, err) in enumerate(_parallel(it, idrun, opts_list)):
+    for i, (rc, out, err) in enumerate(_parallel(idrun, opts_list)):
         assert rc == 0, err
         assert it.parse_map(out) == [[0, 100000 + 1000 * i, 1000]]
 
 
 @pytest.mark.rootless
-def test_rootless_parallel_launches_see_their_own_maps(it, idrun, subids):
+def test_rootless_parallel_launches_see_their_own_maps(idrun, subids):
     n = min(N_PARALLEL, subids.common_total // 50)
     opts_list = []
     for i in range(n):
         opts_list.append(["--uidmap", f"0:{1 + 50 * i}:50"] if i % 3 else ["-r"])
-    for i, (rc, out, err) in enumerate(_parallel(it, idrun, opts_list)):
+    for i, (rc, out, err) in enumerate(_parallel(idrun, opts_list)):
         assert rc == 0, err
         exp = subids.compose("uid", [[0, 1 + 50 * i, 50]]) if i % 3 else [[0, os.geteuid(), 1]]
         assert it.parse_map(out) == exp
@@ -185,7 +186,7 @@ def test_rootless_parallel_launches_see_their_own_maps(it, idrun, subids):
 # ----------------------------------------------------------------------------- misleading environment
 
 @pytest.mark.rootless
-def test_rootless_user_variable_not_trusted(it, idrun, subids):
+def test_rootless_user_variable_not_trusted(idrun, subids):
     env = dict(os.environ, USER="root", LOGNAME="root")
     honest = idrun.plan(["--userns", "host"])
     assert idrun.plan(["--userns", "host"], env=env)["uid_map"] == honest["uid_map"]
@@ -194,7 +195,7 @@ def test_rootless_user_variable_not_trusted(it, idrun, subids):
 
 
 @pytest.mark.rootless
-def test_rootless_helper_not_taken_from_path(it, idrun, subids, shared_dir):
+def test_rootless_helper_not_taken_from_path(idrun, subids, shared_dir):
     """A newuidmap/newgidmap early in $PATH is never run: the helpers come from the
     system directories."""
     fake = os.path.join(shared_dir, "bin")

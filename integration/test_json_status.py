@@ -14,11 +14,12 @@ import subprocess
 import sys
 
 import pytest
+import testlib.integration as it
 
 WRAPPERS = {"exec": [], "fork": ["--fork"], "pid": ["--pid"]}
 
 
-def _start(it, idrun, opts, command, **kw):
+def _start(idrun, opts, command, **kw):
     """Start ``idrun --json-status-fd W OPTS -- COMMAND``, W the write end of a pipe;
     returns the process, the read end (a text file) and W."""
     r, w = os.pipe()
@@ -30,7 +31,7 @@ def _start(it, idrun, opts, command, **kw):
     return proc, os.fdopen(r), w
 
 
-def _lines(it, reader) -> list[dict]:
+def _lines(reader) -> list[dict]:
     """Every line written, each validated against schema.json."""
     with reader:
         return [it.idrun_json(line) for line in reader.read().splitlines()]
@@ -42,10 +43,10 @@ def _ns_inode(pid: int, name: str) -> int:
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("mode", list(WRAPPERS))
-def test_first_line_is_the_running_process(it, idrun, basic_opts, mode):
+def test_first_line_is_the_running_process(idrun, basic_opts, mode):
     """child-pid is the process that holds the mapping while the command runs, and the
     namespace inodes are those /proc/PID/ns shows for it."""
-    proc, reader, _ = _start(it, idrun, basic_opts + WRAPPERS[mode], ["sh", "-c", "read x"],
+    proc, reader, _ = _start(idrun, basic_opts + WRAPPERS[mode], ["sh", "-c", "read x"],
                           stdin=subprocess.PIPE)
     try:
         first = it.idrun_json(reader.readline())
@@ -65,15 +66,15 @@ def test_first_line_is_the_running_process(it, idrun, basic_opts, mode):
         assert it.proc_stat(pid)[1] == proc.pid
     finally:
         proc.communicate("\n", timeout=it.TIMEOUT)
-    rest = _lines(it, reader)
+    rest = _lines(reader)
     assert rest == [{"schema": 1, "exit-code": 0}]
     assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.kernel
-def test_every_namespace_created_is_reported(it, idrun, basic_opts):
+def test_every_namespace_created_is_reported(idrun, basic_opts):
     opts = basic_opts + ["--pid", "--mount", "--uts", "--ipc", "--cgroup"]
-    proc, reader, _ = _start(it, idrun, opts, ["sh", "-c", "read x"], stdin=subprocess.PIPE)
+    proc, reader, _ = _start(idrun, opts, ["sh", "-c", "read x"], stdin=subprocess.PIPE)
     try:
         first = it.idrun_json(reader.readline())
         pid = first["child-pid"]
@@ -85,7 +86,7 @@ def test_every_namespace_created_is_reported(it, idrun, basic_opts):
         assert "net-namespace" not in first
     finally:
         proc.communicate("\n", timeout=it.TIMEOUT)
-    assert _lines(it, reader) == [{"schema": 1, "exit-code": 0}]
+    assert _lines(reader) == [{"schema": 1, "exit-code": 0}]
 
 
 @pytest.mark.parametrize("mode", list(WRAPPERS))
@@ -94,25 +95,25 @@ def test_every_namespace_created_is_reported(it, idrun, basic_opts):
     pytest.param("kill -9 $$", 137, id="signal-9"),
     pytest.param("exec /nonexistent/idrun-json-x", 127, id="not-found-127"),
 ])
-def test_exit_code_line_is_idruns_status(it, idrun, basic_opts, mode, script, status):
-    proc, reader, _ = _start(it, idrun, basic_opts + WRAPPERS[mode], ["sh", "-c", script])
+def test_exit_code_line_is_idruns_status(idrun, basic_opts, mode, script, status):
+    proc, reader, _ = _start(idrun, basic_opts + WRAPPERS[mode], ["sh", "-c", script])
     _, err = proc.communicate(timeout=it.TIMEOUT)
-    lines = _lines(it, reader)
+    lines = _lines(reader)
     assert proc.returncode == status, err
     assert len(lines) == 2 and "child-pid" in lines[0], lines
     assert lines[1] == {"schema": 1, "exit-code": status}
 
 
-def test_nothing_written_when_the_command_cannot_start(it, idrun, basic_opts):
+def test_nothing_written_when_the_command_cannot_start(idrun, basic_opts):
     """idrun's own 127 (the command is not found before anything starts): no line."""
-    proc, reader, _ = _start(it, idrun, basic_opts, ["idrun-json-no-such-command"])
+    proc, reader, _ = _start(idrun, basic_opts, ["idrun-json-no-such-command"])
     _, err = proc.communicate(timeout=it.TIMEOUT)
     assert proc.returncode == 127, err
-    assert _lines(it, reader) == []
+    assert _lines(reader) == []
 
 
 @pytest.mark.parametrize("redirect,why", [("", "is not open"), ("7</dev/null", "is open read-only")])
-def test_bad_descriptor_refused_before_anything_starts(it, idrun, basic_opts, shared_dir,
+def test_bad_descriptor_refused_before_anything_starts(idrun, basic_opts, shared_dir,
                                                        redirect, why):
     marker = os.path.join(shared_dir, "ran")
     argv = idrun.argv(["--json-status-fd", "7"] + basic_opts, ["touch", marker])
@@ -125,15 +126,15 @@ def test_bad_descriptor_refused_before_anything_starts(it, idrun, basic_opts, sh
 
 
 @pytest.mark.parametrize("mode", list(WRAPPERS))
-def test_descriptor_not_inherited(it, idrun, basic_opts, mode):
-    proc, reader, w = _start(it, idrun, basic_opts + WRAPPERS[mode], ["ls", "/proc/self/fd"])
+def test_descriptor_not_inherited(idrun, basic_opts, mode):
+    proc, reader, w = _start(idrun, basic_opts + WRAPPERS[mode], ["ls", "/proc/self/fd"])
     out, err = proc.communicate(timeout=it.TIMEOUT)
     assert proc.returncode == 0, err
     assert str(w) not in out.split(), out
-    assert len(_lines(it, reader)) == 2
+    assert len(_lines(reader)) == 2
 
 
-def test_descriptor_passed_on_with_preserve_fds(it, idrun, basic_opts):
+def test_descriptor_passed_on_with_preserve_fds(idrun, basic_opts):
     """Asked for explicitly, the command gets it too (and may write to the stream)."""
     r, w = os.pipe()
     argv = idrun.argv(["--json-status-fd", "3", "--preserve-fds", "1"] + basic_opts,
@@ -190,7 +191,7 @@ def _full_pipe() -> tuple[int, int]:
     (15, ["sleep", "60"], 128 + 15),      # stuck on the first line: forwarded, as usual
     (2, ["true"], 0),                     # stuck on the last line: ends with the command's
 ], ids=["term-while-running", "int-after-exit"])
-def test_stalled_reader_never_makes_idrun_unkillable(it, idrun, basic_opts, mode, sig,
+def test_stalled_reader_never_makes_idrun_unkillable(idrun, basic_opts, mode, sig,
                                                      command, status):
     """Issue 19: with the pipe full, idrun blocked in write(2) with the forwarded signals
     blocked, and SIGTERM/SIGINT did nothing. Now the signal ends it with the usual

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 
 import pytest
+import testlib.integration as it
 
 RELEASE = platform.release()
 NS = ["--uidmap", "0:100000:65536"]
@@ -70,7 +71,7 @@ def _one_line_refusal(p: subprocess.CompletedProcess) -> str:
 # --- idrun check ------------------------------------------------------------------
 
 @pytest.mark.kernel
-def test_check_lists_what_the_kernel_can_do(idrun, it, caller):
+def test_check_lists_what_the_kernel_can_do(idrun, caller):
     p = idrun.run(["check", "--json"], None)
     assert p.returncode == 0, p.stderr      # own-id launches work on every kernel here
     checks = {c["id"]: c for c in it.idrun_json(p.stdout)["checks"]}
@@ -113,7 +114,7 @@ def test_check_lists_what_the_kernel_can_do(idrun, it, caller):
 # --- idrun map --verify -------------------------------------------------------------
 
 @pytest.mark.kernel
-def test_verify_says_how_this_kernel_builds_each_mount(idrun, it, basic_opts, scratch):
+def test_verify_says_how_this_kernel_builds_each_mount(idrun, basic_opts, scratch):
     opts = [*basic_opts, "-v", f"{scratch}:/mnt:ro", "--tmpfs", "/opt"]
     p = idrun.run(["map", "--verify", *opts], None)
     assert p.returncode == 0, p.stderr
@@ -150,7 +151,7 @@ def _idmap_case(kind: str, scratch: str) -> tuple[list[str], str | None]:
 @pytest.mark.root
 @pytest.mark.kernel
 @pytest.mark.parametrize("kind", ["volume", "rootfs", "tmpfs"])
-def test_root_idmap_refused_before_anything_starts(idrun, it, scratch, kind,
+def test_root_idmap_refused_before_anything_starts(idrun, scratch, kind,
                                                   no_new_children):
     opts, point = _idmap_case(kind, scratch)
     marker = os.path.join(scratch, "ran")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import testlib.integration as it
 
 
 def render(lines) -> str:
@@ -40,7 +41,7 @@ def bytes_lines(total: int) -> list[tuple[int, int, int]]:
     return lines
 
 
-def check_fits(it, idrun, opts, nlines):
+def check_fits(idrun, opts, nlines):
     plan = idrun.plan(opts)
     assert len(plan["uid_map"]) == nlines and len(plan["gid_map"]) == nlines
     view = idrun.inside(opts)
@@ -49,7 +50,7 @@ def check_fits(it, idrun, opts, nlines):
     assert (view.uid, view.gid) == (plan["user"]["uid"], plan["user"]["gid"])
 
 
-def check_refused(it, idrun, opts, shared_dir, why):
+def check_refused(idrun, opts, shared_dir, why):
     """Refused with exit 125, for the reason `why` (a word of the message)."""
     marker = os.path.join(shared_dir, "ran")
     assert idrun.map_run(opts).returncode == 125
@@ -60,50 +61,50 @@ def check_refused(it, idrun, opts, shared_dir, why):
 
 @pytest.mark.kernel
 @pytest.mark.root
-def test_root_340_lines_work(it, idrun):
+def test_root_340_lines_work(idrun):
     lines = root_lines(340)
     assert len(render(lines)) < 4096
-    check_fits(it, idrun, uidmap_opts(lines), 340)
+    check_fits(idrun, uidmap_opts(lines), 340)
 
 
 @pytest.mark.root
-def test_root_341_lines_refused(it, idrun, shared_dir):
+def test_root_341_lines_refused(idrun, shared_dir):
     lines = root_lines(341)
     assert len(render(lines)) < 4096  # the line count alone is what is wrong
-    check_refused(it, idrun, uidmap_opts(lines), shared_dir, "340")
+    check_refused(idrun, uidmap_opts(lines), shared_dir, "340")
 
 
 @pytest.mark.kernel
 @pytest.mark.root
-def test_root_4095_bytes_work(it, idrun):
+def test_root_4095_bytes_work(idrun):
     lines = bytes_lines(4095)
-    check_fits(it, idrun, uidmap_opts(lines) + ["--user", "1000000:1000000"], len(lines))
+    check_fits(idrun, uidmap_opts(lines) + ["--user", "1000000:1000000"], len(lines))
 
 
 @pytest.mark.root
-def test_root_4096_bytes_refused(it, idrun, shared_dir):
+def test_root_4096_bytes_refused(idrun, shared_dir):
     lines = bytes_lines(4096)
     assert len(lines) <= 340  # the size alone is what is wrong
-    check_refused(it, idrun, uidmap_opts(lines) + ["--user", "1000000:1000000"], shared_dir,
+    check_refused(idrun, uidmap_opts(lines) + ["--user", "1000000:1000000"], shared_dir,
                   "4096")
 
 
 @pytest.mark.root
-def test_root_large_map_refused_on_gid_side_only(it, idrun, shared_dir):
+def test_root_large_map_refused_on_gid_side_only(idrun, shared_dir):
     """A valid uid map does not let an oversized gid map through."""
     opts = ["--uidmap", "0:100000:65536"] + [
         x.replace("--uidmap", "--gidmap") for x in uidmap_opts(root_lines(341))]
-    check_refused(it, idrun, opts, shared_dir, "340")
+    check_refused(idrun, opts, shared_dir, "340")
 
 
 @pytest.mark.rootless
-def test_rootless_341_lines_refused(it, idrun, subids, shared_dir):
+def test_rootless_341_lines_refused(idrun, subids, shared_dir):
     opts = uidmap_opts((2 * i, 2 * i + 1, 1) for i in range(341))
-    check_refused(it, idrun, opts, shared_dir, "340")
+    check_refused(idrun, opts, shared_dir, "340")
 
 
 @pytest.mark.rootless
-def test_rootless_4096_bytes_refused(it, idrun, subids, shared_dir):
+def test_rootless_4096_bytes_refused(idrun, subids, shared_dir):
     """Host-id lines (what newuidmap would write) of 4096 bytes or more: refused."""
     container = [(1000000 + 2 * i, 2 * i + 1, 1) for i in range(300)]
     host_u = subids.compose("uid", container)
@@ -111,14 +112,14 @@ def test_rootless_4096_bytes_refused(it, idrun, subids, shared_dir):
     assert len(host_u) <= 340
     if len(render(host_u)) < 4096 or len(render(host_g)) < 4096:
         pytest.skip("sub-ids too short to reach 4096 bytes in 300 lines")
-    check_refused(it, idrun, uidmap_opts(container) + ["--user", "1000000:1000000"],
+    check_refused(idrun, uidmap_opts(container) + ["--user", "1000000:1000000"],
                   shared_dir, "4096")
 
 
 @pytest.mark.kernel
 @pytest.mark.rootless
-def test_rootless_300_lines_work(it, idrun, subids):
+def test_rootless_300_lines_work(idrun, subids):
     container = [(2 * i, 2 * i + 1, 1) for i in range(300)]
     if len(render(subids.compose("uid", container))) >= 4096:
         pytest.skip("sub-ids too long for 300 lines in 4096 bytes")
-    check_fits(it, idrun, uidmap_opts(container), 300)
+    check_fits(idrun, uidmap_opts(container), 300)

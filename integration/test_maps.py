@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+import testlib.integration as it
 
 
 def core_first(names, core):
@@ -21,7 +22,7 @@ def core_first(names, core):
     return [n if n in core else pytest.param(n, marks=pytest.mark.permutation) for n in names]
 
 
-def check_inside(it, idrun, opts, uid_map=None, gid_map=None, setgroups=None, user=None) -> dict:
+def check_inside(idrun, opts, uid_map=None, gid_map=None, setgroups=None, user=None) -> dict:
     plan = idrun.plan(opts)
     # The resolver agrees with what this test expects on its own.
     if uid_map is not None:
@@ -87,9 +88,9 @@ ROOT_CORE = {"single-id", "range", "break-insert", "at-host-id", "user-option",
 @pytest.mark.kernel
 @pytest.mark.root
 @pytest.mark.parametrize("case", core_first(ROOT_CASES, ROOT_CORE))
-def test_root_maps_inside(it, idrun, case):
+def test_root_maps_inside(idrun, case):
     opts, uid_map, gid_map, setgroups, user = ROOT_CASES[case]
-    check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
+    check_inside(idrun, opts, uid_map, gid_map, setgroups, user)
 
 
 ID_OUTPUT = {
@@ -117,7 +118,7 @@ def test_id_output_names_the_ids(request, idrun, case):
 
 
 @pytest.mark.root
-def test_root_userns_host_creates_no_namespace(it, idrun):
+def test_root_userns_host_creates_no_namespace(idrun):
     plan = idrun.plan(["--userns", "host"])
     assert plan["userns"] is False
     out = idrun.ok(["--userns", "host"], ["sh", "-c", "readlink /proc/self/ns/user; "
@@ -232,9 +233,9 @@ ROOTLESS_CORE = {"map-root-user", "map-auto", "userns-host", "userns-keep-id",
 @pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", core_first(ROOTLESS_CASE_NAMES, ROOTLESS_CORE))
-def test_rootless_maps_inside(it, idrun, subids, caller, case):
+def test_rootless_maps_inside(idrun, subids, caller, case):
     opts, uid_map, gid_map, setgroups, user = _rootless_cases(subids, caller)[case]
-    plan = check_inside(it, idrun, opts, uid_map, gid_map, setgroups, user)
+    plan = check_inside(idrun, opts, uid_map, gid_map, setgroups, user)
     # Whatever the preset, only the caller's own id and its delegated ids appear.
     allowed_u = subids.host_ids("uid") | {caller.uid}
     allowed_g = subids.host_ids("gid") | {caller.gid}
@@ -297,7 +298,7 @@ API_RUN = ("import idrun, sys\n"
 
 
 @pytest.mark.rootless
-def test_rootless_api_run(it, subids, caller):
+def test_rootless_api_run(subids, caller):
     """idrun.run() of the library, rootless through newuidmap: the same maps."""
     if subprocess.run([sys.executable, "-c", "import idrun"], capture_output=True,
                       timeout=it.TIMEOUT).returncode:

@@ -12,6 +12,7 @@ import os
 import shutil
 
 import pytest
+import testlib.integration as it
 
 NAMESPACES = ["user", "mnt", "net", "pid", "uts", "ipc", "cgroup"]
 
@@ -113,7 +114,7 @@ def test_mount_proc_shows_only_the_namespace(idrun, basic_opts):
     assert str(os.getpid()) in os.listdir("/proc")
 
 
-def test_mount_proc_without_pid(it, idrun, basic_opts, shared_dir):
+def test_mount_proc_without_pid(idrun, basic_opts, shared_dir):
     """Without --pid the kernel lets no user namespace mount a /proc of the host's PID
     namespace (util-linux `unshare -r --mount-proc` fails the same way): idrun must
     either cope or refuse cleanly, before the command starts."""
@@ -136,11 +137,11 @@ MOUNT_TMPFS_PY = ("import ctypes, os, sys\n"
                   "    e = ctypes.get_errno(); sys.exit(f'mount: {os.strerror(e)}')\n")
 
 
-def test_mount_is_private(it, idrun, basic_opts, shared_dir):
+def test_mount_is_private(idrun, basic_opts, shared_dir):
     sub = os.path.join(shared_dir, "mnt")
     os.mkdir(sub)
     os.chmod(sub, 0o777)
-    mount = _mount_argv(it, sub)
+    mount = _mount_argv(sub)
     out = idrun.ok(basic_opts + ["--mount"],
                    ["sh", "-c", '"$@" && touch "$0/inside" && ls "$0" && '
                                 'grep -c " $0 " /proc/self/mountinfo; '
@@ -152,16 +153,16 @@ def test_mount_is_private(it, idrun, basic_opts, shared_dir):
         assert f" {sub} " not in f.read()
 
 
-def test_mount_refused_without_mount_namespace(it, idrun, basic_opts, shared_dir):
+def test_mount_refused_without_mount_namespace(idrun, basic_opts, shared_dir):
     """Without --mount the command shares the host's mount namespace: it cannot mount."""
     sub = os.path.join(shared_dir, "mnt")
     os.mkdir(sub)
-    p = idrun.run(basic_opts, _mount_argv(it, sub))
+    p = idrun.run(basic_opts, _mount_argv(sub))
     assert p.returncode != 0
     assert os.listdir(sub) == []
 
 
-def _mount_argv(it, target: str) -> list[str]:
+def _mount_argv(target: str) -> list[str]:
     """Mount a tmpfs on target: mount(8), else python3 + ctypes."""
     if shutil.which("mount"):
         return [shutil.which("mount"), "-t", "tmpfs", "idrun-it", target]
@@ -179,7 +180,7 @@ def test_hostname(idrun, basic_opts, uts):
     assert os.uname().nodename == before
 
 
-def test_uts_hostname_change_stays_inside(it, idrun, basic_opts):
+def test_uts_hostname_change_stays_inside(idrun, basic_opts):
     before = os.uname().nodename
     hostname = shutil.which("hostname")
     if hostname:
@@ -228,7 +229,7 @@ ALL_TOGETHER = {
 @pytest.mark.kernel
 @pytest.mark.parametrize("case", [pytest.param("root", marks=pytest.mark.root),
                                   pytest.param("rootless", marks=pytest.mark.rootless)])
-def test_all_options_together(request, it, idrun, case):
+def test_all_options_together(request, idrun, case):
     """Every namespace at once, the maps written through newuidmap in the rootless case.
     --net and --pid together also cover Debian 12's pyroute2 (0.7), which runs
     `uname -p` through subprocess when imported: were --net set up before the

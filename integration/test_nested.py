@@ -14,7 +14,8 @@ import os
 
 import pytest
 
-from conftest import idrun_json
+from testlib import idrun_json
+import testlib.integration as it
 
 ROOT_OUTER = ["--uidmap", "0:0:1", "--uidmap", "1:100000:65535"]
 
@@ -24,18 +25,18 @@ def nested_plan(idrun, outer, inner) -> dict:
     return idrun_json(out)
 
 
-def nested_inside(it, idrun, outer, inner, path):
+def nested_inside(idrun, outer, inner, path):
     script = it.INSIDE_REPORT + '; touch "$1"'
     out = idrun.ok(outer, idrun.argv(inner, ["sh", "-c", script, "sh", path]))
     return it.InsideView.parse(out)
 
 
-def check_nested(it, idrun, outer, inner, shared_dir, exp_lines=None):
+def check_nested(idrun, outer, inner, shared_dir, exp_lines=None):
     plan = nested_plan(idrun, outer, inner)
     if exp_lines is not None:
         assert plan["uid_map"] == exp_lines and plan["gid_map"] == exp_lines, plan
     path = os.path.join(shared_dir, "nested")
-    view = nested_inside(it, idrun, outer, inner, path)
+    view = nested_inside(idrun, outer, inner, path)
     assert view.uid_map == plan["uid_map"]
     assert view.gid_map == plan["gid_map"]
     assert view.setgroups == plan["setgroups"]
@@ -44,8 +45,8 @@ def check_nested(it, idrun, outer, inner, shared_dir, exp_lines=None):
 
 
 @pytest.mark.root
-def test_root_nested_subset(it, idrun, shared_dir):
-    plan, st = check_nested(it, idrun, ROOT_OUTER, ["--uidmap", "0:1000:10"], shared_dir,
+def test_root_nested_subset(idrun, shared_dir):
+    plan, st = check_nested(idrun, ROOT_OUTER, ["--uidmap", "0:1000:10"], shared_dir,
                             [[0, 1000, 10]])
     assert plan["mode"] != "rootless", "root inside the outer namespace is privileged there"
     # inner 0 -> outer 1000 -> host 100000 + 999
@@ -53,8 +54,8 @@ def test_root_nested_subset(it, idrun, shared_dir):
 
 
 @pytest.mark.root
-def test_root_nested_identity_outer(it, idrun, shared_dir):
-    plan, st = check_nested(it, idrun, ["--uidmap", "0:0:100000"],
+def test_root_nested_identity_outer(idrun, shared_dir):
+    plan, st = check_nested(idrun, ["--uidmap", "0:0:100000"],
                             ["--uidmap", "0:1000:10", "--user", "3:4"], shared_dir,
                             [[0, 1000, 10]])
     assert (st.st_uid, st.st_gid) == (1003, 1004)
@@ -62,15 +63,15 @@ def test_root_nested_identity_outer(it, idrun, shared_dir):
 
 @pytest.mark.kernel
 @pytest.mark.root
-def test_root_nested_line_split_at_outer_extents(it, idrun, shared_dir):
+def test_root_nested_line_split_at_outer_extents(idrun, shared_dir):
     """Inner 0:0:2 spans the outer extents 0->0 and 1->100000: written as two lines."""
-    plan, st = check_nested(it, idrun, ROOT_OUTER, ["--uidmap", "0:0:2", "--user", "1:1"],
+    plan, st = check_nested(idrun, ROOT_OUTER, ["--uidmap", "0:0:2", "--user", "1:1"],
                             shared_dir, [[0, 0, 1], [1, 1, 1]])
     assert (st.st_uid, st.st_gid) == (100000, 100000)
 
 
 @pytest.mark.root
-def test_root_nested_unmapped_outer_id_refused(it, idrun, shared_dir):
+def test_root_nested_unmapped_outer_id_refused(idrun, shared_dir):
     """Ids the outer namespace does not have cannot be mapped by the inner idrun."""
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(["--uidmap", "0:0:1000"],
@@ -79,7 +80,7 @@ def test_root_nested_unmapped_outer_id_refused(it, idrun, shared_dir):
 
 
 @pytest.mark.root
-def test_root_three_levels(it, idrun, shared_dir):
+def test_root_three_levels(idrun, shared_dir):
     middle = idrun.argv(["--uidmap", "0:0:1", "--uidmap", "1:1000:1000"])
     inner = ["--uidmap", "0:5:1"]
     path = os.path.join(shared_dir, "level3")
@@ -92,8 +93,8 @@ def test_root_three_levels(it, idrun, shared_dir):
 
 @pytest.mark.kernel
 @pytest.mark.rootless
-def test_rootless_nested(it, idrun, subids, shared_dir):
-    plan, st = check_nested(it, idrun, ["--userns", "host"], ["--uidmap", "0:1000:10"],
+def test_rootless_nested(idrun, subids, shared_dir):
+    plan, st = check_nested(idrun, ["--userns", "host"], ["--uidmap", "0:1000:10"],
                             shared_dir, [[0, 1000, 10]])
     host_uid = subids.compose("uid", [[0, 1000, 1]])[0][1]
     host_gid = subids.compose("gid", [[0, 1000, 1]])[0][1]
@@ -101,7 +102,7 @@ def test_rootless_nested(it, idrun, subids, shared_dir):
 
 
 @pytest.mark.rootless
-def test_rootless_nested_in_self_map(it, idrun, caller, shared_dir):
+def test_rootless_nested_in_self_map(idrun, caller, shared_dir):
     """Inside `-r` only the caller exists: an inner idrun may map it, nothing else.
     (-r denies setgroups, and a child namespace inherits that, hence the option.)"""
     path = os.path.join(shared_dir, "nested")
@@ -116,7 +117,7 @@ def test_rootless_nested_in_self_map(it, idrun, caller, shared_dir):
     it.assert_refused(p, marker)
 
 
-def test_nested_under_denied_setgroups_predicted(it, idrun, shared_dir):
+def test_nested_under_denied_setgroups_predicted(idrun, shared_dir):
     """Under a parent whose setgroups is `deny` (inherited by every child namespace),
     what `idrun map` resolves inside must be what the launch does: either it resolves
     `deny` and the run works, or `idrun map` refuses too."""

@@ -4,6 +4,7 @@ note only for a likely mistake; everything else belongs to idrun map, --dry-run 
 from __future__ import annotations
 
 import pytest
+import testlib.integration as it
 
 
 @pytest.mark.rootless
@@ -92,7 +93,7 @@ def test_terminal_warning_only_when_its_owner_is_unmapped_as_root(idrun):
 
 
 @pytest.mark.root
-def test_terminal_of_root_under_a_rootless_user(it, idrun):
+def test_terminal_of_root_under_a_rootless_user(idrun):
     """runuser/su - as an ordinary user keeps root's pty: rootless -r cannot map it, and
     the warning says so instead of advising -r."""
     import shutil

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import testlib.integration as it
 
 
 def core_first(names, core):
@@ -37,7 +38,7 @@ ROOTLESS_OPTS = {
 }
 
 
-def check_file_owner(it, idrun, opts, shared_dir):
+def check_file_owner(idrun, opts, shared_dir):
     plan = idrun.plan(opts)
     path = os.path.join(shared_dir, "made-inside")
     # The maps as the kernel has them: --userns auto may get another block than the
@@ -56,7 +57,7 @@ def check_file_owner(it, idrun, opts, shared_dir):
     return plan
 
 
-def check_chown_inside(it, idrun, opts, shared_dir, cuid, cgid):
+def check_chown_inside(idrun, opts, shared_dir, cuid, cgid):
     """Root inside gives a file to other container ids: the host sees their host ids."""
     plan = idrun.plan(opts)
     hu, hg = it.translate_out(plan["uid_map"], cuid), it.translate_out(plan["gid_map"], cgid)
@@ -69,7 +70,7 @@ def check_chown_inside(it, idrun, opts, shared_dir, cuid, cgid):
     assert (st.st_uid, st.st_gid) == (hu, hg), plan
 
 
-def check_outside_file(it, idrun, opts, shared_dir, caller):
+def check_outside_file(idrun, opts, shared_dir, caller):
     """A file the caller makes outside is seen inside through the map (or as overflow)."""
     plan = idrun.plan(opts)
     path = os.path.join(shared_dir, "made-outside")
@@ -84,39 +85,39 @@ def check_outside_file(it, idrun, opts, shared_dir, caller):
 @pytest.mark.kernel
 @pytest.mark.root
 @pytest.mark.parametrize("case", core_first(ROOT_OPTS, {"range-user", "split-gidmap"}))
-def test_root_file_owner(it, idrun, shared_dir, case):
-    check_file_owner(it, idrun, ROOT_OPTS[case], shared_dir)
+def test_root_file_owner(idrun, shared_dir, case):
+    check_file_owner(idrun, ROOT_OPTS[case], shared_dir)
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("case", core_first(ROOT_OPTS, {"range"}))
-def test_root_outside_file_seen_inside(it, idrun, shared_dir, caller, case):
-    check_outside_file(it, idrun, ROOT_OPTS[case], shared_dir, caller)
+def test_root_outside_file_seen_inside(idrun, shared_dir, caller, case):
+    check_outside_file(idrun, ROOT_OPTS[case], shared_dir, caller)
 
 
 @pytest.mark.root
-def test_root_chown_inside(it, idrun, shared_dir):
-    check_chown_inside(it, idrun, ["--uidmap", "0:100000:65536"], shared_dir, 1234, 4321)
+def test_root_chown_inside(idrun, shared_dir):
+    check_chown_inside(idrun, ["--uidmap", "0:100000:65536"], shared_dir, 1234, 4321)
 
 
 @pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", core_first(ROOTLESS_OPTS, {"map-root-user", "user-option",
                                                             "userns-keep-id", "userns-nomap"}))
-def test_rootless_file_owner(it, idrun, subids, shared_dir, case):
-    check_file_owner(it, idrun, ROOTLESS_OPTS[case], shared_dir)
+def test_rootless_file_owner(idrun, subids, shared_dir, case):
+    check_file_owner(idrun, ROOTLESS_OPTS[case], shared_dir)
 
 
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", core_first(ROOTLESS_OPTS, {"userns-keep-id"}))
-def test_rootless_outside_file_seen_inside(it, idrun, subids, shared_dir, caller, case):
-    check_outside_file(it, idrun, ROOTLESS_OPTS[case], shared_dir, caller)
+def test_rootless_outside_file_seen_inside(idrun, subids, shared_dir, caller, case):
+    check_outside_file(idrun, ROOTLESS_OPTS[case], shared_dir, caller)
 
 
 @pytest.mark.kernel
 @pytest.mark.rootless
-def test_rootless_chown_inside_lands_on_subids(it, idrun, subids, shared_dir):
-    check_chown_inside(it, idrun, ["--userns", "host"], shared_dir, 1234, 1500)
+def test_rootless_chown_inside_lands_on_subids(idrun, subids, shared_dir):
+    check_chown_inside(idrun, ["--userns", "host"], shared_dir, 1234, 1500)
     st = os.stat(os.path.join(shared_dir, "chowned"))
     assert st.st_uid in subids.host_ids("uid") and st.st_gid in subids.host_ids("gid")
 

@@ -9,9 +9,10 @@ import signal
 import subprocess
 
 import pytest
+import testlib.integration as it
 
 
-def test_exec_mode_keeps_the_launchers_pid(it, idrun, basic_opts):
+def test_exec_mode_keeps_the_launchers_pid(idrun, basic_opts):
     """Without --fork/--pid no wrapper lingers: the command *is* the idrun process."""
     proc = idrun.popen(basic_opts, ["sh", "-c", "echo $$ $PPID"])
     out, err = proc.communicate(timeout=it.TIMEOUT)
@@ -21,7 +22,7 @@ def test_exec_mode_keeps_the_launchers_pid(it, idrun, basic_opts):
     assert ppid == os.getpid()
 
 
-def test_exec_mode_leaves_no_wrapper(it, idrun, basic_opts):
+def test_exec_mode_leaves_no_wrapper(idrun, basic_opts):
     """The launcher turns into a long-running command: no child of it remains (no
     map writer, no wrapper), and the command's namespace has the planned map."""
     proc = idrun.popen(basic_opts, ["sleep", "30"])
@@ -41,7 +42,7 @@ def test_exec_mode_leaves_no_wrapper(it, idrun, basic_opts):
         proc.wait(timeout=30)
 
 
-def test_fork_mode_command_is_child_of_wrapper(it, idrun, basic_opts):
+def test_fork_mode_command_is_child_of_wrapper(idrun, basic_opts):
     proc = idrun.popen(basic_opts + ["--fork"], ["sh", "-c", "echo $$ $PPID"])
     out, err = proc.communicate(timeout=it.TIMEOUT)
     assert proc.returncode == 0, err
@@ -50,8 +51,8 @@ def test_fork_mode_command_is_child_of_wrapper(it, idrun, basic_opts):
 
 
 def test_environment_preserved(idrun, basic_opts):
-    env = dict(os.environ, IDRUN_IT_VALUE="a b\tc=d")
-    out = idrun.ok(basic_opts, ["sh", "-c", 'printf "%s|%s|%s" "$IDRUN_IT_VALUE" "$HOME" "$PATH"'],
+    env = dict(os.environ, IT_TEST_VALUE="a b\tc=d")
+    out = idrun.ok(basic_opts, ["sh", "-c", 'printf "%s|%s|%s" "$IT_TEST_VALUE" "$HOME" "$PATH"'],
                    env=env)
     assert out == f"a b\tc=d|{env.get('HOME', '')}|{env.get('PATH', '')}"
 
@@ -67,7 +68,7 @@ def test_stdin_passed(idrun, basic_opts):
 
 # ----------------------------------------------------------------------------- fds
 
-def _fds_inside(it, idrun, opts, open_fds: int) -> dict[int, str]:
+def _fds_inside(idrun, opts, open_fds: int) -> dict[int, str]:
     """Open fds 3..3+open_fds-1 on /dev/null in a shell, exec idrun OPTS -- ls -l
     /proc/self/fd, and return {fd: target} as the command sees them (without the
     directory fd ls itself opens)."""
@@ -92,21 +93,21 @@ def _fds_inside(it, idrun, opts, open_fds: int) -> dict[int, str]:
 @pytest.mark.parametrize("mode", [
     pytest.param([], id="exec"), pytest.param(["--fork"], id="fork", marks=pytest.mark.permutation),
     pytest.param(["--pid"], id="pid")])
-def test_only_std_fds_inherited(it, idrun, basic_opts, mode):
-    fds = _fds_inside(it, idrun, basic_opts + mode, open_fds=4)
+def test_only_std_fds_inherited(idrun, basic_opts, mode):
+    fds = _fds_inside(idrun, basic_opts + mode, open_fds=4)
     assert sorted(fds) == [0, 1, 2], fds
 
 
 @pytest.mark.parametrize("mode", [
     pytest.param([], id="exec"), pytest.param(["--fork"], id="fork"),
     pytest.param(["--pid"], id="pid", marks=pytest.mark.permutation)])
-def test_preserve_fds(it, idrun, basic_opts, mode):
-    fds = _fds_inside(it, idrun, basic_opts + mode + ["--preserve-fds", "2"], open_fds=4)
+def test_preserve_fds(idrun, basic_opts, mode):
+    fds = _fds_inside(idrun, basic_opts + mode + ["--preserve-fds", "2"], open_fds=4)
     assert sorted(fds) == [0, 1, 2, 3, 4], fds
     assert fds[3] == fds[4] == "/dev/null"
 
 
-def test_preserve_fds_beyond_open_ones(it, idrun, basic_opts):
+def test_preserve_fds_beyond_open_ones(idrun, basic_opts):
     """--preserve-fds 3 while only fd 3 is open is refused before anything starts, as
     podman refuses it (issue 11): the caller's count and its descriptors disagree."""
     argv = idrun.argv(basic_opts + ["--preserve-fds", "3"], ["true"])
@@ -131,7 +132,7 @@ def test_no_new_privs_option(idrun, basic_opts):
 
 # ----------------------------------------------------------------------------- PDEATHSIG
 
-def _await_child(it, proc, pidfile):
+def _await_child(proc, pidfile):
     """Host pid and start time of the command (pid written by itself, or found)."""
     def ready():
         return os.path.exists(pidfile) and os.path.getsize(pidfile) > 0 or proc.poll() is not None
@@ -146,14 +147,14 @@ def _await_child(it, proc, pidfile):
 @pytest.mark.parametrize("mode", [
     pytest.param(["--fork"], id="fork"), pytest.param(["--pid"], id="pid"),
     pytest.param(["--pid", "--fork"], id="pid-fork", marks=pytest.mark.permutation)])
-def test_pdeathsig_kills_command_when_wrapper_is_killed(it, idrun, basic_opts, shared_dir,
+def test_pdeathsig_kills_command_when_wrapper_is_killed(idrun, basic_opts, shared_dir,
                                                         mode):
     """SIGKILL to the wrapper of `sleep 100`: the command must be gone shortly after."""
     ready = os.path.join(shared_dir, "ready")
     proc = idrun.popen(basic_opts + mode, ["sh", "-c", f'echo $$ > "{ready}"; exec sleep 100'])
     victims: list[tuple[int, int]] = []
     try:
-        _await_child(it, proc, ready)
+        _await_child(proc, ready)
         def sleepers():
             out = []
             for pid in it.descendants_of(proc.pid):
@@ -181,7 +182,7 @@ def test_pdeathsig_kills_command_when_wrapper_is_killed(it, idrun, basic_opts, s
             proc.wait(timeout=30)
 
 
-def test_pdeathsig_survives_id_switch(it, idrun, shared_dir, caller):
+def test_pdeathsig_survives_id_switch(idrun, shared_dir, caller):
     """The command switches to a non-root id inside (which clears PDEATHSIG unless
     idrun re-arms it): it must still die with its wrapper."""
     if caller.privileged:
@@ -195,7 +196,7 @@ def test_pdeathsig_survives_id_switch(it, idrun, shared_dir, caller):
                                           'exec sleep 100'])
     pid = start = None
     try:
-        pid = _await_child(it, proc, ready)
+        pid = _await_child(proc, ready)
         st = it.proc_stat(pid)
         assert st is not None
         start = st[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import testlib.integration as it
 
 
 def core_first(names, core):
@@ -16,7 +17,7 @@ def core_first(names, core):
     return [n if n in core else pytest.param(n, marks=pytest.mark.permutation) for n in names]
 
 
-def _undelegated_cases(it, ids, caller) -> dict[str, list[str]]:
+def _undelegated_cases(ids, caller) -> dict[str, list[str]]:
     n_uid = 1 + ids.total("uid")
     last_s, last_c = ids.uid[-1]
     last_gs, last_gc = ids.gid[-1]
@@ -49,8 +50,8 @@ UNDELEGATED = ["beyond-intermediate-space", "range-past-intermediate-space",
 @pytest.mark.parametrize("case", core_first(UNDELEGATED, {
     "beyond-intermediate-space", "at-undelegated-host-uid", "at-gid-range-past-delegation",
     "own-id-twice"}))
-def test_rootless_undelegated_refused(it, idrun, subids, caller, shared_dir, case):
-    opts = _undelegated_cases(it, subids, caller)[case]
+def test_rootless_undelegated_refused(idrun, subids, caller, shared_dir, case):
+    opts = _undelegated_cases(subids, caller)[case]
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(opts, ["touch", marker])
     it.assert_refused(p, marker)
@@ -61,7 +62,7 @@ def test_rootless_undelegated_refused(it, idrun, subids, caller, shared_dir, cas
 
 
 @pytest.mark.root
-def test_root_nomap_refused(it, idrun, shared_dir):
+def test_root_nomap_refused(idrun, shared_dir):
     marker = os.path.join(shared_dir, "ran")
     it.assert_refused(idrun.run(["--userns", "nomap"], ["touch", marker]), marker)
 
@@ -95,7 +96,7 @@ BAD_INPUT = {
 
 @pytest.mark.parametrize("case", core_first(BAD_INPUT, {
     "not-a-number", "id-2^32", "from-overlap", "unknown-option", "late-mapping-option"}))
-def test_bad_input_refused(it, idrun, shared_dir, case):
+def test_bad_input_refused(idrun, shared_dir, case):
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(BAD_INPUT[case], ["touch", marker])
     it.assert_refused(p, marker)

@@ -15,6 +15,7 @@ import tempfile
 import uuid
 
 import pytest
+import testlib.integration as it
 
 SUBID_MAP = ["--uidmap", "0:0:1", "--uidmap", "1:1:10"]
 ST_NOSUID = 2
@@ -37,7 +38,7 @@ def plain_helper():
 
 
 @pytest.fixture
-def failing_helper(it) -> str:
+def failing_helper() -> str:
     path = os.environ.get("IDRUN_IT_FAILING_NEWUIDMAP")
     if not path or not os.path.isfile(path):
         it.env_missing("no setuid-root failing helper: run-suite.sh makes one as root and "
@@ -48,7 +49,7 @@ def failing_helper(it) -> str:
 
 
 @pytest.mark.rootless
-def test_rootless_missing_helper(it, idrun, subids, shared_dir):
+def test_rootless_missing_helper(idrun, subids, shared_dir):
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(SUBID_MAP, ["touch", marker], env=_with_helper("/nonexistent/newuidmap"))
     it.assert_refused(p, marker)
@@ -56,7 +57,7 @@ def test_rootless_missing_helper(it, idrun, subids, shared_dir):
 
 
 @pytest.mark.rootless
-def test_rootless_helper_without_setuid_bit(it, idrun, subids, shared_dir, plain_helper):
+def test_rootless_helper_without_setuid_bit(idrun, subids, shared_dir, plain_helper):
     marker = os.path.join(shared_dir, "ran")
     p = idrun.run(SUBID_MAP, ["touch", marker], env=_with_helper(plain_helper))
     it.assert_refused(p, marker)
@@ -64,7 +65,7 @@ def test_rootless_helper_without_setuid_bit(it, idrun, subids, shared_dir, plain
 
 
 @pytest.mark.rootless
-def test_rootless_failing_helper_fails_closed(it, idrun, subids, shared_dir, failing_helper):
+def test_rootless_failing_helper_fails_closed(idrun, subids, shared_dir, failing_helper):
     marker = os.path.join(shared_dir, "ran")
     tag = f"idrun-fail-{uuid.uuid4().hex}"
     p = idrun.run(SUBID_MAP, ["sh", "-c", f"touch {marker}; : {tag}"],

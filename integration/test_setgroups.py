@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import testlib.integration as it
 
 TRY_SETGROUPS = ("import os, sys\n"
                  "try:\n"
@@ -37,7 +38,7 @@ ROOTLESS_POLICY = {
 }
 
 
-def _check_policy(it, idrun, opts, policy, python):
+def _check_policy(idrun, opts, policy, python):
     plan = idrun.plan(opts)
     assert plan["setgroups"] == policy, plan
     out = idrun.ok(opts, ["cat", "/proc/self/setgroups"])
@@ -52,21 +53,21 @@ def _check_policy(it, idrun, opts, policy, python):
 @pytest.mark.kernel
 @pytest.mark.root
 @pytest.mark.parametrize("case", list(ROOT_POLICY))
-def test_root_setgroups_policy(it, idrun, inside_python, case):
+def test_root_setgroups_policy(idrun, inside_python, case):
     opts, policy = ROOT_POLICY[case]
-    _check_policy(it, idrun, opts, policy, inside_python)
+    _check_policy(idrun, opts, policy, inside_python)
 
 
 @pytest.mark.kernel
 @pytest.mark.rootless
 @pytest.mark.parametrize("case", list(ROOTLESS_POLICY))
-def test_rootless_setgroups_policy(it, idrun, subids, inside_python, case):
+def test_rootless_setgroups_policy(idrun, subids, inside_python, case):
     opts, policy = ROOTLESS_POLICY[case]
-    _check_policy(it, idrun, opts, policy, inside_python)
+    _check_policy(idrun, opts, policy, inside_python)
 
 
 @pytest.mark.rootless
-def test_rootless_deny_keeps_callers_groups(it, idrun, caller):
+def test_rootless_deny_keeps_callers_groups(idrun, caller):
     """Under deny, nothing can shed the caller's groups: id -G shows them mapped."""
     view = idrun.inside(["-r"])
     exp = {0} | {it.translate_in([[0, caller.gid, 1]], g, "gid") for g in caller.groups}
@@ -74,7 +75,7 @@ def test_rootless_deny_keeps_callers_groups(it, idrun, caller):
 
 
 @pytest.mark.root
-def test_root_group_add(it, idrun, shared_dir):
+def test_root_group_add(idrun, shared_dir):
     opts = ["--uidmap", "0:100000:65536", "--group-add", "5", "--group-add", "100"]
     plan = idrun.plan(opts)
     assert sorted(plan["groups"]) == [5, 100]
@@ -111,7 +112,7 @@ def test_rootless_group_add(idrun, subids):
     ["--uidmap", "0:100000:100", "--setgroups", "deny", "--group-add", "5"],
     ["-r", "--group-add", "5"],                                  # deny implied, 5 unmapped
 ], ids=["unmapped", "with-deny", "with-map-root-user"])
-def test_group_add_refused(it, idrun, shared_dir, caller, opts):
+def test_group_add_refused(idrun, shared_dir, caller, opts):
     if not caller.privileged and opts[0] == "--uidmap":
         opts = ["--uidmap", "0:0:1", *opts[2:]]
     marker = os.path.join(shared_dir, "ran")

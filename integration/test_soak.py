@@ -26,6 +26,7 @@ import threading
 import time
 
 import pytest
+import testlib.integration as it
 
 ROUNDS = 40
 PER_ROUND = 6
@@ -99,7 +100,7 @@ def _alive_with(token: str) -> list[int]:
     return pids
 
 
-def test_auto_soak(it, idrun):
+def test_auto_soak(idrun):
     for kind in ("uid", "gid"):
         owner = it.Caller(-1, -1, "containers", (), True) if it.CALLER.privileged else it.CALLER
         if not it.read_subids(f"/etc/sub{kind}", owner):

@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 import pytest
+import testlib.integration as it
 
 NS = ["--uidmap", "0:100000:65536"]          # root pass: the namespace of the spec's examples
 STAT = 'for f in "$@"; do stat -c "%u" "$f"; done'
@@ -55,12 +56,12 @@ def root_propagation(path: str = "/proc/self/mountinfo") -> str:
 
 
 @pytest.fixture(params=["rshared", pytest.param("private", marks=pytest.mark.permutation)])
-def host_propagation(request, it) -> str:
+def host_propagation(request) -> str:
     return request.param
 
 
 @pytest.fixture
-def idrun(idrun, it, host_propagation):
+def idrun(idrun, host_propagation):
     """The idrun under test, run (as root) in a mount namespace of the test's own whose /
     has ``host_propagation``; a mount that appears there during the launch fails the test.
     Rootless, such a namespace cannot be made without a user namespace of its own (which
@@ -473,7 +474,7 @@ def _mounts_full(path: str) -> set[str]:
 @pytest.mark.parametrize("host_propagation", [
     "rshared", pytest.param("rslave", marks=pytest.mark.permutation),
     pytest.param("private", marks=pytest.mark.permutation)])
-def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, it, host_propagation):
+def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, host_propagation):
     """Finding 1 of issue 18: through an :idmap volume, a tmpfs and a bind made inside
     appeared in the host's namespace (shared /) and stayed after the run. Each kind of
     mount idrun attaches, rootful and rootless: nothing made inside reaches outside."""
@@ -617,7 +618,7 @@ RO_ATTACKS = {
 
 
 @pytest.mark.kernel
-def test_ro_holds_against_container_root(idrun, basic_opts, it):
+def test_ro_holds_against_container_root(idrun, basic_opts):
     """Finding 3 of issue 18: `-v SRC:DST:ro` then `mount -o remount,bind,rw DST` inside
     succeeded and the command wrote. Container root (all capabilities in its namespace)
     tries each way to undo ro, for plain, idmap and tmpfs mounts: none may let it write

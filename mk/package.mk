@@ -13,8 +13,8 @@
 # mk/vm.mk and mk/vagrant.mk include this file too (their tests install the .deb),
 # so it guards against a second inclusion.
 
-ifndef IDRUN_PACKAGE_MK
-IDRUN_PACKAGE_MK := 1
+ifndef PACKAGE_MK_INCLUDED
+PACKAGE_MK_INCLUDED := 1
 PKG_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 # Build tools of the .deb (pure Python, arch all: no compiler among them), the

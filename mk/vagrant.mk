@@ -9,8 +9,6 @@
 #   vagrant-smoke  the same with only $(VAGRANT_SMOKE_TESTS) (a few minutes)
 #
 # Variables (all prefixed VAGRANT_, none of them is read by vagrant itself):
-#   VAGRANT_BOX_CACHE     cache for the box and its SSH key (default
-#                         $$IDRUN_VAGRANT_CACHE or /var/cache/idrun-vagrant)
 #   VAGRANT_TEST_TIMEOUT  hard limit for vagrant-test in seconds (default 3600;
 #                         the whole suite takes 10+ min per pass under TCG)
 #   VAGRANT_PYTEST_ARGS   arguments for integration/guest/run-suite.sh, i.e. pytest
@@ -26,14 +24,14 @@ VAGRANT_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 VAGRANT_MK_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 # `deb` and DEB_FILE: the package the box installs (run from the top of the tree)
 include $(VAGRANT_MK_ROOT)/mk/package.mk
-VAGRANT_BOX_CACHE ?= $(or $(IDRUN_VAGRANT_CACHE),/var/cache/idrun-vagrant)
 VAGRANT_TEST_TIMEOUT ?= 3600
 VAGRANT_PYTEST_ARGS ?= -m 'kernel and not permutation'
 VAGRANT_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VAGRANT_SMOKE_TIMEOUT ?= 1200
 VAGRANT_TEST_SUITE ?=
 
-VAGRANT_MK_ENV = IDRUN_VAGRANT_CACHE='$(VAGRANT_BOX_CACHE)' IDRUN_VAGRANT_DEB='$(abspath $(DEB_FILE))' \
+# The box and its SSH key live in $$IDRUN_CACHE/idrun-vagrant (IDRUN_CACHE: /var/cache).
+VAGRANT_MK_ENV = IDRUN_DEB='$(abspath $(DEB_FILE))' \
 	$(if $(VAGRANT_TEST_SUITE),IDRUN_VAGRANT_SUITE='$(VAGRANT_TEST_SUITE)')
 
 .PHONY: vagrant-deps vagrant-box vagrant-test vagrant-smoke

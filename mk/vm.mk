@@ -20,7 +20,8 @@
 #   VM_TIMEOUT  hard limit per guest boot for vm-test in seconds (default
 #               3600: the whole suite takes ~25 min per guest under TCG)
 #   VM_SMOKE_TIMEOUT  the same for vm-smoke (default 300)
-#   VM_CACHE    image cache (default $$IDRUN_VM_CACHE or /var/cache/idrun-vm)
+#   VM_CACHE    image cache (default $$IDRUN_CACHE/idrun-vm, IDRUN_CACHE defaulting
+#               to /var/cache)
 #   VM_JOBS     guests booting at the same time (default 1; see integration/vm/README.md)
 #   VM_ARGS     more run.py options; pytest arguments may follow "--":
 #               VM_ARGS='-- -k maps'
@@ -46,7 +47,7 @@ VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
 VM_JOBS ?= 1
 VM_PYTEST_ARGS ?= -m 'kernel and not permutation'
-VM_CACHE ?= $(or $(IDRUN_VM_CACHE),/var/cache/idrun-vm)
+VM_CACHE ?= $(or $(IDRUN_CACHE),/var/cache)/idrun-vm
 
 .PHONY: vm-deps vm-test vm-smoke vm-clean-cache
 
@@ -57,17 +58,17 @@ vm-deps:
 VM_SEP = $(if $(filter --,$(VM_ARGS)),,--)
 
 vm-test: vm-deps deb
-	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' \
+	$(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' --cache '$(VM_CACHE)' \
 	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
 vm-test-%: vm-deps deb
-	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' \
+	$(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' --cache '$(VM_CACHE)' \
 	    --suite $* --timeout $(VM_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(if $(strip $(VM_PYTEST_ARGS)),$(VM_SEP) $(VM_PYTEST_ARGS))
 
 vm-smoke: vm-deps deb
-	IDRUN_VM_CACHE='$(VM_CACHE)' $(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' \
+	$(VM_PYTHON) '$(VM_RUNNER)' --deb '$(DEB_FILE)' --cache '$(VM_CACHE)' \
 	    $(foreach s,$(VM_SUITES),--suite $(s)) --timeout $(VM_SMOKE_TIMEOUT) --jobs $(VM_JOBS) $(VM_ARGS) \
 	    $(VM_SEP) $(VM_SMOKE_TESTS)
 

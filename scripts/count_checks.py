@@ -5,7 +5,8 @@
 
 For tests/ and integration/: the test cases pytest collects (test functions times
 their parametrize cases; collected, not run, so root/rootless cases both count) and
-the `assert` statements in the tree's .py files (helpers and conftests included).
+the `assert` statements in the tree's .py files (conftests included), and those of
+testlib/, the helper package both trees import.
 A revision is read from `git archive` into a scratch directory, so the work tree is
 not touched. Used for issue 13's before/after figures.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TREES = ("tests", "integration")
+HELPERS = "testlib"
 
 
 def asserts(tree: Path) -> int:
@@ -41,7 +43,10 @@ def collected(checkout: Path, tree: str) -> int:
 
 
 def count(checkout: Path) -> dict[str, tuple[int, int]]:
-    return {t: (collected(checkout, t), asserts(checkout / t)) for t in TREES}
+    out = {t: (collected(checkout, t), asserts(checkout / t)) for t in TREES}
+    if (checkout / HELPERS).is_dir():   # older revisions kept the helpers in the trees
+        out[HELPERS] = (0, asserts(checkout / HELPERS))
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TEST_USER=${IDRUN_TEST_USER:-idrun-test}
 PREFIX=${IDRUN_TEST_PREFIX:-/opt/idrun-test}
-PY=${IDRUN_TEST_PYTHON:-/usr/bin/python3}
+PY=${IDRUN_PYTHON:-/usr/bin/python3}  # the interpreter the test user runs (as run-suite.sh)
 VENV=$PREFIX/venv
 
 if [ "$(id -u)" != 0 ]; then

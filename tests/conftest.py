@@ -5,8 +5,8 @@ the tests here that launch at all do it to check the library's and the CLI's own
 contract (the API's return values, the engine's fault handling, `check --user`).
 
 * Tests marked ``privileged`` launch for real (usually as root). They skip
-  with a reason elsewhere; under ``CI=true`` or ``IDRUN_REQUIRE_ALL=1`` (the rule
-  integration/ applies too, ``strict()``) such a skip is turned into a failure, so CI
+  with a reason elsewhere; under ``CI=true`` (the rule integration/
+  applies too, ``testlib.strict()``) such a skip is turned into a failure, so CI
   cannot go green without having run them.
 * ``testuser``: the unprivileged user ``idrun-test`` with sub-ids and a venv under
   /opt built by ``scripts/testenv.sh`` (root's home is mode 700, so nothing under
@@ -15,33 +15,25 @@ contract (the API's return values, the engine's fault handling, `check --user`).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
-import subprocess
-import sys
+import time
 from pathlib import Path
-from typing import NamedTuple
 
+import jsonschema  # noqa: F401  (a test dependency here: idrun_json always validates)
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# One implementation of the process-leak checks, the scratch directory and the --json
-# reader, shared with the integration suite. jsonschema is a test dependency here, so
-# idrun_json always validates against the shipped schema.
-sys.path.insert(0, str(ROOT / "integration"))
-import jsonschema  # noqa: E402,F401
-from idrun_testlib import (  # noqa: E402,F401
-    children_of, idrun_json, no_new_children, shared_dir, strict)
-
-TEST_USER = os.environ.get("IDRUN_TEST_USER", "idrun-test")
-TIMEOUT = 60
+# testlib is on sys.path through pyproject.toml's pytest `pythonpath`.
+from testlib import no_new_children, shared_dir, strict  # noqa: F401  (fixtures)
+from testlib.unit import ROOT, TEST_USER, TestUser, first_range, is_root, run, idrun_argv
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "privileged: launches for real (usually needs root); under CI=true (or "
-                   "IDRUN_REQUIRE_ALL=1) a skip counts as a failure. ('kernel' is integration/'s "
+        "markers", "privileged: launches for real (usually needs root); under CI=true a skip counts as a failure. ('kernel' is integration/'s "
                    "marker: the outcome depends on the kernel version)")
 
 
@@ -53,12 +45,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             and not hasattr(rep, "wasxfail"):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
-        rep.longrepr = ("privileged test skipped under CI=true / IDRUN_REQUIRE_ALL=1, which "
+        rep.longrepr = ("privileged test skipped under CI=true, which "
                         f"counts as a failure: {reason}")
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
 
 
 @pytest.fixture
@@ -68,61 +56,12 @@ def root() -> None:
         pytest.skip("needs root: writes id maps of other users and creates the test user")
 
 
-def idrun_argv() -> list[str]:
-    """idrun as the current (root) user: this interpreter, this checkout."""
-    return [sys.executable, "-m", "idrun"]
-
-
-def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    kw.setdefault("timeout", TIMEOUT)
-    return subprocess.run(argv, **kw)
-
-
 @pytest.fixture
 def idrun(root):
     """Run the idrun CLI as root: ``idrun("--uidmap", "0:1000:1", "--", "id")``."""
     def _idrun(*args: str, **kw) -> subprocess.CompletedProcess:
         return run(idrun_argv() + list(args), **kw)
     return _idrun
-
-
-class TestUser(NamedTuple):
-    name: str
-    uid: int
-    gid: int
-    home: str
-    python: str          # the venv's interpreter (Debian's /usr/bin/python3)
-    idrun: str           # the venv's idrun entry point
-    subuid: tuple[int, int]  # first delegated (start, count)
-    subgid: tuple[int, int]
-
-    def argv(self, *cmd: str, env: dict[str, str] | None = None,
-             setpriv: tuple[str, ...] = ()) -> list[str]:
-        """``cmd`` as this user, through setpriv (no PAM, no session), clean environment."""
-        envs = [f"{k}={v}" for k, v in {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "USER": self.name,
-            "LOGNAME": self.name, "LANG": "C.UTF-8", **(env or {})}.items()]
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
-                *setpriv, "--", "env", "-i", *envs, *cmd]
-
-    def run(self, *cmd: str, env: dict[str, str] | None = None,
-            setpriv: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
-        kw.setdefault("cwd", "/")
-        return run(self.argv(*cmd, env=env, setpriv=setpriv), **kw)
-
-    def idrun_run(self, *args: str, **kw) -> subprocess.CompletedProcess:
-        return self.run(self.idrun, *args, **kw)
-
-
-def _first_range(path: str, name: str, uid: int) -> tuple[int, int]:
-    with open(path) as f:
-        for line in f:
-            fields = line.strip().split(":")
-            if len(fields) == 3 and fields[0] in (name, str(uid)):
-                return int(fields[1]), int(fields[2])
-    raise AssertionError(f"{path} has no line for {name}")
 
 
 @pytest.fixture(scope="session")
@@ -139,13 +78,47 @@ def _testenv() -> TestUser | str:
     pw = pwd.getpwnam(TEST_USER)
     return TestUser(TEST_USER, pw.pw_uid, pw.pw_gid, pw.pw_dir, python,
                     str(Path(python).with_name("idrun")),
-                    _first_range("/etc/subuid", TEST_USER, pw.pw_uid),
-                    _first_range("/etc/subgid", TEST_USER, pw.pw_uid))
+                    first_range("/etc/subuid", TEST_USER, pw.pw_uid),
+                    first_range("/etc/subgid", TEST_USER, pw.pw_uid))
+
+
+# Tests that run as the test user put its sub-ids to use; a --userns auto lease drawn from
+# that same pool stays live while any process uses them (issue 19). The xdist workers
+# therefore share this lock: testuser holds it shared, testuser_ids_alone exclusively.
+IDS_LOCK = "/run/idrun-test-subids.lock"
+
+
+@contextlib.contextmanager
+def _ids_lock(mode: int, timeout: float = 300.0):
+    fd = os.open(IDS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{IDS_LOCK}: held for {timeout:.0f} s by another worker")
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
-def testuser(_testenv) -> TestUser:
+def testuser(_testenv):
     """The unprivileged user with sub-ids and a venv it can run idrun from."""
     if isinstance(_testenv, str):
         pytest.skip(_testenv)
-    return _testenv
+    with _ids_lock(fcntl.LOCK_SH):
+        yield _testenv
+
+
+@pytest.fixture
+def testuser_ids_alone(_testenv):
+    """The test user, while no other test of this run uses its sub-ids."""
+    if isinstance(_testenv, str):
+        pytest.skip(_testenv)
+    with _ids_lock(fcntl.LOCK_EX):
+        yield _testenv

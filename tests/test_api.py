@@ -83,9 +83,9 @@ def test_env_and_cwd(root, shared_dir):
 
 
 def test_os_environ_changes_reach_the_command(root, monkeypatch):
-    monkeypatch.setenv("IDRUN_API_ADDED", "yes")
-    monkeypatch.delenv("IDRUN_API_GONE", raising=False)
-    r = idrun.run(["sh", "-c", "echo $IDRUN_API_ADDED ${IDRUN_API_GONE:-unset}"],
+    monkeypatch.setenv("API_TEST_ADDED", "yes")
+    monkeypatch.delenv("API_TEST_GONE", raising=False)
+    r = idrun.run(["sh", "-c", "echo $API_TEST_ADDED ${API_TEST_GONE:-unset}"],
                   uidmap="0:0:1", capture_output=True, text=True)
     assert r.stdout.split() == ["yes", "unset"]
 

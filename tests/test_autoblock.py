@@ -131,7 +131,7 @@ def test_reserve_hold_writes_and_release_removes(tmp_path, monkeypatch):
 
 
 @pytest.mark.privileged
-def test_api_spawn_hands_the_lease_to_the_child(root, testuser, tmp_path, monkeypatch):
+def test_api_spawn_hands_the_lease_to_the_child(root, testuser_ids_alone, tmp_path, monkeypatch):
     """idrun.spawn: the caller owns the lease until the child exists, then the child;
     a failed spawn leaves no lease behind."""
     import subprocess
@@ -142,7 +142,7 @@ def test_api_spawn_hands_the_lease_to_the_child(root, testuser, tmp_path, monkey
     # Root's pool is the sub-ids of the user containers, which only the integration runner
     # delegates: take the test user's (scripts/testenv.sh makes them), so this runs on a
     # fresh machine too, whatever ran before it.
-    monkeypatch.setenv(AUTO_USER_ENV, testuser.name)
+    monkeypatch.setenv(AUTO_USER_ENV, testuser_ids_alone.name)
     monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
     proc = idrun.spawn(["sh", "-c", "read x; cat /proc/self/uid_map"], userns="auto",
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -155,7 +155,7 @@ def test_api_spawn_hands_the_lease_to_the_child(root, testuser, tmp_path, monkey
     assert proc.returncode == 0
     inside, outside, count = (int(x) for x in out.split())
     assert [[outside, count]] == held and inside == 0
-    start, size = testuser.subuid
+    start, size = testuser_ids_alone.subuid
     assert start <= outside and outside + count <= start + size    # from the pool it named
     assert leases.live_leases(rootless=False)["leases"] == []    # its owner is gone
     with pytest.raises(CommandNotFound):
@@ -174,7 +174,7 @@ def test_root_pool_owner_is_configurable():
 
 
 def test_show_leases_json_matches_the_schema(tmp_path, monkeypatch, capsys):
-    from conftest import idrun_json
+    from testlib import idrun_json
     from idrun.cli import main
     monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
     _, lease = leases.reserve_auto_block(Request(userns="auto"), _host(3000000000, 4096),

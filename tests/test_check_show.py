@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import idrun_argv, idrun_json, run
+from testlib import idrun_json
+from testlib.unit import idrun_argv, run
 from idrun import newidmap, procfs, syscalls
 from idrun.errors import LaunchError
 from idrun.ranges import IdMap, Line

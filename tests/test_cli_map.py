@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import idrun_json
+from testlib import idrun_json
 from idrun.cli import main
 from idrun.mapcmd import map_command
 

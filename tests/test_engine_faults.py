@@ -17,7 +17,7 @@ import time
 import pytest
 
 import idrun
-from conftest import children_of
+from testlib import children_of
 
 pytestmark = pytest.mark.privileged
 
@@ -169,7 +169,7 @@ def test_threaded_failing_launches_do_not_deadlock(root, tmp_path):
 def test_cli_and_api_say_the_same_for_the_same_fault(root, idrun_argv_fixture=None):
     """One explanation table: a refused id switch reads the same from both."""
     import subprocess
-    from conftest import idrun_argv
+    from testlib.unit import idrun_argv
     cli = subprocess.run(idrun_argv() + ["--uidmap", "0:1000:1", "--user", "0:5", "--",
                                          "true"], capture_output=True, text=True)
     with pytest.raises(idrun.IdrunError) as api:
@@ -181,7 +181,7 @@ def test_cli_and_api_say_the_same_for_the_same_fault(root, idrun_argv_fixture=No
 def test_threads_are_refused_before_unshare(root):
     """A threaded process cannot enter a new user namespace: the CLI's main() in one
     refuses with the reason, before anything is created."""
-    from conftest import run
+    from testlib.unit import run
     code = ("import sys, threading, time\n"
             "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
             "from idrun.cli import main\n"

@@ -12,7 +12,7 @@ import shlex
 
 import pytest
 
-from conftest import ROOT, idrun_argv, run
+from testlib.unit import ROOT, idrun_argv, run
 
 _COMMENT = re.compile(r"\s+#\s.*$")
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import idrun_json
+from testlib import idrun_json
 from idrun.cli import main
 from idrun.jsonout import validate
 

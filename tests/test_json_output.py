@@ -9,7 +9,7 @@ import os
 import jsonschema
 import pytest
 
-from conftest import idrun_json
+from testlib import idrun_json
 from idrun.cli import main
 from idrun.jsonout import SCHEMA_VERSION, schema_path, validate
 

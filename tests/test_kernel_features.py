@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -112,7 +113,10 @@ def test_mount_points_by_type_first_of_each_and_skips_pseudo():
 
 # --- integration/vm/run.py ----------------------------------------------------------
 
-def test_host_mirror_reads_both_source_formats(tmp_path):
+def test_mirrors_read_both_source_formats(tmp_path, monkeypatch):
+    """Both VM harnesses take the mirrors from scripts/debian-rootfs.sh: the host's apt
+    sources (one-line and deb822), or IDRUN_DEBIAN_MIRROR; none found is an error."""
+    monkeypatch.delenv("IDRUN_DEBIAN_MIRROR", raising=False)
     d = tmp_path / "sources.list.d"
     d.mkdir()
     (tmp_path / "sources.list").write_text("# nothing\n")
@@ -120,10 +124,17 @@ def test_host_mirror_reads_both_source_formats(tmp_path):
                               "bookworm-security main\n")
     (d / "b.sources").write_text("Types: deb\nURIs: http://other.example/x http://m.example/debian/\n"
                                  "Suites: bookworm\n")
-    roots = (tmp_path / "sources.list", d)
-    assert run.host_mirror("debian", roots) == "http://m.example/debian"
-    assert run.host_mirror("debian-security", roots) == "http://m.example/debian-security"
-    assert run.host_mirror("ubuntu", roots) is None
+    assert run.mirrors(str(tmp_path)) == ("http://m.example/debian",
+                                          "http://m.example/debian-security")
+    monkeypatch.setenv("IDRUN_DEBIAN_MIRROR", "http://o.example/debian")
+    assert run.mirrors(str(tmp_path)) == ("http://o.example/debian",
+                                          "http://o.example/debian-security")
+    monkeypatch.setenv("IDRUN_DEBIAN_MIRROR", "http://o.example/debian http://s.example/sec/")
+    assert run.mirrors(str(tmp_path)) == ("http://o.example/debian", "http://s.example/sec")
+    monkeypatch.delenv("IDRUN_DEBIAN_MIRROR")
+    (d / "b.sources").write_text("URIs: http://m.example/ubuntu\n")
+    with pytest.raises(SystemExit, match=r"no \.\.\./debian URI .*IDRUN_DEBIAN_MIRROR"):
+        run.mirrors(str(tmp_path))
 
 
 def test_kernels_txt_kernel_suites_and_subsets():
@@ -147,9 +158,30 @@ def test_kernels_txt_rejects_a_missing_test_file(tmp_path):
         run.load_environments(f)
 
 
-def test_no_mirror_host_in_the_runner():
-    text = (ROOT / "integration" / "vm" / "run.py").read_text()
-    assert "deb.debian.org" not in text
+def test_no_mirror_host_in_the_tree():
+    """Mirrors come from the host's apt sources or IDRUN_DEBIAN_MIRROR, never from a
+    host name written in a harness."""
+    out = subprocess.run(["git", "-C", str(ROOT), "grep", "-lE",
+                          r"(deb|security|ftp[0-9.a-z]*)\.debian\.org|archive\.ubuntu\.com"],
+                         capture_output=True, text=True)
+    assert out.returncode in (0, 1), out.stderr
+    assert out.stdout.split() == [], out.stdout
+
+
+def test_vm_accel_has_one_vocabulary(monkeypatch, tmp_path):
+    """IDRUN_VM_ACCEL takes tcg|kvm in both harnesses; the Vagrantfile alone maps them
+    to libvirt's domain types, and libvirt's words are refused here."""
+    monkeypatch.delenv("IDRUN_VM_ACCEL", raising=False)
+    cmd = run.qemu_cmd(tmp_path, tmp_path, tmp_path)
+    assert cmd[cmd.index("-accel") + 1] == "tcg"
+    monkeypatch.setenv("IDRUN_VM_ACCEL", "kvm")
+    assert "host" in run.qemu_cmd(tmp_path, tmp_path, tmp_path)
+    monkeypatch.setenv("IDRUN_VM_ACCEL", "qemu")
+    with pytest.raises(SystemExit, match="IDRUN_VM_ACCEL='qemu': use one of tcg, kvm"):
+        run.vm_accel()
+    vagrantfile = (ROOT / "vagrant" / "Vagrantfile").read_text()
+    assert 'LIBVIRT_DRIVER = { "tcg" => "qemu", "kvm" => "kvm" }' in vagrantfile
+    assert 'ENV.fetch("IDRUN_VM_ACCEL", "tcg")' in vagrantfile
 
 
 def test_superseded_images_are_only_the_environments_own(tmp_path):

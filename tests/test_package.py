@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, is_root
+from testlib.unit import ROOT, is_root
 from idrun.cliinfo import commands
 
 DEBIAN_PYTHON = "/usr/bin/python3"

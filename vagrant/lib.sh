@@ -2,6 +2,9 @@
 # Helpers shared by vagrant/run-vagrant-test.sh and vagrant/local-box/build-box.sh.
 # Source it; it defines functions only.
 
+# The box, its SSH key and kept logs (the Vagrantfile computes the same directory).
+idrun_vagrant_cache=${IDRUN_CACHE:-/var/cache}/idrun-vagrant
+
 idrun_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 idrun_die() { idrun_log "ERROR: $*"; exit 1; }
 

@@ -17,9 +17,9 @@
 # Exit status: 0 if the suite passed, non-zero otherwise.
 #
 # Environment:
-#   IDRUN_VAGRANT_DEB      the idrun .deb to test (default: dist/idrun_VERSION_all.deb
+#   IDRUN_DEB              the idrun .deb to test (default: dist/idrun_VERSION_all.deb
 #                          of debian/changelog's version; `make vagrant-test` builds it)
-#   IDRUN_VAGRANT_CACHE    box / key cache (default /var/cache/idrun-vagrant)
+#   IDRUN_CACHE            box / key cache in $IDRUN_CACHE/idrun-vagrant (default /var/cache)
 #   IDRUN_VAGRANT_TIMEOUT  hard limit in seconds for the whole run (default 3600:
 #                          the whole suite takes 10+ min per pass under TCG);
 #                          cleanup runs after it, with its own short timeouts
@@ -27,7 +27,7 @@
 #                          shell-quoted; e.g. "-m 'kernel and not permutation'"
 #   IDRUN_VAGRANT_NETNS    name of the network namespace (default idrun-vagrant-<pid>)
 #   IDRUN_VAGRANT_SUITE    host path of a stand-in for integration/guest/run-suite.sh
-#   IDRUN_VAGRANT_KEEP_LOGS=1  keep the run's logs in $IDRUN_VAGRANT_CACHE/logs/
+#   IDRUN_VAGRANT_KEEP_LOGS=1  keep the run's logs in $IDRUN_CACHE/idrun-vagrant/logs/
 #                          (they are kept there anyway when the run fails)
 set -uo pipefail
 
@@ -36,7 +36,7 @@ ROOT=$(dirname "$HERE")
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-CACHE=${IDRUN_VAGRANT_CACHE:-/var/cache/idrun-vagrant}
+CACHE=$idrun_vagrant_cache
 TIMEOUT=${IDRUN_VAGRANT_TIMEOUT:-3600}
 NETNS=${IDRUN_VAGRANT_NETNS:-idrun-vagrant-$$}
 MACHINE=local
@@ -44,16 +44,15 @@ MATRIX_NAME=vagrant-debian12-local
 BOX_VERSION=1                    # versioned box: a fixed libvirt volume name
 DOMAIN=vagrant_$MACHINE          # vagrant-libvirt: <dir of the Vagrantfile>_<machine>
 LIBVIRT_URI=qemu:///system
-export IDRUN_VAGRANT_CACHE=$CACHE
 
-DEB=${IDRUN_VAGRANT_DEB:-$ROOT/dist/idrun_$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$ROOT/debian/changelog")_all.deb}
+DEB=${IDRUN_DEB:-$ROOT/dist/idrun_$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$ROOT/debian/changelog")_all.deb}
 
 T_START=$(date +%s)
 DEADLINE=$((T_START + TIMEOUT))
 
 idrun_require_root
 export LC_ALL=C.UTF-8
-[ -f "$DEB" ] || idrun_die "no package $DEB: run 'make deb' first (or set IDRUN_VAGRANT_DEB)"
+[ -f "$DEB" ] || idrun_die "no package $DEB: run 'make deb' first (or set IDRUN_DEB)"
 DEB=$(realpath "$DEB")
 DEB_VERSION=$(dpkg-deb --field "$DEB" Version) || idrun_die "$DEB is not a Debian package"
 idrun_log "testing package idrun $DEB_VERSION ($DEB, sha256 $(sha256sum "$DEB" | cut -c1-16)); the box installs it with dpkg -i"
@@ -122,11 +121,11 @@ set_vagrant_env() {
         VAGRANT_DEFAULT_PROVIDER=libvirt
         VAGRANT_CHECKPOINT_DISABLE=1
         VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
-        IDRUN_VM_DRIVER=qemu
+        IDRUN_VM_ACCEL="${IDRUN_VM_ACCEL:-tcg}"
         IDRUN_VAGRANT_BOX="$BOX_NAME"
         IDRUN_VAGRANT_SSH_KEY="$SSH_KEY"
         IDRUN_VAGRANT_SERIAL_LOG="$TMP/serial.log"
-        IDRUN_VAGRANT_DEB="$DEB")
+        IDRUN_DEB="$DEB")
     if [ -n "${IDRUN_VAGRANT_PYTEST_ARGS:-}" ]; then
         VAGRANT_ENV+=(IDRUN_VAGRANT_PYTEST_ARGS="$IDRUN_VAGRANT_PYTEST_ARGS")
     fi

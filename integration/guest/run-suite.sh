@@ -130,11 +130,11 @@ as_user() {
 }
 
 # Sets $utree to the tree as the unprivileged user can read it: either $tree
-# itself or a world-readable copy of src/ and integration/ (e.g. when $tree is
-# under /root, which is mode 700).
+# itself or a world-readable copy of src/, integration/ and testlib/ (e.g. when
+# $tree is under /root, which is mode 700).
 utree=
 user_tree() {
-    local user=$1 unreadable dirs=("$tree/integration") with_src=0
+    local user=$1 unreadable dirs=("$tree/integration" "$tree/testlib") with_src=0
     # the installed package is tested: no copy of src/, so nothing can import it
     [[ -d $tree/src && $installed != 1 ]] && { dirs+=("$tree/src"); with_src=1; }
     if unreadable=$(as_user "$user" find "${dirs[@]}" ! -readable -print -quit 2>/dev/null) \
@@ -144,7 +144,7 @@ user_tree() {
     fi
     local copy=$scratch/tree
     mkdir -p -- "$copy"
-    cp -r -- "$tree/integration" "$copy/"
+    cp -r -- "$tree/integration" "$tree/testlib" "$copy/"
     if [[ $with_src == 1 ]]; then cp -r -- "$tree/src" "$copy/"; fi
     if [[ -f $tree/pyproject.toml ]]; then cp -- "$tree/pyproject.toml" "$copy/"; fi
     find "$copy" -name __pycache__ -prune -exec rm -rf {} +
@@ -164,7 +164,7 @@ in_tree() {
     as_user "$user" env -i "${envv[@]}" sh -c 'cd "$1" && shift && exec "$@"' run-suite "$run_tree" "$@"
 }
 
-# under_test USER TREE IDRUN_CMD ENV...: print which idrun the pass tests (the
+# under_test USER TREE COMMAND ENV...: print which idrun the pass tests (the
 # command's path and version, the module python3 imports); with the installed
 # package, fail unless both are the package's.
 under_test() {
@@ -199,7 +199,7 @@ run_pass() {
     # The installed package runs with the byte-code its postinst compiled.
     [[ $installed == 1 ]] || envv+=(PYTHONPYCACHEPREFIX="$scratch/pycache-$user")
     [[ $user == root || $user == "$(id -un)" ]] && envv[0]="PATH=${PATH}"
-    # the suite's own knobs (CI=true, IDRUN_REQUIRE_ALL, IDRUN_TEST_TIMEOUT, ...)
+    # the suite's own knobs (CI=true, IDRUN_TEST_TIMEOUT, ...)
     local name
     for name in $(compgen -e); do
         case $name in

@@ -82,22 +82,9 @@ if [[ -n $rootfs_tar && -f $rootfs_tar ]]; then
     tar -C "$rootfs" --numeric-owner -xpf "$rootfs_tar" || die "cannot unpack $rootfs_tar"
 else
     say "mmdebstrap $suite ($packages)"
-    mmdebstrap \
-        --variant=minbase \
-        --mode=root \
-        --format=directory \
-        --components=main \
-        --include="$packages" \
-        --aptopt='Acquire::Check-Valid-Until "false"' \
-        --aptopt='Acquire::Languages "none"' \
-        --dpkgopt=force-unsafe-io \
-        --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/info/*' \
-        --dpkgopt='path-exclude=/usr/share/doc/*' \
-        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' \
-        --dpkgopt='path-exclude=/usr/share/lintian/*' \
-        "$suite" "$rootfs" "${sources[@]}"
+    # the one Debian rootfs recipe, shared with the Vagrant box (vagrant/local-box/)
+    bash "$(dirname -- "${BASH_SOURCE[0]}")/../../scripts/debian-rootfs.sh" build \
+        "$suite" "$rootfs" "$packages" --format=directory -- "${sources[@]}"
     if [[ -n $rootfs_tar ]]; then
         mkdir -p -- "$(dirname -- "$rootfs_tar")"
         tar -C "$rootfs" --numeric-owner -cpf "$rootfs_tar.partial" . \

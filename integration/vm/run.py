@@ -22,9 +22,12 @@ line per environment and exits 1 if any failed. Why this and not virtme-ng: READ
 
 Usage: run.py --deb FILE [--suite NAME ...] [--timeout S] [--jobs N] [-- PYTEST ARGS]
 
-Environment: IDRUN_VM_CACHE (default /var/cache/idrun-vm), IDRUN_VM_ACCEL (tcg, or kvm
-where KVM can boot stock kernels), IDRUN_VM_MIRROR / IDRUN_VM_SECURITY_MIRROR (default:
-the host's own apt sources). CI and the suite's IDRUN_* variables are passed on to the guest.
+Environment (README.md's "Environment variables" lists every IDRUN_* name): IDRUN_CACHE
+(default /var/cache: images, rootfs tars and private apt live in $IDRUN_CACHE/idrun-vm
+unless --cache names another directory), IDRUN_VM_ACCEL (tcg, or kvm where KVM can boot
+stock kernels), IDRUN_DEBIAN_MIRROR ("URI [SECURITY_URI]"; default: the host's own apt
+sources, see scripts/debian-rootfs.sh). CI and the suite's IDRUN_* variables are passed
+on to the guest.
 Standard library only; Python 3.11+.
 """
 from __future__ import annotations
@@ -50,11 +53,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent.parent
 BUILD_SCRIPT = HERE / "build-image.sh"
+ROOTFS_SCRIPT = TREE / "scripts" / "debian-rootfs.sh"  # the Debian rootfs recipe, the mirrors
 INIT_SCRIPT = HERE.parent / "guest" / "init.sh"
 KERNELS_FILE = HERE / "kernels.txt"
 PACKAGES_FILE = HERE / "packages.txt"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
+ACCELS = ("tcg", "kvm")  # IDRUN_VM_ACCEL's words, the same for vagrant/Vagrantfile
 IMAGE_FORMAT = 1  # bump when the image layout changes in a way the hash cannot see
 REQUIRED_MODULES = "virtio_pci 9pnet_virtio 9p"
 OPTIONAL_MODULES = "veth dummy overlay"
@@ -189,51 +194,16 @@ def image_packages(listed: list[str], pkg: Package) -> list[str]:
     return listed + [d for d in pkg.depends if d not in listed]
 
 
-APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-
-
-def host_mirror(tail: str, roots: tuple[Path, ...] = APT_SOURCES) -> str | None:
-    """The first URI of the host's apt sources whose path ends in /<tail> ("debian" or
-    "debian-security"), from one-line .list and deb822 .sources files: the guests use
-    the mirror this machine is configured (and allowed) to use."""
-    files: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            files += sorted(p for p in root.iterdir() if p.suffix in (".list", ".sources"))
-        elif root.is_file():
-            files.append(root)
-    for f in files:
-        try:
-            text = f.read_text(errors="replace")
-        except OSError:
-            continue
-        for raw in text.splitlines():
-            line = raw.split("#", 1)[0].strip()
-            if line.startswith("URIs:"):
-                uris = line[5:].split()
-            elif line.startswith("deb "):
-                words = re.sub(r"\[[^]]*\]", " ", line[4:]).split()
-                uris = words[:1]
-            else:
-                continue
-            for u in uris:
-                if u.rstrip("/").endswith("/" + tail):
-                    return u.rstrip("/")
-    return None
-
-
-def mirrors() -> tuple[str, str]:
-    """(Debian mirror, security mirror): IDRUN_VM_MIRROR / IDRUN_VM_SECURITY_MIRROR, else
-    the host's apt sources. No host name is written into the tree."""
-    out = []
-    for var, tail in (("IDRUN_VM_MIRROR", "debian"), ("IDRUN_VM_SECURITY_MIRROR",
-                                                     "debian-security")):
-        uri = os.environ.get(var) or host_mirror(tail)
-        if not uri:
-            raise SystemExit(f"run.py: no .../{tail} URI in the host's apt sources "
-                             f"({', '.join(map(str, APT_SOURCES))}); set {var}")
-        out.append(uri.rstrip("/"))
-    return out[0], out[1]
+def mirrors(apt_dir: str = "/etc/apt") -> tuple[str, str]:
+    """(Debian mirror, security mirror), as scripts/debian-rootfs.sh finds them for both
+    VM harnesses: IDRUN_DEBIAN_MIRROR, else the host's apt sources. No host name is
+    written into the tree."""
+    p = subprocess.run(["bash", str(ROOTFS_SCRIPT), "mirrors", apt_dir],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"run.py: {p.stderr.strip()}")
+    mirror, security = p.stdout.split()
+    return mirror, security
 
 
 def _lines(suites: list[str]) -> list[str]:
@@ -393,6 +363,7 @@ def image_key(env: Environment, sources: list[str], packages: list[str],
         "modules": REQUIRED_MODULES,
         "optional_modules": OPTIONAL_MODULES,
         "build-image.sh": file_sha256(BUILD_SCRIPT),
+        "debian-rootfs.sh": file_sha256(ROOTFS_SCRIPT),
         "init.sh": file_sha256(INIT_SCRIPT),
     }
     if kernel_sources and kernel_sources != sources:
@@ -405,7 +376,8 @@ def rootfs_key(env: Environment, sources: list[str], packages: list[str]) -> str
     """What the userland of an image (mmdebstrap's result, before the kernel) depends on:
     environments that differ only in their kernel share it."""
     material = {"format": IMAGE_FORMAT, "suite": env.suite, "sources": sources,
-                "packages": packages, "build-image.sh": file_sha256(BUILD_SCRIPT)}
+                "packages": packages, "build-image.sh": file_sha256(BUILD_SCRIPT),
+                "debian-rootfs.sh": file_sha256(ROOTFS_SCRIPT)}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -519,10 +491,21 @@ def virtfs(path: Path, tag: str, readonly: bool) -> str:
     return f"local,path={p},mount_tag={tag},security_model=none,id={tag}{ro}"
 
 
+def vm_accel() -> str:
+    accel = os.environ.get("IDRUN_VM_ACCEL", "tcg")
+    if accel not in ACCELS:
+        raise SystemExit(f"run.py: IDRUN_VM_ACCEL={accel!r}: use one of {', '.join(ACCELS)}")
+    return accel
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("IDRUN_CACHE", "/var/cache")) / "idrun-vm"
+
+
 def qemu_cmd(image: Path, tree: Path, out: Path) -> list[str]:
     # TCG: this project's machines have a /dev/kvm (PVM) that hangs stock kernels
     # (shared/spec/vm-testing.md); IDRUN_VM_ACCEL=kvm where KVM is real.
-    accel = os.environ.get("IDRUN_VM_ACCEL", "tcg")
+    accel = vm_accel()
     cmd = ["qemu-system-x86_64", "-m", str(MEMORY_MIB), "-smp", "2", "-nographic",
            "-no-reboot", "-nic", "none", "-accel", accel]
     if accel == "kvm":
@@ -590,7 +573,8 @@ def describe_pass(p: Pass) -> str:
 
 
 # host commands/paths, and the guest's own choice of what it tests
-HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON", "IDRUN_DEB", "IDRUN_INSTALLED"}
+HOST_ONLY_VARS = {"IDRUN", "IDRUN_TREE", "IDRUN_PYTHON", "IDRUN_DEB", "IDRUN_INSTALLED",
+                  "IDRUN_CACHE", "IDRUN_DEBIAN_MIRROR"}
 GUEST_DEB_DIR = "/host/tree/deb"  # the snapshot's deb/ (init.sh mounts the share at /host/tree)
 
 
@@ -598,14 +582,16 @@ def guest_environment(pkg: Package) -> dict[str, str]:
     """CI and the suite's IDRUN_* knobs, for /host/out/guest-env, and IDRUN_DEB: the
     guest's run-suite.sh installs that .deb and tests the installed package."""
     env = {k: v for k, v in sorted(os.environ.items())
-           if (k == "CI" or (k.startswith("IDRUN_") and not k.startswith("IDRUN_VM_")))
+           if (k == "CI" or (k.startswith("IDRUN_")
+                             and not k.startswith(("IDRUN_VM_", "IDRUN_VAGRANT_"))))
            and k not in HOST_ONLY_VARS and "\n" not in v}
     env["IDRUN_DEB"] = f"{GUEST_DEB_DIR}/{pkg.path.name}"
     return env
 
 
 # No src/: the guests test the installed .deb, and nothing may import the checkout.
-SNAPSHOT_ITEMS = ("integration", "pyproject.toml")
+# testlib/: the tests' helper package (pyproject.toml puts the top on pytest's path).
+SNAPSHOT_ITEMS = ("integration", "testlib", "pyproject.toml")
 
 
 def snapshot_tree(dest: Path, pkg: Package) -> None:
@@ -626,7 +612,7 @@ def snapshot_tree(dest: Path, pkg: Package) -> None:
 class Runner:
     def __init__(self, args: argparse.Namespace, workdir: Path):
         self.args = args
-        self.cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
+        self.cache = args.cache
         self.images = self.cache / "images"
         self.package: Package = args.package
         self.packages = image_packages(load_packages(), self.package)
@@ -655,7 +641,7 @@ class Runner:
                 apt.update()
             except Failure as e:
                 raise Failure(f"{e} (the mirror may not serve {', '.join(env.kernel_suites or [env.suite])}"
-                              " any more: set IDRUN_VM_MIRROR to one that does)") from None
+                              " any more: set IDRUN_DEBIAN_MIRROR to one that does)") from None
             kernel = apt.resolve_kernel(env.kernel_package)
             key = image_key(env, sources, self.packages, kernel, ksources)
             image = self.images / f"{env.name}-{key}"
@@ -826,7 +812,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=1,
                     help="guests booting at the same time (default %(default)s: under TCG a "
                          "guest keeps 2 cores busy)")
+    ap.add_argument("--cache", type=Path, default=default_cache(), metavar="DIR",
+                    help="images, rootfs tars and private apt (default $IDRUN_CACHE/idrun-vm, "
+                         "IDRUN_CACHE defaulting to /var/cache)")
     args = ap.parse_args(argv)
+    vm_accel()
     args.pytest_args = pytest_args
     args.environments = [envs[n] for n in (args.suite or list(envs))]
     if args.timeout <= 0 or args.jobs <= 0:
@@ -852,7 +842,7 @@ def main(argv: list[str]) -> int:
     args.package = load_package(args.deb)
     signal.signal(signal.SIGTERM, _on_sigterm)
     t_start = time.monotonic()
-    cache = Path(os.environ.get("IDRUN_VM_CACHE", "/var/cache/idrun-vm"))
+    cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="idrun-vm-run."))
     os.chmod(workdir, 0o755)

@@ -2,27 +2,28 @@
 # Build the offline Vagrant box idrun/debian12-local (libvirt, qcow2) from Debian
 # packages only: mmdebstrap -> raw disk -> GRUB -> qcow2 -> .box.
 #
-# The box is cached in $IDRUN_VAGRANT_CACHE (default /var/cache/idrun-vagrant)
+# The box is cached in $IDRUN_CACHE/idrun-vagrant (IDRUN_CACHE defaults to /var/cache)
 # under a name keyed by a hash of the build inputs (this script, the rootfs hook,
-# the embedded Vagrantfile, the package list, the mirrors and the SSH public key);
+# the embedded Vagrantfile, scripts/debian-rootfs.sh, the package list, the mirrors
+# and the SSH public key);
 # it is rebuilt only when one of them changes, or when IDRUN_VAGRANT_REBUILD=1.
 #
 # Output: the path of the .box on stdout (everything else goes to stderr).
 # Also writes <box>.env next to it (BOX_PATH, BOX_NAME, SSH_KEY, KERNEL).
 #
 # Environment:
-#   IDRUN_VAGRANT_CACHE            cache dir (default /var/cache/idrun-vagrant)
+#   IDRUN_CACHE                    cache parent dir (default /var/cache)
 #   IDRUN_VAGRANT_REBUILD=1        ignore a cached box
 #   IDRUN_VAGRANT_EXTRA_PACKAGES   extra Debian packages, comma or space separated
-#   IDRUN_DEBIAN_MIRROR            default: the host's configured .../debian URI
-#   IDRUN_DEBIAN_SECURITY_MIRROR   default: the host's configured .../debian-security URI
+#   IDRUN_DEBIAN_MIRROR            "URI [SECURITY_URI]" (default: the host's apt sources;
+#                                  see scripts/debian-rootfs.sh)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
 
-CACHE=${IDRUN_VAGRANT_CACHE:-/var/cache/idrun-vagrant}
+CACHE=$idrun_vagrant_cache
 BOX_NAME=idrun/debian12-local
 SUITE=bookworm
 DISK_GIB=4
@@ -35,28 +36,9 @@ PACKAGES=(
 EXTRA=${IDRUN_VAGRANT_EXTRA_PACKAGES:-}
 PACKAGES+=(${EXTRA//,/ })
 
-# The first URI of the host's apt configuration that ends in /$1 (debian or
-# debian-security), from one-line .list files and deb822 .sources files.
-host_mirror() {
-    local want=$1 f line
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] || continue
-        while read -r line; do
-            case $line in
-                URIs:*)  set -- ${line#URIs:} ;;
-                deb\ *)  set -- $(printf '%s\n' "${line#deb }" | sed 's/\[[^]]*\]//') ; set -- "$1" ;;
-                *) continue ;;
-            esac
-            for u in "$@"; do
-                case ${u%/} in */"$want") echo "${u%/}"; return 0 ;; esac
-            done
-        done < "$f"
-    done
-    return 1
-}
-
-MIRROR=${IDRUN_DEBIAN_MIRROR:-$(host_mirror debian || echo http://deb.debian.org/debian)}
-SEC_MIRROR=${IDRUN_DEBIAN_SECURITY_MIRROR:-$(host_mirror debian-security || echo http://deb.debian.org/debian-security)}
+# The Debian mirrors: $IDRUN_DEBIAN_MIRROR, else the host's apt sources (no host
+# name in the tree); scripts/debian-rootfs.sh says what to set when there is none.
+read -r MIRROR SEC_MIRROR < <(bash "$HERE/../../scripts/debian-rootfs.sh" mirrors) || exit 1
 SOURCES=(
     "deb $MIRROR $SUITE main"
     "deb $MIRROR $SUITE-updates main"
@@ -83,7 +65,8 @@ chmod 600 "$SSH_KEY"
 
 # --- cache key -------------------------------------------------------------------
 KEY=$(printf '%s\n' "suite=$SUITE" "disk=$DISK_GIB" "packages=${PACKAGES[*]}" "${SOURCES[@]}" \
-      | idrun_hash_inputs "$HERE/build-box.sh" "$HERE/rootfs-hook.sh" "$HERE/box.Vagrantfile" "$SSH_KEY.pub")
+      | idrun_hash_inputs "$HERE/build-box.sh" "$HERE/rootfs-hook.sh" "$HERE/box.Vagrantfile" \
+        "$HERE/../../scripts/debian-rootfs.sh" "$SSH_KEY.pub")
 BOX=$CACHE/boxes/idrun-debian12-local-$KEY.box
 
 if [ -s "$BOX" ] && [ -s "$BOX.env" ] && [ "${IDRUN_VAGRANT_REBUILD:-0}" != 1 ]; then
@@ -120,15 +103,9 @@ trap 'exit 143' TERM
 # --- 1. root file system ----------------------------------------------------------
 idrun_log "mmdebstrap $SUITE (${#PACKAGES[@]} packages) from $MIRROR + $SEC_MIRROR"
 INCLUDE=$(IFS=,; echo "${PACKAGES[*]}")
-mmdebstrap --mode=root --variant=minbase --include="$INCLUDE" \
-    --aptopt='Acquire::Languages "none"' \
-    --dpkgopt='force-unsafe-io' \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
+bash "$HERE/../../scripts/debian-rootfs.sh" build "$SUITE" "$BUILD/rootfs.tar" "$INCLUDE" \
     --customize-hook="'$HERE/rootfs-hook.sh' \"\$1\" '$SSH_KEY.pub'" \
-    "$SUITE" "$BUILD/rootfs.tar" "${SOURCES[@]}" >&2
+    -- "${SOURCES[@]}" >&2
 t1=$(date +%s)
 idrun_log "rootfs.tar: $(du -h "$BUILD/rootfs.tar" | cut -f1) in $((t1 - t0)) s"
 

@@ -1,6 +1,13 @@
-"""Helpers both test trees share (tests/conftest.py and integration/conftest.py import
-them): when a missing piece of the environment fails rather than skips, the
+"""The helper package of both test trees, tests/ and integration/.
+
+pytest puts the top of the tree on sys.path (``pythonpath`` in pyproject.toml), so
+every test and conftest reaches it the same way: ``from testlib import ...``. No test
+imports a conftest.py.
+
+This module: when a missing piece of the environment fails rather than skips, the
 process-leak checks, a scratch directory every id may write, and the --json reader.
+``testlib.unit`` holds what tests/ adds (running this checkout, the test user),
+``testlib.integration`` what integration/ adds (the caller, its sub-ids, ``Idrun``).
 Only the standard library and pytest, because the VM guests have nothing else.
 """
 from __future__ import annotations
@@ -16,15 +23,13 @@ import pytest
 
 def strict() -> bool:
     """True when a skip for a missing capability of the environment must fail."""
-    return (os.environ.get("CI", "").lower() == "true"
-            or os.environ.get("IDRUN_REQUIRE_ALL", "") == "1")
+    return os.environ.get("CI", "").lower() == "true"
 
 
 def env_missing(reason: str) -> None:
     """The environment lacks something a test needs: skip, or fail under CI."""
     if strict():
-        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true / "
-                    f"IDRUN_REQUIRE_ALL=1)", pytrace=False)
+        pytest.fail(f"environment: {reason} (a skip is a failure under CI=true)", pytrace=False)
     pytest.skip(reason)
 
 
