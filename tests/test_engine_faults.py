@@ -292,7 +292,7 @@ def test_a_throwaway_namespace_that_cannot_unshare_says_why(root, how):
     former helper of id-mapped mounts said only "the helper process failed to unshare".
     Inside a user namespace (idrun -r) whose user.max_user_namespaces is 0, a real
     unshare(CLONE_NEWUSER) fails with ENOSPC."""
-    from conftest import run
+    from testlib.unit import run
     call = ("idmap_userns(one, one, print)" if how == "idmap" else
             "verify(idrun.plan_for(['0:0:1']))")
     code = ("import sys, idrun\n"

@@ -47,7 +47,7 @@ class Stage:
     PARENT_DEATH = "parent-death"
     FORK = "fork"
     EXEC = "exec"
-    IDRUN_ERROR = "idrun-error"           # an IdrunError raised in a forked process
+    OWN_ERROR = "idrun-error"           # an IdrunError raised in a forked process
     INTERNAL = "internal"                 # anything else raised there
 
 
@@ -64,7 +64,7 @@ STAGES = {
     Stage.SETRESGID: "switching gid", Stage.SETRESUID: "switching uid",
     Stage.NO_NEW_PRIVS: "setting no_new_privs",
     Stage.PARENT_DEATH: "arming the parent-death signal", Stage.FORK: "starting a process",
-    Stage.EXEC: "exec", Stage.IDRUN_ERROR: "an idrun error",
+    Stage.EXEC: "exec", Stage.OWN_ERROR: "an idrun error",
     Stage.INTERNAL: "an internal error",
 }
 
@@ -115,7 +115,7 @@ def encode(exc: BaseException) -> tuple[bytes, int]:
         if stage == Stage.EXEC:
             status = EXIT_NOT_FOUND if err == errno.ENOENT else EXIT_NOT_EXECUTABLE
     elif isinstance(exc, IdrunError):
-        stage, err, detail = Stage.IDRUN_ERROR, exc.exit_status, \
+        stage, err, detail = Stage.OWN_ERROR, exc.exit_status, \
             f"{exc.message}\0{exc.hint or ''}"
         status = exc.exit_status
     else:
@@ -143,7 +143,7 @@ def explain(stage: str, err: int, detail: str, spec: "Spec | None") -> IdrunErro
     ``spec`` is the launch's ``engine.Spec``: the parent has it too, so a report from
     a forked process is explained exactly as the same failure in this process."""
     e = OSError(err, os.strerror(err)) if err else OSError(0, detail or "failed")
-    if stage == Stage.IDRUN_ERROR:
+    if stage == Stage.OWN_ERROR:
         msg, _, hint = detail.partition("\0")
         cls = {EXIT_NOT_FOUND: CommandNotFound,
                EXIT_NOT_EXECUTABLE: CommandNotExecutable}.get(err, LaunchError)
