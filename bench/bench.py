@@ -183,7 +183,7 @@ def make_subid_file(path: Path, owner: str, nlines: int, keep: str = "") -> tupl
 
 def importtime(python: str, idrun_argv: list[str]) -> str:
     res = subprocess.run([python, "-X", "importtime", "-c",
-                          "import sys; from idrun.cli import main; sys.argv[0]='idrun'"],
+                          "import sys; from idrun.cli.launcher import main; sys.argv[0]='idrun'"],
                          capture_output=True, text=True)
     rows = []
     for line in res.stderr.splitlines():

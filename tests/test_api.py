@@ -23,7 +23,7 @@ def maps(text: str) -> list[list[int]]:
 def test_caller_stays_dumpable(root, uidmap):
     """The kernel's dumpable flag lives in the memory map: a launch must never leave
     the caller non-dumpable (its /proc entry would become root-owned)."""
-    from idrun import syscalls
+    from idrun.system import syscalls
     assert syscalls.get_dumpable() == 1
     assert idrun.run(["id", "-u"], uidmap=uidmap, capture_output=True).stdout == b"0\n"
     if uidmap.endswith(":10"):

@@ -41,7 +41,7 @@ def test_import_is_lazy():
 def test_only_the_command_turns_the_garbage_collector_off():
     """console.py disables the cyclic GC for the idrun process; the library and the CLI
     module used as a library (man pages, completion, tests) leave it on."""
-    code = ("import gc, idrun, idrun.cli, idrun.api; a = gc.isenabled(); "
+    code = ("import gc, idrun, idrun.cli.launcher, idrun.api; a = gc.isenabled(); "
             "import idrun.console; print(a, gc.isenabled())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()

@@ -6,10 +6,11 @@ import os
 
 import pytest
 
-from idrun import autoblock, leases
+from idrun.mapping import autoblock
+from idrun.system import leases
 from idrun.errors import MapSyntaxError, RegistryError, SubidError
-from idrun.plan import AutoBlock, Host, Request, SubidRange, SubidSet
-from idrun.resolve import resolve
+from idrun.mapping.plan import AutoBlock, Host, Request, SubidRange, SubidSet
+from idrun.mapping.resolve import resolve
 
 
 def _host(start: int = 100000, count: int = 65536) -> Host:
@@ -138,7 +139,7 @@ def test_api_spawn_hands_the_lease_to_the_child(root, testuser_ids_alone, tmp_pa
 
     import idrun
     from idrun.errors import CommandNotFound
-    from idrun.hostinfo import AUTO_USER_ENV
+    from idrun.system.hostinfo import AUTO_USER_ENV
     # Root's pool is the sub-ids of the user containers, which only the integration runner
     # delegates: take the test user's (scripts/testenv.sh makes them), so this runs on a
     # fresh machine too, whatever ran before it.
@@ -175,7 +176,7 @@ def test_root_pool_owner_is_configurable():
 
 def test_show_leases_json_matches_the_schema(tmp_path, monkeypatch, capsys):
     from testlib import idrun_json
-    from idrun.cli import main
+    from idrun.cli.launcher import main
     monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
     _, lease = leases.reserve_auto_block(Request(userns="auto"), _host(3000000000, 4096),
                                          hold=True)

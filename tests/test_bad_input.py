@@ -199,7 +199,7 @@ def test_warns_when_the_terminal_is_not_reachable_inside():
 def test_e2big_hint_is_about_the_argument_limit():
     """Issue 11: E2BIG got the hint 'the container user may lack permission'."""
     import errno
-    from idrun.diagnose import exec_error
+    from idrun.system.diagnose import exec_error
     e = exec_error(OSError(errno.E2BIG, os.strerror(errno.E2BIG)), "true", "/usr/bin/true")
     assert e.exit_status == 126
     assert "ARG_MAX" in str(e) and "permission" not in str(e)

@@ -1,7 +1,7 @@
 """The pure part of --cap-add/--cap-drop: names, the resulting set, the rootless ro rule."""
 import pytest
 
-from idrun import caps
+from idrun.system import caps
 from idrun.errors import IdrunError
 
 

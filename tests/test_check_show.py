@@ -9,9 +9,9 @@ import pytest
 
 from testlib import idrun_json
 from testlib.unit import idrun_argv, run
-from idrun import newidmap, procfs, syscalls
+from idrun.system import newidmap, procfs, syscalls
 from idrun.errors import LaunchError
-from idrun.ranges import IdMap, Line
+from idrun.mapping.ranges import IdMap, Line
 
 
 # --- pure parts (no kernel state needed) -------------------------------------------
@@ -149,7 +149,7 @@ def test_check_for_a_user(testuser):
 def test_check_for_a_user_without_sub_ids(root):
     """Issue 11: own-id launches work without sub-ids, so that is not 'not ready'; the
     proposed block is free in the file and the command names the real user."""
-    from idrun.subids import all_entries, free_block
+    from idrun.mapping.subids import all_entries, free_block
     res = run(idrun_argv() + ["check", "--user", "nobody"])
     assert res.returncode == 0, res.stdout
     assert "FAIL" not in res.stdout
@@ -207,7 +207,7 @@ def test_show_errors(root):
 
 def test_check_without_the_uidmap_package(testuser, monkeypatch):
     """As if uidmap were not installed: the helpers are missing, check says how to fix it."""
-    from idrun import check
+    from idrun.cli import check
     monkeypatch.setattr(newidmap, "SYSTEM_DIRS", ("/nonexistent-dir",))
     monkeypatch.delenv("IDRUN_NEWUIDMAP", raising=False)
     monkeypatch.delenv("IDRUN_NEWGIDMAP", raising=False)
@@ -287,7 +287,7 @@ def test_check_under_no_new_privs_says_own_ids_work(testuser):
     ("echo 'fd: only in a comment' >/dev/null; echo usage >&2", False),             # run: no
 ])
 def test_fd_target_support_from_the_helper_binary(tmp_path, body, expected):
-    from idrun import newidmap
+    from idrun.system import newidmap
     helper = tmp_path / "newuidmap"
     helper.write_text(f"#!/bin/sh\n{body}\nexit 1\n")
     helper.chmod(0o755)
@@ -295,7 +295,7 @@ def test_fd_target_support_from_the_helper_binary(tmp_path, body, expected):
 
 
 def test_fd_target_support_of_the_real_helper_agrees_with_running_it():
-    from idrun import newidmap
+    from idrun.system import newidmap
     for path in ("/usr/bin/newuidmap", "/usr/bin/newgidmap"):
         if not os.path.exists(path):
             pytest.skip(f"{path} is not installed")

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from testlib import idrun_json
-from idrun.cli import main
-from idrun.mapcmd import map_command
+from idrun.cli.launcher import main
+from idrun.cli.map import map_command
 
 IDRUN = str(Path(sys.executable).parent / "idrun")
 
@@ -155,7 +155,7 @@ def test_unreadable_subid_file_as_other_user(tmp_path):
         # CLI imports its parts lazily.
         [sys.executable, "-c", "import os, sys, json, pwd, locale, importlib, pkgutil, idrun; "
          "[importlib.import_module('idrun.' + m.name) for m in pkgutil.iter_modules(idrun.__path__) "
-         "if m.name != '__main__']; from idrun.cli import main; "
+         "if m.name != '__main__']; from idrun.cli.launcher import main; "
          "os.setgid(65534); os.setuid(65534); sys.exit(main(sys.argv[1:]))",
          "map", "--uidmap", "0:0:1", "--rootless", "--subuid-file", str(p),
          "--subgid-file", str(p)],

@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from idrun import completion
-from idrun.cli import SUBCOMMANDS, _subcommand, launch_command
-from idrun.cliinfo import USERNS_MODES, VOLUME_OPTIONS, commands
+from idrun.cli import completion
+from idrun.cli.launcher import SUBCOMMANDS, subcommand, launch_command
+from idrun.cli.info import USERNS_MODES, VOLUME_OPTIONS, commands
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
@@ -79,7 +79,7 @@ def test_subcommands(script):
 
 @pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
 def test_every_option_of_every_command(script, sub):
-    cmd = launch_command if sub is None else _subcommand(sub)
+    cmd = launch_command if sub is None else subcommand(sub)
     line = "idrun -" if sub is None else f"idrun {sub} -"
     assert set(complete(script, line)) == click_option_names(cmd)
 
@@ -138,7 +138,7 @@ def test_volume_and_rootfs(script, tmp_path):
 
 def test_volume_options_are_the_parsers():
     """Every option word offered after SRC:DST: is one parse_volume accepts."""
-    from idrun.volumes import parse_volume
+    from idrun.mapping.volumes import parse_volume
     for word in VOLUME_OPTIONS:
         value = word + ("501:1000" if word in ("uid=", "gid=") else
                         "uids=0-1-1" if word == "idmap=" else "")
@@ -171,7 +171,7 @@ def test_command_completes_as_itself(script, tmp_path):
 
 def test_userns_modes_are_the_resolvers():
     """The --userns words offered are the modes the resolver knows (its hint lists them)."""
-    from idrun.cli import main
+    from idrun.cli.launcher import main
     import contextlib
     import io
     err = io.StringIO()
@@ -183,7 +183,7 @@ def test_userns_modes_are_the_resolvers():
 
 def test_cliinfo_covers_click():
     for info in commands():
-        cmd = launch_command if info.sub is None else _subcommand(info.sub)
+        cmd = launch_command if info.sub is None else subcommand(info.sub)
         assert {n for o in info.options for n in o.names} == click_option_names(cmd)
 
 

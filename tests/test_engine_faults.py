@@ -26,9 +26,9 @@ def _fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-LAUNCH_MODULES = {"idrun.api", "idrun.engine", "idrun.launch", "idrun.syscalls",
-                  "idrun.procfs", "idrun.preconditions", "idrun.diagnose", "idrun.mounts",
-                  "idrun.prelaunch", "idrun.failure", "idrun.kernelfeatures"}
+LAUNCH_MODULES = {"idrun.api", "idrun.engine.run", "idrun.engine.steps", "idrun.system.syscalls",
+                  "idrun.system.procfs", "idrun.system.preconditions", "idrun.system.diagnose", "idrun.engine.mounts",
+                  "idrun.engine.prelaunch", "idrun.engine.failure", "idrun.system.kernelfeatures"}
 
 
 class Injector:
@@ -184,7 +184,7 @@ def test_threads_are_refused_before_unshare(root):
     from testlib.unit import run
     code = ("import sys, threading, time\n"
             "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
-            "from idrun.cli import main\n"
+            "from idrun.cli.launcher import main\n"
             "sys.exit(main(['--uidmap', '0:1000:1', '--', 'true']))\n")
     res = run([sys.executable, "-c", code])
     assert res.returncode == 125
@@ -255,7 +255,7 @@ def _raise_at_every_step(call, cleanup=lambda: None) -> int:
 
 def test_a_raising_signal_handler_in_verify_leaves_nothing(root):
     """--verify's throwaway namespace (engine.throwaway_userns) under the same injector."""
-    from idrun import engine
+    from idrun.engine import run as engine
     plan = idrun.plan_for(["0:100000:65536"], rootless=False)
     assert _raise_at_every_step(lambda: engine.verify(plan)) > 30
 
@@ -263,8 +263,8 @@ def test_a_raising_signal_handler_in_verify_leaves_nothing(root):
 def test_a_raising_signal_handler_in_an_idmaps_namespace_leaves_nothing(root):
     """engine.idmap_userns hands its ns/user fd over to ``keep`` with signals blocked:
     after a raise at any step the fd is either handed over or closed."""
-    from idrun import engine
-    from idrun.ranges import Line
+    from idrun.engine import run as engine
+    from idrun.mapping.ranges import Line
     one = (Line(0, 0x10000, 1),)
     kept: list[int] = []
 
@@ -280,7 +280,8 @@ def test_a_raising_signal_handler_in_an_idmaps_namespace_leaves_nothing(root):
 def test_a_raising_signal_handler_in_check_idmap_probe_leaves_nothing(root):
     """idrun check's id-mapped mount probe (kernelfeatures.idmap_by_fs) uses the same
     throwaway namespace and closes it whatever happens."""
-    from idrun import engine, kernelfeatures
+    from idrun.engine import run as engine
+    from idrun.system import kernelfeatures
     if kernelfeatures.lacking_for_idmap():
         pytest.skip("this kernel cannot make id-mapped mounts")
     assert _raise_at_every_step(lambda: kernelfeatures.idmap_by_fs(engine.idmap_userns)) > 30
@@ -296,8 +297,8 @@ def test_a_throwaway_namespace_that_cannot_unshare_says_why(root, how):
     call = ("idmap_userns(one, one, print)" if how == "idmap" else
             "verify(idrun.plan_for(['0:0:1']))")
     code = ("import sys, idrun\n"
-            "from idrun.engine import idmap_userns, verify\n"
-            "from idrun.ranges import Line\n"
+            "from idrun.engine.run import idmap_userns, verify\n"
+            "from idrun.mapping.ranges import Line\n"
             "one = (Line(0, 0, 1),)\n"
             f"try:\n    {call}\n"
             "except idrun.IdrunError as e:\n    print(e); sys.exit(3)\n")

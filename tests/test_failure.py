@@ -6,8 +6,10 @@ import os
 import pytest
 
 import idrun
-from idrun import engine, failure, syscalls
-from idrun.failure import STAGES, Stage, StepFailed, decode, encode, explained
+from idrun.engine import run, failure
+from idrun.system import syscalls
+from idrun.engine.spec import Spec
+from idrun.engine.failure import STAGES, Stage, StepFailed, decode, encode, explained
 
 
 def _stages() -> list[str]:
@@ -25,7 +27,7 @@ def test_every_stage_has_a_name_and_a_description():
 @pytest.fixture
 def spec():
     plan = idrun.plan_for(["0:100000:65536"], user="0:0", rootless=False)
-    return engine.Spec(plan, engine.LaunchOptions(hostname="box"), "/bin/true",
+    return Spec(plan, run.LaunchOptions(hostname="box"), "/bin/true",
                        ("true",), {}, "/nowhere")
 
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from testlib import idrun_json
-from idrun.cli import main
+from idrun.cli.launcher import main
 from idrun.jsonout import validate
 
 NS = ["--uidmap", "0:100000:65536"]
@@ -127,7 +127,7 @@ def test_symlinks_are_not_followed(capsys, tmp_path):
         (tmp_path / "big" / f"x{i}").write_text("")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "link").symlink_to(tmp_path / "big")
-    from idrun.ownerscan import count_owners
+    from idrun.system.ownerscan import count_owners
     got = count_owners(str(tmp_path / "src"), 10000)
     assert got.entries == 2 and not got.cut
     assert got.uids == {os.geteuid(): (2, "")}
@@ -150,11 +150,11 @@ def test_refused(capsys, argv, words):
 def test_create_view_splits_at_the_mount_map():
     """The pure layer: an inside id can create a file exactly when its host id has an
     on-disk id through the mount's map."""
-    from idrun.ownership import create_view
-    from idrun.ranges import Line
-    from idrun.volumes import Mount, MountMaps
-    from idrun.plan import Host, Request
-    from idrun.resolve import resolve
+    from idrun.mapping.ownership import create_view
+    from idrun.mapping.ranges import Line
+    from idrun.mapping.volumes import Mount, MountMaps
+    from idrun.mapping.plan import Host, Request
+    from idrun.mapping.resolve import resolve
     plan = resolve(Request(uidmap=("0:100000:65536",)), Host(rootless=False, uid=0, gid=0))
     m = Mount("volume", "/x", "/mnt", False,
               MountMaps((Line(0, 100000, 10), Line(7, 101000, 5)), (Line(0, 0, 1),)))

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from testlib import idrun_json
-from idrun.cli import main
+from idrun.cli.launcher import main
 from idrun.jsonout import SCHEMA_VERSION, schema_path, validate
 
 
@@ -128,7 +128,8 @@ def test_mounts_json(capsys, tmp_path):
 # --- --json-status-fd: the two line shapes, and the descriptor checked before anything --
 
 def test_status_lines_match_the_schema():
-    from idrun import statusfd, syscalls
+    from idrun.engine import statusfd
+    from idrun.system import syscalls
     ns = os.open("/proc/self/ns", os.O_RDONLY | os.O_DIRECTORY)
     try:
         ids = statusfd.namespace_ids(syscalls.CLONE_NEWUSER | syscalls.CLONE_NEWNET, ns)
@@ -153,7 +154,7 @@ def test_status_schema_refuses_bad_lines():
 
 
 def test_status_send_survives_a_vanished_reader():
-    from idrun.statusfd import send
+    from idrun.engine.statusfd import send
     r, w = os.pipe()
     os.close(r)
     try:
@@ -201,5 +202,5 @@ def test_status_fd_with_dry_run_refused(capsys):
 
 
 def test_status_fd_keeps_the_wrapper():
-    from idrun.launch import LaunchOptions
+    from idrun.engine.steps import LaunchOptions
     assert LaunchOptions(json_status_fd=1).wrapper and not LaunchOptions().wrapper

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from idrun import check, kernelfeatures as kf
+from idrun.cli import check
+from idrun.system import kernelfeatures as kf
 from idrun.errors import LaunchError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 import pytest
 
-from idrun import manpage
-from idrun.cli import _subcommand, launch_command
+from idrun.cli import manpage
+from idrun.cli.launcher import subcommand, launch_command
 
 PAGES = {"idrun": None, "idrun-map": "map", "idrun-check": "check", "idrun-show": "show"}
 
@@ -39,7 +39,7 @@ def rendered(page: str) -> str:
 
 @pytest.mark.parametrize("name,sub", PAGES.items())
 def test_every_option_is_on_the_page(pages, name, sub):
-    cmd = launch_command if sub is None else _subcommand(sub)
+    cmd = launch_command if sub is None else subcommand(sub)
     text = rendered(pages[name])
     ctx = click.Context(cmd, **cmd.context_settings)
     for param in cmd.get_params(ctx):
@@ -102,9 +102,9 @@ def test_help_headings_match_the_page(pages):
 def test_environment_lists_every_variable_idrun_reads(pages):
     """Every environment variable the package reads (a string constant passed to
     os.environ.get or named *_ENV/ENV_*) is on idrun(1)."""
-    src = Path(manpage.__file__).parent
+    src = Path(manpage.__file__).parents[1]     # the package, above cli/
     names = set()
-    for path in src.glob("*.py"):
+    for path in src.rglob("*.py"):
         if path.name == "manpage.py":
             continue
         text = path.read_text()

@@ -11,16 +11,19 @@ import sys
 import click
 import pytest
 
-from idrun import api, cli, options, syscalls
-from idrun.cliinfo import describe
-from idrun.launch import LaunchOptions
-from idrun.mapcmd import map_command
-from idrun.options import (BY_DEST, CAPS, CHOICE, CLI, DECIMAL, HOST, LAUNCH, LAUNCHER, MAP,
-                           MOUNT, OPTIONS, REQUEST, SECTION_TITLES, VERIFY_RESET, options_of)
-from idrun.plan import Request
-from idrun.volumes import MountRequest
+from idrun import api, options
+from idrun.cli import launcher
+from idrun.system import syscalls
+from idrun.cli.options import DecimalParam
+from idrun.cli.info import describe
+from idrun.engine.steps import LaunchOptions
+from idrun.cli.map import map_command
+from idrun.options import (BY_DEST, CAPS, CHOICE, CLI, DECIMAL, HOST, LAUNCH, LAUNCHER, MAP, MOUNT,
+                           OPTIONS, REQUEST, SECTION_TITLES, VERIFY_RESET, options_of)
+from idrun.mapping.plan import Request
+from idrun.mapping.volumes import MountRequest
 
-COMMANDS = {LAUNCHER: cli.launch_command, MAP: map_command}
+COMMANDS = {LAUNCHER: launcher.launch_command, MAP: map_command}
 # LaunchOptions' fields that launch_options derives rather than takes from an option.
 DERIVED_FIELDS = ("mounts", "caps", "cap_added")
 
@@ -70,7 +73,7 @@ def test_the_cli_has_exactly_the_table_options(command):
         else:
             assert param.metavar == o.value, dest
         if o.parse == DECIMAL:
-            assert isinstance(param.type, cli.DecimalParam) and param.type.limit == o.limit
+            assert isinstance(param.type, DecimalParam) and param.type.limit == o.limit
 
 
 @pytest.mark.parametrize("command", [LAUNCHER, MAP])
@@ -172,14 +175,14 @@ def test_implications_and_needs_come_from_the_table():
 
 
 def test_the_table_loads_no_click():
-    res = subprocess.run([sys.executable, "-c", "import sys, idrun.options, idrun.launch; "
+    res = subprocess.run([sys.executable, "-c", "import sys, idrun.options, idrun.engine.steps; "
                           "print('click' in sys.modules)"],
                          capture_output=True, text=True, timeout=30)
     assert res.stdout.strip() == "False", res.stdout + res.stderr
 
 
 def test_each_peer_spelling_reaches_its_row():
-    from idrun.cli import _peer_spellings
+    from idrun.cli.launcher import _peer_spellings
     for o in OPTIONS:
         for p in o.peers:
             if len(p) == 1:
@@ -190,4 +193,4 @@ def test_each_peer_spelling_reaches_its_row():
                 words, want = [p, "/x", "id"], [o.long, "/x", "id"]
             else:
                 words, want = [p, "id"], [o.long, "id"]
-            assert _peer_spellings(cli.launch_command, words) == want, p
+            assert _peer_spellings(launcher.launch_command, words) == want, p

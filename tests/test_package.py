@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from testlib.unit import ROOT, is_root
-from idrun.cliinfo import commands
+from idrun.cli.info import commands
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 DEB_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -129,7 +129,7 @@ def test_wheel(tmp_path):
     (wheel,) = tmp_path.glob("idrun-*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for member in ("idrun/schema.json", "idrun/py.typed", "idrun/cli.py"):
+    for member in ("idrun/schema.json", "idrun/py.typed", "idrun/cli/launcher.py"):
         assert member in names
     assert not [n for n in names if n.endswith((".so", ".c"))]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from idrun.cli import _peer_spellings, launch_command, main
+from idrun.cli.launcher import _peer_spellings, launch_command, main
 from idrun.errors import IdrunError
-from idrun.mapcmd import map_command
+from idrun.cli.map import map_command
 
 
 def t(*args: str) -> list[str]:
@@ -93,9 +93,9 @@ def test_plain_launch_does_not_load_peers():
     """The peer tables load only when a word before the command is not idrun's."""
     import subprocess
     import sys
-    code = ("import sys; from idrun.cli import _peer_spellings, launch_command; "
+    code = ("import sys; from idrun.cli.launcher import _peer_spellings, launch_command; "
             "a = ['--uidmap=0:1:2', '-r', '-v', '/a:/b', '--net', '--', '-U']; "
             "assert _peer_spellings(launch_command, a) == a; "
-            "print('idrun.peers' in sys.modules)")
+            "print('idrun.cli.peers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout == "False\n", out.stderr

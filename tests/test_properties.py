@@ -5,10 +5,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from idrun.errors import IdrunError
-from idrun.plan import Host, Request, SubidRange, SubidSet
-from idrun.ranges import IdMap, Line, canonical, find_overlap
-from idrun.resolve import resolve
-from idrun.syntax import parse_value
+from idrun.mapping.plan import Host, Request, SubidRange, SubidSet
+from idrun.mapping.ranges import IdMap, Line, canonical, find_overlap
+from idrun.mapping.resolve import resolve
+from idrun.mapping.syntax import parse_value
 
 small = st.integers(min_value=0, max_value=60)
 lines_st = st.lists(st.builds(Line, small, small, st.integers(min_value=1, max_value=8)),

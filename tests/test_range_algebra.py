@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idrun import autoblock
+from idrun.mapping import autoblock
 from idrun.errors import MapValidationError
-from idrun.plan import Host, SubidRange, SubidSet
-from idrun.ranges import (ID_LIMIT, MAX_BYTES, MAX_ID, MAX_LINES, IdMap, Line, check_limits,
-                          first_overlap, in_spans, render, shared)
-from idrun.syntax import parse_value
+from idrun.mapping.plan import Host, SubidRange, SubidSet
+from idrun.mapping.ranges import (ID_LIMIT, MAX_BYTES, MAX_ID, MAX_LINES, IdMap, Line,
+                                  check_limits, first_overlap, in_spans, render, shared)
+from idrun.mapping.syntax import parse_value
 
 small = st.integers(min_value=0, max_value=60)
 spans_st = st.lists(st.tuples(small, st.integers(min_value=1, max_value=8)), max_size=8)
@@ -105,8 +105,8 @@ def test_auto_forced_lines_go_to_the_host_through_the_intermediate_map():
 
 def test_volumes_takes_the_kernels_limits_from_ranges_not_resolve():
     """The mapping layer's volume parsing needs the limits, not the resolver."""
-    import idrun.volumes
-    tree = ast.parse(open(idrun.volumes.__file__).read())
+    import idrun.mapping.volumes
+    tree = ast.parse(open(idrun.mapping.volumes.__file__).read())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "resolve" not in imported and "ranges" in imported
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from idrun.errors import IdrunError, MapConflictError, MapSyntaxError, MapValidationError, \
-    SubidError
-from idrun.plan import Host, Request, SubidRange, SubidSet
-from idrun.ranges import Line
-from idrun.resolve import resolve
+from idrun.errors import (IdrunError, MapConflictError, MapSyntaxError, MapValidationError,
+                          SubidError)
+from idrun.mapping.plan import Host, Request, SubidRange, SubidSet
+from idrun.mapping.ranges import Line
+from idrun.mapping.resolve import resolve
 
 
 def subids(*ranges: tuple[int, int], source: str = "/etc/subuid") -> SubidSet:

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idrun.errors import MapSyntaxError, SubidError
-from idrun.subids import (all_entries, free_block, nss_subid_module, parse_getsubids,
-                          parse_subid_text)
-from idrun.syntax import parse_value
+from idrun.mapping.subids import (all_entries, free_block, nss_subid_module, parse_getsubids,
+                                  parse_subid_text)
+from idrun.mapping.syntax import parse_value
 
 GOOD = [
     ("0:1000", [(0, 1000, 1, False, False, True, True)]),
@@ -155,7 +155,7 @@ _piece = st.sampled_from(["alice", "1000", "bob", "alic", "alicex", "10000", ":"
 @given(st.lists(_piece, max_size=40).map("".join))
 def test_fast_subid_scan_agrees_with_the_regexes(text):
     import re
-    from idrun.subids import _owner_lines, malformed_lines
+    from idrun.mapping.subids import _owner_lines, malformed_lines
     data = text.encode()
     assert [(data.count(b"\n", 0, at) + 1, line) for at, line in _owner_lines(data, ["alice", "1000"])] \
         == _old_owner_lines(text, ["alice", "1000"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from idrun.errors import IdrunError, MapValidationError
-from idrun.plan import Host, Request, SubidSet, SubidRange
-from idrun.ranges import Line
-from idrun.resolve import resolve
-from idrun.volumes import (IDMAP_CUSTOM, IDMAP_NS, MountRequest, owner_warning, parse_rootfs,
-                           parse_tmpfs, parse_volume, resolve_mounts)
+from idrun.mapping.plan import Host, Request, SubidSet, SubidRange
+from idrun.mapping.ranges import Line
+from idrun.mapping.resolve import resolve
+from idrun.mapping.volumes import (IDMAP_CUSTOM, IDMAP_NS, MountRequest, owner_warning,
+                                   parse_rootfs, parse_tmpfs, parse_volume, resolve_mounts)
 
 ROOT = Host(rootless=False, uid=0, gid=0, login="root")
 NS = resolve(Request(uidmap=("0:100000:65536",)), ROOT)

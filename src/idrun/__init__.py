@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "run": "api", "spawn": "api", "plan_for": "api", "Process": "api",
-    "resolve": "resolve", "Plan": "plan", "Request": "plan",
+    "resolve": "mapping.resolve", "Plan": "mapping.plan", "Request": "mapping.plan",
     "IdrunError": "errors", "MapSyntaxError": "errors", "MapConflictError": "errors",
     "MapValidationError": "errors", "SubidError": "errors", "LaunchError": "errors",
     "CommandNotFound": "errors", "CommandNotExecutable": "errors",
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from .api import Process, plan_for, run, spawn
     from .errors import (CommandNotExecutable, CommandNotFound, IdrunError, LaunchError,
                          MapConflictError, MapSyntaxError, MapValidationError, SubidError)
-    from .plan import Plan, Request
-    from .resolve import resolve
+    from .mapping.plan import Plan, Request
+    from .mapping.resolve import resolve
 
 
 def __getattr__(name: str):

@@ -1,3 +1,3 @@
-from idrun.console import main
+from .console import main
 
 raise SystemExit(main())

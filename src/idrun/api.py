@@ -19,10 +19,9 @@ from typing import IO, Any, Mapping, Sequence
 
 from .errors import IdrunError
 from .keywords import check_keywords, keywords_of
-from .leases import hand_over as hand_over_lease, release as release_lease
-from .options import (CAPS, HOST, LAUNCH, MOUNT, api_keywords, api_keywords_doc,
-                      options_for)
-from .plan import Plan, Request
+from .mapping.plan import Plan, Request
+from .options import CAPS, HOST, LAUNCH, MOUNT, api_keywords, api_keywords_doc, options_for
+from .system.leases import hand_over as hand_over_lease, release as release_lease
 
 PIPE = subprocess.PIPE
 STDOUT = subprocess.STDOUT
@@ -53,8 +52,8 @@ def plan_for(uidmap: str | Sequence[str] | None = (), gidmap: str | Sequence[str
              setgroups: str | None = None, rootless: bool | None = None,
              subuid_file: str | None = None, subgid_file: str | None = None) -> Plan:
     """Resolve a mapping exactly as ``idrun map`` / the launcher would."""
-    from .launch import LaunchOptions
-    from .prelaunch import prelaunch
+    from .engine.steps import LaunchOptions
+    from .engine.prelaunch import prelaunch
     request = _request_of(uidmap, gidmap, userns=userns, map_root_user=map_root_user,
                           map_current_user=map_current_user, map_auto=map_auto,
                           subuidname=subuidname, subgidname=subgidname, user=user,
@@ -273,9 +272,11 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     nothing could be started. Either way nothing is left running.
     """
     check_keywords("spawn", options, _spawn_options())
-    from . import engine
+    from .engine import run as engine
+    from .engine.spec import build_spec
+    from .engine import owned
     from .options import launch_options
-    from .prelaunch import prelaunch
+    from .engine.prelaunch import prelaunch
     ns_kw = {k: options.pop(k) for k in list(options) if k in _NS_OPTIONS}
     for k in options_for(CAPS):
         if k in ns_kw:
@@ -286,7 +287,7 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
     # An empty rootfs/workdir is refused by the parser (as the CLI's), not dropped.
     if (mount_kw.get("volumes") or mount_kw.get("tmpfs") or mount_kw.get("rootfs") is not None
             or mount_kw.get("workdir") is not None):
-        from .volumes import MountRequest
+        from .mapping.volumes import MountRequest
         workdir = mount_kw.get("workdir")
         if cwd is not None:
             # With mounts, cwd is the workdir: applied after the volumes and the pivot,
@@ -314,10 +315,10 @@ def spawn(argv: Sequence[str], uidmap: str | Sequence[str] | None = (),
             if not (spec is None or spec in (PIPE, DEVNULL, STDOUT) or isinstance(spec, int)
                     or hasattr(spec, "fileno")):
                 raise TypeError(f"bad stdio value {spec!r}")
-        checked = engine.build_spec(plan, argv, opts, env=env, cwd=cwd,
+        checked = build_spec(plan, argv, opts, env=env, cwd=cwd,
                                     stdio=[s if isinstance(s, int) and s >= 0 else None
                                            for s in std_specs], pass_fds=pass_fds)
-        own = engine.Owned()
+        own = owned.Owned()
         try:
             parent_ends: list[tuple[str, int]] = []
             child_fds: list[int | None] = [None, None, None]

@@ -24,6 +24,6 @@ import gc  # noqa: E402
 
 gc.disable()
 
-from .cli import main  # noqa: E402
+from .cli.launcher import main  # noqa: E402
 
 __all__ = ["main"]

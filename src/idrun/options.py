@@ -17,8 +17,8 @@ for sethostname, --mount-proc without its PID namespace), or never check at all
 import os
 from collections import namedtuple
 
-from . import syscalls
 from .errors import IdrunError, quoted
+from .system import syscalls
 
 HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
 DEFAULT_FILES = 10_000    # ownership.DEFAULT_LIMIT, kept here so --help loads nothing
@@ -396,7 +396,7 @@ def launch_options(**given: object) -> LaunchOptions:
     cap_add, cap_drop = values.pop("cap_add"), values.pop("cap_drop")
     caps, added = None, frozenset()
     if cap_add or cap_drop:
-        from .caps import resolve
+        from .system.caps import resolve
         caps, added = resolve(cap_add, cap_drop), resolve(cap_add, ("ALL",))
     if values["json_status_fd"] is not None:
         check_status_fd(values["json_status_fd"])
@@ -459,7 +459,7 @@ def unreachable_terminals(uid_lines, mapped: bool, caller_uid: int | None = None
     the caller's own uid can be mapped; another user's terminal (after su or
     runuser) can be mapped only by root, and rootless not at all.
     """
-    from .ranges import IdMap
+    from .mapping.ranges import IdMap
     if not mapped:
         return []
     idmap = IdMap(uid_lines)

@@ -1,0 +1,232 @@
+"""The options, help sections and output helpers shared by the launcher,
+``idrun map``, ``check`` and ``show``.
+"""
+import sys
+from typing import Callable
+
+import click
+
+from ..mapping.plan import Request
+from ..options import (BY_DEST, CHOICE, DECIMAL, MOUNT, OPTIONS, REQUEST, SECTION_TITLES, Option,
+                       options_of)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class DecimalParam(click.ParamType):
+    """A decimal number from 0 to ``limit``, read by idrun's one decimal parser."""
+
+    name = "number"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        from ..mapping.syntax import decimal
+        number = decimal(value)
+        if number is None or number > self.limit:
+            from ..errors import quoted
+            why = "is not a decimal number" if number is None else f"is larger than {self.limit}"
+            self.fail(f"{quoted(value)} {why}", param, ctx)
+        return number
+
+
+# Help sections, in order, with the options each lists (from options.OPTIONS); an option
+# not listed (--help) goes to the last one. --help and the man pages (manpage.py, via
+# cliinfo) share these headings.
+SECTIONS = {title: tuple(dict.fromkeys(o.dest for o in OPTIONS if o.section == title))
+            for title in SECTION_TITLES}
+
+
+def section_of(name: str | None) -> str:
+    """The help section of the option whose click name is ``name``."""
+    return next((t for t, names in SECTIONS.items() if name in names), "Output options")
+
+
+def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+class SectionedCommand(click.Command):
+    """Options listed under the headings of ``SECTIONS``."""
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        # click's own translates its help text through gettext on every run, a search
+        # for message catalogues that costs a launch about 1.5 ms; same option, plain text.
+        names = self.get_help_option_names(ctx)
+        if not names or not self.add_help_option:
+            return None
+        return click.Option(names, is_flag=True, is_eager=True, expose_value=False,
+                            callback=_show_help, help="Show this message and exit.")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                rows[section_of(param.name)].append(record)
+        for title, records in rows.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _click_option(o: Option) -> Callable:
+    """The click decorator of one row of the option table."""
+    if o.dest == "version":
+        return click.option(*o.names, is_flag=True, expose_value=False, is_eager=True,
+                            callback=_print_version, help=o.help)
+    kw: dict = {"help": o.help}
+    if o.value is None:
+        kw["is_flag"] = True
+    elif o.parse == CHOICE:
+        kw["type"] = click.Choice(list(o.choices))      # click shows them as the metavar
+    else:
+        kw["metavar"] = o.value
+        if o.parse == DECIMAL:
+            kw["type"] = DecimalParam(o.limit)
+    if o.multiple:
+        kw["multiple"] = True
+    if o.default is not None:
+        kw["default"] = o.default
+    if o.bare is not None:
+        kw.update(is_flag=False, flag_value=o.bare)
+    return click.option(*o.names, o.dest, **kw)
+
+
+def table_options(command: str) -> Callable:
+    """Decorate a click command with the options the table gives ``command``, in order."""
+    def apply(f: Callable) -> Callable:
+        for o in reversed(options_of(command)):
+            f = _click_option(o)(f)
+        return f
+    return apply
+
+
+def take_options(kw: dict, *kinds: str) -> dict:
+    """The values of the options of ``kinds`` (options.REQUEST, LAUNCH, …), removed from
+    ``kw``."""
+    return {o.dest: kw.pop(o.dest) for o in OPTIONS if o.goes_to in kinds and o.dest in kw}
+
+
+def mount_request(kw: dict):
+    """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
+    None when none is given (the mount modules then stay unloaded)."""
+    # An empty --rootfs/--workdir is refused by the parser like -v "", not dropped.
+    values = take_options(kw, MOUNT)
+    if all(value == BY_DEST[dest].initial for dest, value in values.items()):
+        return None
+    from ..mapping.volumes import MountRequest
+    return MountRequest(**values)
+
+
+def request_from(kw: dict) -> Request:
+    """The mapping options (removed from ``kw``) as a Request."""
+    return Request(**take_options(kw, REQUEST))
+
+
+def version_text() -> str:
+    """What ``-V``/``--version`` prints: idrun's version, the Python, the native part
+    (none since the C extension was removed; the line stays for scripts that read it)."""
+    import platform
+    from .. import __version__
+    return (f"idrun {__version__}\n"
+            f"Python {platform.python_version()} ({sys.executable})\n"
+            "native part: none (pure Python)")
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
+def say(pre) -> None:
+    """A prelaunch's notes and warnings, on stderr, before anything starts."""
+    for note in pre.notes:
+        click.echo(f"idrun: note: {note}", err=True)
+    for w in pre.warnings:
+        click.echo(f"idrun: warning: {w}", err=True)
+
+
+def verified_maps(plan, verify: bool):
+    """With --verify: the maps the kernel accepted for a throwaway namespace."""
+    if not verify:
+        return None
+    from ..engine.run import verify as verify_on_kernel
+    return verify_on_kernel(plan)
+
+
+def verify_mounts(plan, mplan, verify: bool) -> None:
+    """With --verify: build every id-mapped mount detached, then drop it again; the
+    kernel's refusal (filesystem type, errno) is the usual one-line error."""
+    if verify and mplan is not None:
+        from ..engine.run import idmap_userns
+        from ..engine.mounts import prepare
+        prepare(mplan, plan.rootless, idmap_userns, verify_only=True).release()
+
+
+def _file_owners(plan, mplan, limit: int | None) -> list | None:
+    """With --files: the owners under each volume's (and the rootfs') source, read now
+    and translated as the mount will show them; None for a tmpfs."""
+    if limit is None or mplan is None:
+        return None
+    from ..system.ownerscan import count_owners
+    from ..mapping.ownership import preview
+    return [None if m.kind == "tmpfs" else preview(m, plan, count_owners(m.src, limit))
+            for m in mplan.mounts]
+
+
+def show_plan(plan, as_json: bool, verified=None, mplan=None, files: int | None = None,
+               caps=None) -> None:
+    import os
+    from ..mapping.report import mounts_dict, mounts_text, plan_dict, plan_text
+    owners = _file_owners(plan, mplan, files)
+    if as_json:
+        from ..jsonout import dumps
+        d = plan_dict(plan)
+        if mplan is not None:
+            d.update(mounts_dict(mplan, owners))
+        if caps is not None:
+            from ..system.caps import names
+            d["capabilities"] = names(caps)
+        if verified is not None:
+            from ..mapping.ranges import IdMap
+            d["verified"] = {"uid_map": [list(ln) for ln in IdMap.parse(verified.uid_map)],
+                             "gid_map": [list(ln) for ln in IdMap.parse(verified.gid_map)],
+                             "setgroups": verified.setgroups,
+                             "kernel": os.uname().release}
+            if mplan is not None:
+                from ..system import kernelfeatures
+                d["verified"]["idmapped_mounts"] = sum(m.idmap is not None
+                                                       for m in mplan.mounts)
+                d["verified"]["kernel_features"] = kernelfeatures.features()
+                d["verified"]["mount_calls"] = [kernelfeatures.how_built(m)
+                                                for m in mplan.mounts]
+        click.echo(dumps(d))
+    else:
+        click.echo(plan_text(plan))
+        if mplan is not None:
+            click.echo(mounts_text(mplan, owners))
+        if caps is not None:
+            from ..system.caps import describe
+            click.echo(f"capabilities of the command: {describe(caps)}")
+        if verified is not None:
+            click.echo(f"verified on Linux {os.uname().release}: a throwaway namespace took "
+                       "these maps (read back from /proc):")
+            for kind, text in (("uid_map", verified.uid_map), ("gid_map", verified.gid_map)):
+                lines = [" ".join(ln.split()) for ln in text.splitlines()] or ["(empty)"]
+                click.echo(f"  {kind}: " + "; ".join(lines))
+            click.echo(f"  setgroups: {verified.setgroups}")
+            if mplan is not None:
+                from ..system import kernelfeatures
+                n = sum(m.idmap is not None for m in mplan.mounts)
+                click.echo(f"  id-mapped mounts: {n} built detached and dropped again")
+                click.echo(f"  kernel: {kernelfeatures.summary()}")
+                for m in mplan.mounts:
+                    click.echo(f"  {m.origin}: {kernelfeatures.how_built(m)}")
