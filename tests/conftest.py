@@ -20,6 +20,7 @@ import fcntl
 import os
 import pwd
 import shutil
+import subprocess
 import time
 from pathlib import Path
 

@@ -89,9 +89,9 @@ def test_each_piece_of_the_process_protocol_exists_once():
     src = _source()
     def where(pattern: str) -> list[str]:
         return sorted(f for f, text in src.items() for _ in re.finditer(pattern, text))
-    assert where(r"sigwaitinfo\(") == ["engine.py"]
-    assert where(r'f"exit \{') == ["syscalls.py"]
-    assert where(r"syscalls\.unshare\b") == ["engine.py", "mounts.py"]   # the user namespace
-    assert "unshare(syscalls.CLONE_NEWNS)" in src["mounts.py"]        # and attach_early's
-    assert "fork(" not in src["mounts.py"] and "Owned" not in src["mounts.py"]
+    assert where(r"sigwaitinfo\(") == ["engine/init.py"]
+    assert where(r'f"exit \{') == ["system/syscalls.py"]
+    assert where(r"syscalls\.unshare\b") == ["engine/mounts.py", "engine/run.py"]   # the user namespace
+    assert "unshare(syscalls.CLONE_NEWNS)" in src["engine/mounts.py"]  # and attach_early's
+    assert "fork(" not in src["engine/mounts.py"] and "Owned" not in src["engine/mounts.py"]
     assert where(r'StepFailed\("') == [] and where(r'step\("') == [], "a stage letter"
