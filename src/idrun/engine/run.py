@@ -36,6 +36,7 @@ from ..options import VERIFY_RESET, LaunchOptions
 from ..system import procfs, syscalls
 from . import steps
 from .failure import GO, READY, Stage, StepFailed, decode, encode, explain, explained, step
+from .init import wrapper_main
 from .owned import Child, Owned
 from .spec import SI_KERNEL, Spec
 from .steps import FORWARDED_SIGNALS, SIGKILL
@@ -153,7 +154,6 @@ def run_cli(spec: Spec) -> NoReturn:
         mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
         if spec.opts.wrapper:
             _reap_writer(own, writer)
-            from .init import wrapper_main      # only a waiting launch loads it
             wrapper_main(spec, None, mask)
         steps.flush_std()
         # A failure after the id switch is explained by diagnose, which the new ids may
@@ -262,7 +262,6 @@ def _api_child(spec: Spec, report_w: int, go_r: int, mask: object) -> NoReturn:
         step(Stage.STDIO, _dup_stdio, spec.stdio)
     # report_w stays close-on-exec: EOF at the exec tells the caller it succeeded.
     if spec.opts.wrapper:
-        from .init import wrapper_main          # preloaded by _preload_for_fork
         wrapper_main(spec, report_w, mask)
     steps.prepare_process(spec.plan, spec.opts, parent)
     steps.exec_command(spec.path, spec.argv, spec.env, spec.keep_fds, mask,
@@ -286,8 +285,6 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
     """Load what the forked child will use: after fork in a threaded program it must
     not import (another thread may hold the import lock)."""
     from ..system import diagnose  # noqa: F401  (a child's failure report is explained here)
-    if opts.wrapper:
-        from . import init  # noqa: F401
     if opts.net:
         from pyroute2 import IPRoute  # noqa: F401
     if opts.mount or opts.mount_proc:
