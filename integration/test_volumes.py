@@ -348,6 +348,19 @@ def test_rootfs_busybox(idrun, basic_opts, scratch):
     assert os.listdir(os.path.join(root, "dev")) == []      # /dev was a mount inside
 
 
+@pytest.mark.kernel
+@pytest.mark.parametrize("wait", [["--fork"], ["--json-status-fd", "1"]],
+                         ids=["fork", "json-status-fd"])
+def test_rootfs_with_a_waiting_launcher(idrun, basic_opts, scratch, wait):
+    """A launcher that stays to wait for the command runs its wrapper after the pivot:
+    nothing it needs may be loaded from the host's tree by then (idrun's modules are
+    not inside the root)."""
+    root = _busybox_root(scratch)
+    p = idrun.run([*basic_opts, "--rootfs", root, *wait], ["/bin/sh", "-c", "exit 7"])
+    assert p.returncode == 7, p.stderr
+    assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
+
+
 @pytest.mark.root
 @pytest.mark.kernel
 def test_root_rootfs_idmap_shows_root_owned_files(idrun):
