@@ -109,6 +109,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"python {info['python']}, user {info['user']}"]
 
 
+@pytest.fixture
+def no_mount_left():
+    """Fails the test when a mount it made is left in the host's mount namespace
+    (the files that build mounts use it for every test)."""
+    def mounts() -> set[str]:
+        with open("/proc/self/mountinfo") as f:
+            return {" ".join(line.split()[3:5]) for line in f}
+    before = mounts()
+    yield
+    assert mounts() - before == set(), "a mount was left in the host's mount namespace"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def environment(pytestconfig: pytest.Config) -> dict[str, str]:
     """Reports the kernel, distribution, Python and user this run is on."""

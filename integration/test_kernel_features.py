@@ -30,16 +30,8 @@ def _version() -> tuple[int, int]:
 OLD = _version() < (5, 12)
 
 
-def _mounts() -> set[str]:
-    with open("/proc/self/mountinfo") as f:
-        return {" ".join(line.split()[3:5]) for line in f}
-
-
-@pytest.fixture(autouse=True)
-def no_mount_left():
-    before = _mounts()
-    yield
-    assert _mounts() - before == set(), "a mount was left in the host's mount namespace"
+# Every test here checks that nothing it mounted stays in the host's mount namespace.
+pytestmark = pytest.mark.usefixtures("no_mount_left")
 
 
 @pytest.fixture

@@ -26,16 +26,8 @@ NS = ["--uidmap", "0:100000:65536"]          # root pass: the namespace of the s
 STAT = 'for f in "$@"; do stat -c "%u" "$f"; done'
 
 
-def _mounts() -> set[str]:
-    with open("/proc/self/mountinfo") as f:
-        return {" ".join(line.split()[3:5]) for line in f}
-
-
-@pytest.fixture(autouse=True)
-def no_mount_left():
-    before = _mounts()
-    yield
-    assert _mounts() - before == set(), "a mount was left in the host's mount namespace"
+# Every test here checks that nothing it mounted stays in the host's mount namespace.
+pytestmark = pytest.mark.usefixtures("no_mount_left")
 
 
 PROPAGATION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "propagation.py")

@@ -31,8 +31,7 @@ _LONG["--unshare-all"] = [flag for p in ("--unshare-net", "--unshare-pid", "--un
 _RENAMED = {p: o.long for p, o in _PEERS if p[:2] == "--" and o.value}
 # podman's NAME=host|private namespace modes: host keeps the host's (idrun's default),
 # private is idrun's flag. Only the '=' form: "--pid host" stays idrun's flag and a command.
-_NS_MODES: dict[str, str | None] = {"--userns": None,
-                                    **{p[:-1]: o.long for p, o in _PEERS if p[-1] == "="}}
+_NS_MODES: dict[str, str] = {p[:-1]: o.long for p, o in _PEERS if p[-1] == "="}
 # Options of peers idrun spells differently: how many values they take.
 _POINTED = {"--bind": 2, "--ro-bind": 2, "--dev-bind": 2, "--bind-try": 2, "--ro-bind-try": 2,
             "--map-users": 1, "--map-groups": 1, "--map-user": 1, "--map-group": 1,
@@ -61,7 +60,7 @@ def translate(args: list[str], takes_value: frozenset[str], shorts_with_value: s
                     i += 1
             elif name == "--net" and eq and value in ("none", "host", "private"):
                 out += [] if value == "host" else ["--net"]   # podman's --net=VALUE
-            elif name in _NS_MODES and eq and _NS_MODES[name] is not None:
+            elif name in _NS_MODES and eq:
                 out += _ns_mode(name, value)
             elif name in _POINTED:
                 n = _POINTED[name]
@@ -98,7 +97,7 @@ def _ns_mode(name: str, value: str) -> list[str]:
     if value == "host":
         return []
     if value == "private":
-        return [flag]  # type: ignore[list-item]
+        return [flag]
     raise IdrunError(f"{name}={quoted(value)}: idrun has no such namespace mode",
                      f"{flag} (or {name}=private) gives the command a new namespace; "
                      f"{name}=host (or nothing) keeps the host's")
