@@ -22,7 +22,9 @@
 #   VM_SMOKE_TIMEOUT  the same for vm-smoke (default 300)
 #   VM_CACHE    image cache (default $$IDRUN_CACHE/idrun-vm, IDRUN_CACHE defaulting
 #               to /var/cache)
-#   VM_JOBS     guests booting at the same time (default 1; see integration/vm/README.md)
+#   VM_JOBS     guests running at the same time (default 3: under TCG a guest keeps about
+#               one core busy, and the three full-suite guests then run side by side;
+#               see integration/vm/README.md)
 #   VM_ARGS     more run.py options; pytest arguments may follow "--":
 #               VM_ARGS='-- -k maps'
 #   VM_PYTEST_ARGS  pytest arguments of vm-test (default: -m 'kernel and not
@@ -45,7 +47,7 @@ VM_TIMEOUT ?= 3600
 VM_SMOKE_TIMEOUT ?= 300
 VM_SMOKE_TESTS ?= integration/test_smoke_kernel.py
 VM_ARGS ?=
-VM_JOBS ?= 1
+VM_JOBS ?= 3
 VM_PYTEST_ARGS ?= -m 'kernel and not permutation'
 VM_CACHE ?= $(or $(IDRUN_CACHE),/var/cache)/idrun-vm
 

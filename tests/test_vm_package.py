@@ -81,3 +81,43 @@ def test_the_guest_gets_the_deb_and_the_tests_but_no_src(tmp_path: Path, monkeyp
     assert env["IDRUN_DEB"] == f"/host/tree/deb/{pkg.path.name}"
     assert "IDRUN" not in env and "IDRUN_INSTALLED" not in env
     assert env["IDRUN_TEST_TIMEOUT"] == "300"
+
+
+def test_boot_slots_let_the_longest_waiting_guest_boot_first() -> None:
+    """With every slot taken, the guests that wait boot heaviest first (the full kernel set
+    before the subsets), whatever order they arrived in; never more than n at a time."""
+    import threading
+    import time
+
+    slots = run.BootSlots(1)
+    order: list[str] = []
+    running = [0]
+    peak = [0]
+    lock = threading.Lock()
+    hold = threading.Event()
+
+    def guest(name: str, weight: int) -> None:
+        with slots.slot(weight):
+            with lock:
+                order.append(name)
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            if name == "first":
+                hold.wait(10)
+            with lock:
+                running[0] -= 1
+
+    first = threading.Thread(target=guest, args=("first", 0))
+    first.start()
+    while not order:
+        time.sleep(0.01)
+    waiters = [threading.Thread(target=guest, args=(n, w))
+               for n, w in (("subset-a", 0), ("full-a", 1), ("subset-b", 0), ("full-b", 1))]
+    for t in waiters:
+        t.start()
+        time.sleep(0.05)         # they arrive in this order, all while "first" holds the slot
+    hold.set()
+    for t in [first, *waiters]:
+        t.join(10)
+    assert order == ["first", "full-a", "full-b", "subset-a", "subset-b"]
+    assert peak[0] == 1
