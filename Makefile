@@ -96,19 +96,21 @@ test: deps deb-deps vm-deps
 # The benchmark measures a regular (non-editable) install with compiled
 # bytecode, as users get it from pip, not the editable development venv.
 # BENCH=1a,3 runs some figures, BENCH_PAIRS=N sets the A/B pairs a figure (40),
-# BENCH_FORMAT=md prints the README's table (`make -s bench BENCH_FORMAT=md`).
+# BENCH_FORMAT=md prints the README's table, BENCH_OUT=FILE writes it to FILE too.
 # It exits 0 with FAILed figures too (named on its last line): speed is no test.
 BENCH_VENV ?= build/bench-venv
 BENCH ?=
 BENCH_PAIRS ?= 40
 BENCH_FORMAT ?= text
+BENCH_OUT ?=
 BENCH_ARGS ?=
 bench: deps
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps . && \
 	    $(BENCH_VENV)/bin/pip install -q .
 	$(BENCH_VENV)/bin/python bench/bench.py $(if $(BENCH),--only $(BENCH)) \
-	    --pairs $(BENCH_PAIRS) --format $(BENCH_FORMAT) $(BENCH_ARGS)
+	    --pairs $(BENCH_PAIRS) --format $(BENCH_FORMAT) $(if $(BENCH_OUT),--output $(BENCH_OUT)) \
+	    $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv312 .venv313 build src/*.egg-info .pytest_cache .hypothesis
