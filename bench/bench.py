@@ -329,13 +329,11 @@ def end_all(pids: list[int]) -> None:
 # ----------------------------------------------------------------- the context
 
 class Ctx:
-    def __init__(self, python: str, pairs: int, user: Optional[str], tmp: str,
-                 log: Callable[[str], None]) -> None:
+    def __init__(self, python: str, pairs: int, user: Optional[str], tmp: str) -> None:
         self.python = python
         self.idrun = str(Path(python).parent / "idrun")
         self.pairs = pairs
         self.tmp = tmp
-        self.log = log
         self.true = shutil.which("true") or "/bin/true"
         self.unshare = shutil.which("unshare") or "/usr/bin/unshare"
         self.root = os.geteuid() == 0
@@ -384,6 +382,7 @@ def fig_1b(c: Ctx, f: Figure) -> Result:
                            text=True)
     if owner.returncode == 0 and owner.stdout.startswith("idrun:"):
         argv, note = ["/usr/bin/idrun"], "the installed package's /usr/bin/idrun"
+        env = {k: v for k, v in env.items() if k != "PYTHONPATH"}    # the package's own idrun
     else:
         argv, note = ["/usr/bin/python3", launcher], "debian/idrun.launcher over this tree"
     pairs = run_pairs(timed([*argv, "--uidmap", "0:0:1", "--", c.true], env),
@@ -799,7 +798,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="idrun-bench-") as tmp:
             os.chmod(tmp, 0o755)    # the unprivileged user reads the tree copy and files
-            c = Ctx(args.python, args.pairs, user, tmp, log)
+            c = Ctx(args.python, args.pairs, user, tmp)
             for f in figures:
                 if not c.root and f.fid not in ANY_USER:
                     r = skip(f, "needs root")
