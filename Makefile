@@ -28,7 +28,7 @@ help:
 	@echo "make integration  the integration suite on this host's kernel, root and rootless"
 	@echo "make vm-test      the integration suite on Debian 6.1 / 6.12 / sid kernels under QEMU"
 	@echo "make vagrant-box / vagrant-test   the offline Vagrant box and a run inside it"
-	@echo "make bench        launch and resolution benchmarks"
+	@echo "make bench        issue 23's figures, timed in pairs (BENCH=1a,3 BENCH_PAIRS=N BENCH_FORMAT=md)"
 	@echo "make deb         dist/idrun_VERSION_all.deb (dpkg-buildpackage); make deb-check tests it"
 	@echo "make dist / wheel-check   wheel and sdist; a fresh venv installs the wheel and launches"
 
@@ -95,12 +95,22 @@ test: deps deb-deps vm-deps
 
 # The benchmark measures a regular (non-editable) install with compiled
 # bytecode, as users get it from pip, not the editable development venv.
+# BENCH=1a,3 runs some figures, BENCH_PAIRS=N sets the A/B pairs a figure (40),
+# BENCH_FORMAT=md prints the README's table, BENCH_OUT=FILE writes it to FILE too.
+# It exits 0 with FAILed figures too (named on its last line): speed is no test.
 BENCH_VENV ?= build/bench-venv
+BENCH ?=
+BENCH_PAIRS ?= 40
+BENCH_FORMAT ?= text
+BENCH_OUT ?=
+BENCH_ARGS ?=
 bench: deps
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps . && \
 	    $(BENCH_VENV)/bin/pip install -q .
-	$(BENCH_VENV)/bin/python bench/bench.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/bench.py $(if $(BENCH),--only $(BENCH)) \
+	    --pairs $(BENCH_PAIRS) --format $(BENCH_FORMAT) $(if $(BENCH_OUT),--output $(BENCH_OUT)) \
+	    $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv312 .venv313 build src/*.egg-info .pytest_cache .hypothesis
