@@ -7,6 +7,7 @@ convention), click's usage errors included.
 from __future__ import annotations
 
 import sys
+
 import click
 
 from ..errors import EXIT_IDRUN, IdrunError
