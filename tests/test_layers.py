@@ -19,7 +19,7 @@ import idrun
 # Which layer each module belongs to: the first prefix that matches.
 LAYER_OF = [
     ("idrun.errors", "foundation"), ("idrun.keywords", "foundation"),
-    ("idrun.jsonout", "foundation"),
+    ("idrun.jsonout", "foundation"), ("idrun.hints", "foundation"),
     ("idrun.options", "options"),
     ("idrun.mapping", "mapping"),
     ("idrun.system", "system"),

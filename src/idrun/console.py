@@ -24,6 +24,19 @@ import gc  # noqa: E402
 
 gc.disable()
 
-from .cli.launcher import main  # noqa: E402
+import sys  # noqa: E402
+
+from .cli import plain  # noqa: E402
 
 __all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``idrun``: a plain launch without click (cli/plain.py); anything else, and
+    whatever that parser is not sure of, through click (cli/launcher.py)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    parsed = plain.parse(args)
+    if parsed is None:
+        from .cli.launcher import main as click_main
+        return click_main(args)
+    return plain.launch_main(*parsed, args)

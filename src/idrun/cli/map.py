@@ -10,8 +10,8 @@ import click
 
 from ..errors import IdrunError
 from ..options import CAPS, MAP
-from .options import (CONTEXT, SectionedCommand, mount_request, request_from, say, show_plan,
-                      table_options, take_options, verified_maps, verify_mounts)
+from .options import CONTEXT, SectionedCommand, show_plan, table_options, verified_maps, verify_mounts
+from .plain import mount_request, request_from, say, take_options
 
 
 @click.command("map", cls=SectionedCommand, context_settings=CONTEXT)

@@ -108,28 +108,6 @@ def table_options(command: str) -> Callable:
     return apply
 
 
-def take_options(kw: dict, *kinds: str) -> dict:
-    """The values of the options of ``kinds`` (options.REQUEST, LAUNCH, …), removed from
-    ``kw``."""
-    return {o.dest: kw.pop(o.dest) for o in OPTIONS if o.goes_to in kinds and o.dest in kw}
-
-
-def mount_request(kw: dict):
-    """--volume/--tmpfs/--rootfs/--workdir (removed from ``kw``) as a MountRequest, or
-    None when none is given (the mount modules then stay unloaded)."""
-    # An empty --rootfs/--workdir is refused by the parser like -v "", not dropped.
-    values = take_options(kw, MOUNT)
-    if all(value == BY_DEST[dest].initial for dest, value in values.items()):
-        return None
-    from ..mapping.volumes import MountRequest
-    return MountRequest(**values)
-
-
-def request_from(kw: dict) -> Request:
-    """The mapping options (removed from ``kw``) as a Request."""
-    return Request(**take_options(kw, REQUEST))
-
-
 def version_text() -> str:
     """What ``-V``/``--version`` prints: idrun's version, the Python, the native part
     (none since the C extension was removed; the line stays for scripts that read it)."""
@@ -144,14 +122,6 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     if value and not ctx.resilient_parsing:
         click.echo(version_text())
         ctx.exit()
-
-
-def say(pre) -> None:
-    """A prelaunch's notes and warnings, on stderr, before anything starts."""
-    for note in pre.notes:
-        click.echo(f"idrun: note: {note}", err=True)
-    for w in pre.warnings:
-        click.echo(f"idrun: warning: {w}", err=True)
 
 
 def verified_maps(plan, verify: bool):

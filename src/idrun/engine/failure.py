@@ -13,13 +13,10 @@ The errno diagnoses that need the host's state (sysctls, threads, the path) are
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from ..hints import TYPE_CHECKING, Any, Callable
 
 from ..errors import (EXIT_IDRUN, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotExecutable,
                       CommandNotFound, IdrunError, LaunchError)
-
-if TYPE_CHECKING:
-    from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:      # annotations only: spec imports steps, which import this module
     from .spec import Spec

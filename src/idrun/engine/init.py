@@ -3,7 +3,7 @@ command's exit status, the --json-status-fd lines.
 """
 import _signal
 import os
-from typing import NoReturn
+from ..hints import NoReturn
 
 from ..errors import EXIT_IDRUN
 from ..system import syscalls

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, NamedTuple
+from ..hints import Callable, NamedTuple
 
 from ..errors import LaunchError, MapValidationError
 from ..mapping.plan import Plan

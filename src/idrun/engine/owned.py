@@ -3,7 +3,7 @@ until reaped or handed over; an abort kills and reaps, closes every fd.
 """
 import os
 from _signal import SIGKILL
-from typing import Callable, NoReturn, Sequence
+from ..hints import Callable, NoReturn, Sequence
 
 from ..errors import EXIT_IDRUN
 from ..system import syscalls

@@ -25,7 +25,7 @@ handler can run between creating a resource and recording it.
 """
 
 import os
-from typing import Callable, Mapping, NamedTuple, NoReturn, Sequence
+from ..hints import Callable, Mapping, NamedTuple, NoReturn, Sequence
 
 import _signal
 

@@ -1,7 +1,7 @@
 """The child spec: everything a launch needs, checked before any fork.
 """
 import os
-from typing import Mapping, NamedTuple, Sequence
+from ..hints import Mapping, NamedTuple, Sequence
 
 from ..errors import CommandNotFound
 from ..mapping.plan import Plan

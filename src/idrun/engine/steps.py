@@ -15,7 +15,7 @@ helper's output, which no errno carries.
 
 import os
 import sys
-from typing import Mapping, NoReturn, Sequence
+from ..hints import Mapping, NoReturn, Sequence
 
 # _signal (the C core of ``signal``) avoids ~0.7 ms of enum set-up per launch.
 import _signal

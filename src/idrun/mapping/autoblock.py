@@ -7,7 +7,7 @@ turns the chosen host-id block into map lines.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import MapSyntaxError, SubidError, quoted
 from .intermediate import intermediate_lines

@@ -6,7 +6,7 @@ are its ids; as root, from ids are ids of the namespace idrun runs in. ``Space``
 holds that map for one kind; ``resolve`` composes through it.
 """
 
-from typing import Iterable
+from ..hints import Iterable
 
 from ..errors import SubidError
 from .plan import SubidRange, SubidSet

@@ -5,7 +5,7 @@ from, so validation can name it. podman's rules live here: the copy-over of the 
 values, the u/g filter, ``@`` lookup, '+' break-insert and rootless gap filling.
 """
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import MapValidationError, SubidError, quoted
 from .intermediate import Space, ranges_text

@@ -5,7 +5,7 @@ typed) and a ``Host`` (facts the shell gathered: caller ids, sub-id ranges,
 parent maps). The launcher only carries a plan out; it decides nothing.
 """
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from .ranges import ID_LIMIT, Line
 

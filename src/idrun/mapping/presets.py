@@ -5,7 +5,7 @@ the ids to run as and the setgroups answer; ``resolve`` validates them like
 values typed by hand.
 """
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import MapConflictError, MapSyntaxError, SubidError, quoted
 from .intermediate import Space

@@ -7,7 +7,7 @@ not on how many ids they cover.
 """
 
 from bisect import bisect_right
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from ..hints import Any, Callable, Iterable, NamedTuple, Sequence
 
 from ..errors import MapValidationError
 

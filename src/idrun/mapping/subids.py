@@ -7,7 +7,7 @@ users on the machine (a site may delegate ids to 100 000 accounts).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import SubidError, quoted
 from .plan import SubidRange, SubidSet

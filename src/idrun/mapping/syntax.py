@@ -3,7 +3,7 @@
 Pure: strings in, ``Triple`` objects or a ``MapSyntaxError`` out.
 """
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import MapSyntaxError, quoted
 from .ranges import ID_LIMIT, MAX_ID

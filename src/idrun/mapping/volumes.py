@@ -14,7 +14,7 @@ map to the host id U's line needs.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import MapConflictError, MapSyntaxError, MapValidationError, quoted
 from .plan import Plan

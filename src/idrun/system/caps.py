@@ -11,7 +11,7 @@ inheritable and ambient sets, so it holds for container root and for a non-root
 ``--user`` alike, and across the exec.
 """
 import os
-from typing import Iterable
+from ..hints import Iterable
 
 from ..errors import IdrunError, LaunchError, quoted
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import RegistryError
 from ..mapping import autoblock

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..errors import LaunchError
 from ..mapping.plan import HELPERS

@@ -5,7 +5,7 @@ preconditions and to read back the maps it just had written.
 """
 
 import os
-from typing import NamedTuple
+from ..hints import NamedTuple
 
 from ..mapping.ranges import ID_LIMIT, IdMap, Line
 
