@@ -19,8 +19,10 @@ from ..errors import IdrunError, quoted
 from ..mapping.plan import SUBID_FILE
 from ..mapping.ranges import KINDS, shared
 from ..mapping.syntax import decimal
+from ..options import CHECK
 from ..system import preconditions, procfs
 from ..system.preconditions import FAIL, OK, WARN, Check
+from .options import CONTEXT, SectionedCommand, table_options
 
 
 class Target(NamedTuple):
@@ -406,9 +408,8 @@ def check_id(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower())
 
 
-@click.command("check", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--user", "user", metavar="NAME", help="Check this user instead of yourself.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.command("check", cls=SectionedCommand, context_settings=CONTEXT)
+@table_options(CHECK)
 def check_command(user: str | None, as_json: bool) -> int:
     """Diagnose this host for rootless idrun; exit 0 when own-id launches work.
 
