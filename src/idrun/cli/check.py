@@ -65,13 +65,10 @@ def _kernel_features(root: bool) -> list[Check]:
                          "cannot work", "run on Linux 5.2 or later"))
     else:
         out.append(Check("new mount API", OK, "open_tree, move_mount, fsopen: yes"))
-    if kf.has("mount_setattr"):
-        out.append(Check("mount_setattr", OK, "yes: read-only binds are recursive in one call"))
-    else:
-        out.append(Check("mount_setattr", WARN, f"Linux {release} lacks mount_setattr (ENOSYS; "
-                         "Linux 5.12+): read-only volumes are remounted one mount at a time "
-                         "with mount(2); id-mapped mounts are impossible",
-                         "run on Linux 5.12 or later for id-mapped mounts"))
+    out.append(_call("mount_setattr", "5.12", "read-only binds are recursive in one call",
+                     WARN, "read-only volumes are remounted one mount at a time with "
+                     "mount(2); id-mapped mounts are impossible",
+                     "run on Linux 5.12 or later for id-mapped mounts"))
     lacking = kf.lacking_for_idmap()
     if lacking:
         out.append(Check("id-mapped mounts", WARN, f"no: Linux {release} lacks {lacking}; "
@@ -102,12 +99,21 @@ def _kernel_features(root: bool) -> list[Check]:
                                  f"{', '.join(refused) or 'every type'}" + asked,
                                  "id-map directories on ext4, xfs or btrfs (tmpfs from "
                                  "Linux 6.3)"))
-    if kf.has("close_range"):
-        out.append(Check("close_range", OK, "yes: descriptors are closed in one call"))
-    else:
-        out.append(Check("close_range", OK, f"Linux {release} lacks close_range (ENOSYS; "
-                         "Linux 5.9+): descriptors are closed one by one"))
+    # Without close_range idrun only works slower: not a warning.
+    out.append(_call("close_range", "5.9", "descriptors are closed in one call", OK,
+                     "descriptors are closed one by one"))
     return out
+
+
+def _call(name: str, since: str, yes: str, level: str, without: str,
+          hint: str = "") -> Check:
+    """Whether the kernel has the system call ``name`` (new in Linux ``since``), and what
+    idrun does with it, or at ``level``, without it."""
+    from ..system import kernelfeatures as kf
+    if kf.has(name):
+        return Check(name, OK, f"yes: {yes}")
+    return Check(name, level, f"Linux {os.uname().release} lacks {name} (ENOSYS; Linux "
+                 f"{since}+): {without}", hint)
 
 
 def _userns_sysctls(rootless: bool) -> list[Check]:
