@@ -185,3 +185,33 @@ def test_show_leases_json_matches_the_schema(tmp_path, monkeypatch, capsys):
     assert [item["pid"] for item in doc["leases"]] == [os.getpid()]
     assert doc["leases"][0]["uid"] == [[3000000000, 1024]]
     leases.release(lease)
+
+
+def test_auto_and_keep_id_options_share_one_key_value_parser(monkeypatch):
+    """auto's and keep-id's ``k=v,…`` lists go through syntax.mode_options, and their
+    refusals read alike: the same two messages, each mode's own keys in the hint."""
+    from idrun.mapping import presets, syntax
+    seen = []
+    real = syntax.mode_options
+
+    def spy(text, origin, mode, takes):
+        seen.append(mode)
+        return real(text, origin, mode, takes)
+    monkeypatch.setattr(presets, "mode_options", spy)
+    monkeypatch.setattr(autoblock, "mode_options", spy)
+    presets.parse_options("keep-id", "uid=1", ("uid", "gid", "size"))
+    autoblock.parse_auto("auto:size=5")
+    assert seen == ["keep-id", "auto"]
+    with pytest.raises(MapSyntaxError) as keep:
+        presets.parse_options("keep-id", "foo=1", ("uid", "gid", "size"))
+    with pytest.raises(MapSyntaxError) as auto:
+        autoblock.parse_auto("auto:foo=1")
+    assert keep.value.hint == "keep-id takes uid=N, gid=N and size=N"
+    assert auto.value.hint == ("auto takes size=N, uidmapping=C:[@]H:N and "
+                               "gidmapping=C:[@]H:N")
+    for mode, call in (("keep-id", lambda: presets.parse_options("keep-id", "uid",
+                                                                  ("uid", "gid", "size"))),
+                       ("auto", lambda: autoblock.parse_auto("auto:size"))):
+        with pytest.raises(MapSyntaxError, match='option "(uid|size)" has no "=value"') as e:
+            call()
+        assert e.value.hint == f"write {mode}:{'uid' if mode == 'keep-id' else 'size'}=N"

@@ -12,7 +12,8 @@ import pytest
 
 from idrun.cli import completion
 from idrun.cli.launcher import SUBCOMMANDS, subcommand, launch_command
-from idrun.cli.info import USERNS_MODES, VOLUME_OPTIONS, commands
+from idrun.cli.info import commands
+from idrun.options import USERNS_MODES, VOLUME_OPTIONS
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
@@ -101,8 +102,9 @@ def test_user_names(script):
     assert "root" in complete(script, "idrun map --subuidname ro")
     assert "root" in complete(script, "idrun --subgidname r")
     assert "root" in complete(script, "idrun check --user ro")
-    # the launcher's --user takes ids, not names
+    # the launcher's --user takes ids, not names; map's --caller a name (or a uid)
     assert complete(script, "idrun --user ro") == []
+    assert "root" in complete(script, "idrun map --caller ro")
 
 
 def test_files(script, tmp_path):

@@ -1,5 +1,6 @@
 """The option table (options.OPTIONS) and what is built from it agree: the click
-options of the launcher and ``idrun map``, the API's keywords and docstring,
+options of the launcher, ``idrun map``, ``check`` and ``show``, the API's keywords and
+docstring, the shell completions' value kinds,
 ``LaunchOptions``, the mapping and mount requests, ``ns_flags`` and ``--verify``'s
 reset list. Every row is reachable from each of them, and none of them has a name
 the table lacks."""
@@ -18,12 +19,16 @@ from idrun.cli.options import DecimalParam
 from idrun.cli.info import describe
 from idrun.engine.steps import LaunchOptions
 from idrun.cli.map import map_command
-from idrun.options import (BY_DEST, CAPS, CHOICE, CLI, DECIMAL, HOST, LAUNCH, LAUNCHER, MAP, MOUNT,
-                           OPTIONS, REQUEST, SECTION_TITLES, VERIFY_RESET, options_of)
+from idrun.cli.check import check_command
+from idrun.cli.show import show_command
+from idrun.options import (BY_DEST, CAPS, CHECK, CHOICE, CLI, COMPLETE_KINDS, DECIMAL, HOST,
+                           LAUNCH, LAUNCHER, MAP, MOUNT, OPTIONS, REQUEST, SECTION_TITLES, SHOW,
+                           VERIFY_RESET, options_of)
 from idrun.mapping.plan import Request
 from idrun.mapping.volumes import MountRequest
 
-COMMANDS = {LAUNCHER: launcher.launch_command, MAP: map_command}
+COMMANDS = {LAUNCHER: launcher.launch_command, MAP: map_command, CHECK: check_command,
+            SHOW: show_command}
 # LaunchOptions' fields that launch_options derives rather than takes from an option.
 DERIVED_FIELDS = ("mounts", "caps", "cap_added")
 
@@ -53,7 +58,7 @@ def test_rows_are_well_formed():
             assert o.choices, o
 
 
-@pytest.mark.parametrize("command", [LAUNCHER, MAP])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_the_cli_has_exactly_the_table_options(command):
     params = _click_options(COMMANDS[command])    # cmd.params: without --help
     rows = {o.dest: o for o in options_of(command)}
@@ -76,7 +81,7 @@ def test_the_cli_has_exactly_the_table_options(command):
             assert isinstance(param.type, DecimalParam) and param.type.limit == o.limit
 
 
-@pytest.mark.parametrize("command", [LAUNCHER, MAP])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_the_cli_defaults_are_the_table_defaults(command):
     ctx = COMMANDS[command].make_context("idrun", [], resilient_parsing=True)
     for o in options_of(command):
@@ -84,7 +89,7 @@ def test_the_cli_defaults_are_the_table_defaults(command):
             assert ctx.params[o.dest] == o.initial, o.dest
 
 
-@pytest.mark.parametrize("command", [LAUNCHER, MAP])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_help_lists_each_option_under_its_table_section(command):
     # Also: none falls into the last section for want of one (--cap-add did, in
     # "Output options").
@@ -93,10 +98,33 @@ def test_help_lists_each_option_under_its_table_section(command):
     for opt in info.options:
         if opt.long != "--help":
             assert opt.section == sections[opt.long], opt.long
-    assert sections["--cap-add"] == "Process options"
     help_text = COMMANDS[command].get_help(click.Context(COMMANDS[command]))
+    for title in set(sections.values()):
+        assert f"\n{title}:\n" in help_text, title
+    if command in (CHECK, SHOW):
+        assert set(sections.values()) == {"Options"}    # as their pages have always had
+        return
+    assert sections["--cap-add"] == "Process options"
     process = help_text.index("Process options:")
     assert process < help_text.index("--cap-add") < help_text.index("Sharing directories:")
+
+
+def test_every_option_with_a_value_says_how_a_shell_completes_it():
+    for o in OPTIONS:
+        if o.value is None:
+            assert o.complete is None and not o.words, o
+            continue
+        assert o.complete in COMPLETE_KINDS, o
+        if o.complete == CHOICE:
+            assert o.words, o
+    # the completion scripts' kinds are the table's, option by option
+    for info in (describe(cmd, None if name == LAUNCHER else name)
+                 for name, cmd in COMMANDS.items()):
+        rows = {o.long: o for o in options_of(info.sub or LAUNCHER)}
+        for opt in info.options:
+            row = rows.get(opt.long)
+            assert opt.kind == (row.complete if row else None), opt.long
+            assert opt.choices == (row.words if row else ()), opt.long
 
 
 def test_the_api_takes_exactly_the_table_keywords():

@@ -1,10 +1,11 @@
 """The launcher's options: declared once, as data, and checked before anything starts.
 
-``OPTIONS`` is the one list of every option of the launcher and ``idrun map``, and
-of the Python API's launch keywords: names, value and its parser, help text and
-section, where the value goes (the mapping ``Request``, ``LaunchOptions``, the
-mounts, the host), the namespace it creates and what it implies. The click
-options (cli.py), the API's keyword list and docstring (api.py), the fields of
+``OPTIONS`` is the one list of every option of the launcher, ``idrun map``, ``check``
+and ``show``, and of the Python API's launch keywords: names, value and its parser,
+help text and section, what a shell completes it with, where the value goes (the
+mapping ``Request``, ``LaunchOptions``, the mounts, the host), the namespace it
+creates and what it implies. The click options, --help sections, man pages and
+shell completions (cli/), the API's keyword list and docstring (api.py), the fields of
 ``LaunchOptions`` (defined here) and ``--verify``'s reset list (engine.py) are built
 from it; tests/test_option_table.py checks they agree. Plain data: importing
 this module loads no click.
@@ -18,6 +19,7 @@ import os
 from collections import namedtuple
 
 from .errors import IdrunError, quoted
+from .mapping.ranges import MAX_ID
 from .system import syscalls
 
 HOST_NAME_MAX = 64   # bytes; sethostname(2) refuses longer names with EINVAL
@@ -25,16 +27,22 @@ DEFAULT_FILES = 10_000    # ownership.DEFAULT_LIMIT, kept here so --help loads n
 FD_LIMIT = 2**31 - 1      # the largest descriptor number the kernel's int holds
 
 # The commands an option belongs to.
-LAUNCHER, MAP = "idrun", "map"
+LAUNCHER, MAP, CHECK, SHOW = "idrun", "map", "check", "show"
 # How a value is read: as typed, by the one decimal parser (0 … limit), one of choices.
 TEXT, DECIMAL, CHOICE = "text", "decimal", "choice"
+# What a shell completes a value with: host paths, host directories, user names, the
+# row's words (CHOICE), -v's host path then its option words (VOLUME), or nothing to
+# offer: a number, a descriptor number, other text (TEXT).
+PATH, DIR, USER, VOLUME, NUMBER, FD = "path", "dir", "user", "volume", "number", "fd"
+COMPLETE_KINDS = (PATH, DIR, USER, CHOICE, VOLUME, NUMBER, FD, TEXT)
 # Where the value goes: the mapping Request (plan.py), LaunchOptions (launch.py),
 # the capability sets (LaunchOptions.caps), the MountRequest (volumes.py), prelaunch's
 # host arguments, or the command line alone (output and --version).
 REQUEST, LAUNCH, CAPS, MOUNT, HOST, CLI = "request", "launch", "caps", "mount", "host", "cli"
-# Help sections, in the order --help and the man pages list them.
+# Help sections, in the order --help and the man pages list them; check's and show's
+# few options are under the last.
 SECTION_TITLES = ("Mapping options", "Namespaces", "Process options", "Sharing directories",
-                  "Output options")
+                  "Output options", "Options")
 
 
 class Option:
@@ -46,7 +54,8 @@ class Option:
 
     __slots__ = ("dest", "names", "section", "help", "goes_to", "commands", "value", "parse",
                  "limit", "choices", "multiple", "default", "bare", "api", "clone", "implies",
-                 "needs", "needs_why", "chooses_mapping", "verify_reset", "peers")
+                 "needs", "needs_why", "chooses_mapping", "verify_reset", "peers", "complete",
+                 "words")
 
     def __init__(self, dest: str, names: tuple[str, ...], section: str, help: str,
                  goes_to: str, commands: tuple[str, ...] = (LAUNCHER,),
@@ -56,7 +65,8 @@ class Option:
                  clone: str | None = None, implies: str | None = None,
                  needs: str | None = None, needs_why: str = "",
                  chooses_mapping: bool = False, verify_reset: bool = False,
-                 peers: tuple[str, ...] = ()) -> None:
+                 peers: tuple[str, ...] = (), complete: str | None = None,
+                 words: tuple[str, ...] = ()) -> None:
         self.dest = dest                # the Python name: click's, the API keyword, the field
         self.names = names              # its spellings as click declares them ("-r",
                                         # "--map-root-user"); () for the API alone
@@ -82,6 +92,8 @@ class Option:
         # (peers.py): a letter is unshare's short flag, "NAME=" podman's NAME=host|private
         # namespace mode, any other a long option that means the same.
         self.peers = peers
+        self.complete = complete        # what a shell completes the value with (COMPLETE_KINDS)
+        self.words = words or choices   # the words it offers (CHOICE; VOLUME: after SRC:DST:)
 
     def __repr__(self) -> str:
         return f"Option({self.dest!r}, {self.names!r})"
@@ -102,7 +114,12 @@ class Option:
 
 _MAP_SPEC = "[+ug]CONTAINER:[@]FROM[:AMOUNT]"
 _BOTH = (LAUNCHER, MAP)
-_M, _N, _P, _S, _O = SECTION_TITLES
+# --userns's modes (its value is free text: modes with options); tests/test_completion.py
+# checks each is accepted by the resolver.
+USERNS_MODES = ("host", "keep-id", "nomap", "auto")
+# -v SRC:DST[:OPTS]: the OPTS words a shell offers.
+VOLUME_OPTIONS = ("ro", "rw", "idmap", "idmap=", "uid=", "gid=")
+_M, _N, _P, _S, _O, _OPTIONS = SECTION_TITLES
 
 # In the order click lists them (shell completions keep it); --help and the man pages
 # list them by section, in this order within each.
@@ -110,16 +127,16 @@ OPTIONS: tuple[Option, ...] = (
     # The mapping (Mapping options; --user and --group-add are listed under Process)
     Option("uidmap", ("--uidmap",), _M, "Map container uids (podman syntax; repeatable). "
            "Without --gidmap it is used for gids too.", REQUEST, _BOTH, _MAP_SPEC,
-           multiple=True, chooses_mapping=True),
+           multiple=True, chooses_mapping=True, complete=TEXT),
     Option("gidmap", ("--gidmap",), _M, "Map container gids (podman syntax; repeatable).",
-           REQUEST, _BOTH, _MAP_SPEC, multiple=True, chooses_mapping=True),
+           REQUEST, _BOTH, _MAP_SPEC, multiple=True, chooses_mapping=True, complete=TEXT),
     Option("userns", ("--userns",), _M,
            "Preset: host, keep-id[:uid=N,gid=N,size=N], nomap, "
            "auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=C:[@]H:N] "
            "(auto leases a block no other live idrun namespace holds; "
            "without size= its size follows podman's rule, which with no image "
            "to size from gives auto-userns-min-size, 1024).", REQUEST, _BOTH, "MODE",
-           chooses_mapping=True),
+           chooses_mapping=True, complete=CHOICE, words=USERNS_MODES),
     Option("map_root_user", ("-r", "--map-root-user"), _M,
            "Map your own uid/gid to 0 inside (util-linux -r).", REQUEST, _BOTH,
            chooses_mapping=True),
@@ -131,32 +148,32 @@ OPTIONS: tuple[Option, ...] = (
            chooses_mapping=True),
     Option("subuidname", ("--subuidname",), _M,
            "Start the uid map with NAME's /etc/subuid ranges.", REQUEST, _BOTH, "NAME",
-           chooses_mapping=True),
+           chooses_mapping=True, complete=USER),
     Option("subgidname", ("--subgidname",), _M,
            "Start the gid map with NAME's /etc/subgid ranges.", REQUEST, _BOTH, "NAME",
-           chooses_mapping=True),
+           chooses_mapping=True, complete=USER),
     Option("user", ("-u", "--user"), _P, "Container ids to run as (default 0 when mapped).",
-           REQUEST, _BOTH, "UID[:GID]"),
+           REQUEST, _BOTH, "UID[:GID]", complete=TEXT),
     Option("group_add", ("--group-add",), _P, "Supplementary container gid (repeatable).",
-           REQUEST, _BOTH, "GID", multiple=True),
+           REQUEST, _BOTH, "GID", multiple=True, complete=TEXT),
     Option("setgroups", ("--setgroups",), _M,
            "Whether setgroups(2) is allowed inside. The default is allow when "
            "sub-gids are mapped (as podman and newgidmap do): the command can "
            "then drop your supplementary groups, so a file that denies one of "
            "them access (e.g. mode 0604, group G) becomes readable. Use deny "
            "to keep them.", REQUEST, _BOTH, "[allow|deny]", CHOICE,
-           choices=("allow", "deny")),
+           choices=("allow", "deny"), complete=CHOICE),
     Option("rootless", ("--rootless",), _M,
            "Resolve as an unprivileged user would, even as root.", HOST, (MAP,),
            default=None),
     Option("caller", ("--caller",), _M,
            "Resolve for this caller (login name or uid; GID defaults to the user's "
            "primary gid) instead of you. A caller other than 0 implies --rootless.",
-           CLI, (MAP,), "USER[:GID]"),
+           CLI, (MAP,), "USER[:GID]", complete=USER),
     Option("subuid_file", ("--subuid-file",), _M, "Read FILE instead of /etc/subuid.", HOST,
-           (MAP,), "FILE"),
+           (MAP,), "FILE", complete=PATH),
     Option("subgid_file", ("--subgid-file",), _M, "Read FILE instead of /etc/subgid.", HOST,
-           (MAP,), "FILE"),
+           (MAP,), "FILE", complete=PATH),
     # The namespaces besides the user namespace, and the command's process
     Option("net", ("--net",), _N, "New network namespace with lo up.", LAUNCH,
            clone="CLONE_NEWNET", verify_reset=True,
@@ -176,7 +193,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("uts", ("--uts",), _N, "New UTS namespace.", LAUNCH, clone="CLONE_NEWUTS",
            verify_reset=True, peers=("--unshare-uts", "--uts=")),
     Option("hostname", ("--hostname",), _N, "Hostname inside (implies --uts).", LAUNCH,
-           value="NAME", clone="CLONE_NEWUTS", implies="uts", verify_reset=True),
+           value="NAME", clone="CLONE_NEWUTS", implies="uts", verify_reset=True,
+           complete=TEXT),
     Option("ipc", ("--ipc",), _N, "New IPC namespace.", LAUNCH, clone="CLONE_NEWIPC",
            verify_reset=True, peers=("i", "--unshare-ipc", "--ipc=")),
     Option("cgroup", ("--cgroup",), _N, "New cgroup namespace.", LAUNCH,
@@ -189,14 +207,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("cap_add", ("--cap-add",), _P,
            "Give the command capability CAP in its namespace (podman's names, "
            "e.g. CAP_NET_ADMIN or net_admin, or ALL; repeatable). Default: all.", CAPS, _BOTH,
-           "CAP", multiple=True),
+           "CAP", multiple=True, complete=TEXT),
     Option("cap_drop", ("--cap-drop",), _P,
            "Take capability CAP (or ALL) from the command: its bounding, "
            "permitted, effective, inheritable and ambient sets (repeatable).", CAPS, _BOTH,
-           "CAP|ALL", multiple=True),
+           "CAP|ALL", multiple=True, complete=TEXT),
     Option("preserve_fds", ("--preserve-fds",), _P,
            "Pass file descriptors 3 … 3+N-1 on to the command; they must be open.", LAUNCH,
-           value="N", parse=DECIMAL, limit=FD_LIMIT, default=0, api=False),
+           value="N", parse=DECIMAL, limit=FD_LIMIT, default=0, api=False, complete=NUMBER),
     # Output; the mounts (Sharing directories)
     Option("dry_run", ("--dry-run",), _O,
            "Print the plan (as 'idrun map') and start nothing.", CLI),
@@ -214,36 +232,55 @@ OPTIONS: tuple[Option, ...] = (
            "Write JSON lines to descriptor FD, as bubblewrap does: the child's pid "
            "and namespace inodes once the command runs, its exit code when it ends. "
            "idrun then stays as the command's parent, as with --fork.", LAUNCH,
-           value="FD", parse=DECIMAL, limit=FD_LIMIT, api=False),
+           value="FD", parse=DECIMAL, limit=FD_LIMIT, api=False, complete=FD),
     Option("volumes", ("-v", "--volume"), _S,
            "Bind SRC on DST (repeatable). OPTS: ro, rw, "
            "idmap, idmap=uids=A-B-N#…;gids=…, uid=HOST:INSIDE, gid=HOST:INSIDE.", MOUNT, _BOTH,
-           "SRC:DST[:OPTS]", multiple=True),
+           "SRC:DST[:OPTS]", multiple=True, complete=VOLUME, words=VOLUME_OPTIONS),
     Option("tmpfs", ("--tmpfs",), _S,
            "Mount a tmpfs on DST, e.g. /scratch:size=64m,mode=1777 (idmap: Linux 6.3+).",
-           MOUNT, _BOTH, "DST[:OPTS]", multiple=True),
+           MOUNT, _BOTH, "DST[:OPTS]", multiple=True, complete=TEXT),
     Option("rootfs", ("--rootfs",), _S,
            "Run in DIR as the root filesystem (minimal /dev, /proc).", MOUNT, _BOTH,
-           "DIR[:idmap]"),
+           "DIR[:idmap]", complete=DIR),
     Option("workdir", ("-w", "--workdir"), _S, "Starting directory inside.", MOUNT, _BOTH,
-           "DIR", peers=("--chdir", "--wd")),
+           "DIR", peers=("--chdir", "--wd"), complete=DIR),
     Option("files", ("--files",), _S,
            "With -v or --rootfs (and, for the launcher, --dry-run): read the owners of "
            f"up to N entries under each SRC (default {DEFAULT_FILES}) and show how each "
            "appears inside, and which inside ids can create files there. Write --files=N "
            "when a command follows.", CLI, _BOTH, "[N]", DECIMAL, limit=10**9,
-           bare=DEFAULT_FILES),
+           bare=DEFAULT_FILES, complete=NUMBER),
     Option("verbose", ("--verbose",), _O,
            "Also print the notes 'idrun map' and --dry-run show (a launch otherwise "
            "notes only likely mistakes); say more when something fails.", LAUNCH),
     Option("version", ("-V", "--version"), _O,
            "Print the version, the Python and the native part, and exit.", CLI),
     # The API alone: explicit paths of shadow's helpers (else the system directories)
-    Option("newuidmap", (), _P, "The path of the newuidmap to run.", LAUNCH, (), "PATH"),
-    Option("newgidmap", (), _P, "The path of the newgidmap to run.", LAUNCH, (), "PATH"),
+    Option("newuidmap", (), _P, "The path of the newuidmap to run.", LAUNCH, (), "PATH",
+           complete=PATH),
+    Option("newgidmap", (), _P, "The path of the newgidmap to run.", LAUNCH, (), "PATH",
+           complete=PATH),
+    # idrun check: whose rootless use it checks, and how it prints
+    Option("user", ("--user",), _OPTIONS, "Check this user instead of yourself.", CLI, (CHECK,),
+           "NAME", complete=USER),
+    Option("as_json", ("--json",), _OPTIONS, "Print one JSON object.", CLI, (CHECK,)),
+    # idrun show [PID]
+    Option("ident", ("--translate",), _OPTIONS,
+           "Translate ID through each map: inside to outside and back.", CLI, (SHOW,), "ID",
+           DECIMAL, limit=MAX_ID, complete=NUMBER),
+    Option("as_json", ("--json",), _OPTIONS, "Print one JSON object.", CLI, (SHOW,)),
+    Option("leases", ("--leases",), _OPTIONS,
+           "List the live --userns=auto leases of your scope (root: /run/idrun; "
+           "rootless: $XDG_RUNTIME_DIR/idrun, else ~/.local/state/idrun) and the "
+           "processes using their ids; a lease whose launcher is gone is \"held by "
+           "processes\" while any of them runs.", CLI, (SHOW,)),
 )
 
-BY_DEST = {o.dest: o for o in OPTIONS}
+# A name several commands use (--json, check's --user) maps to its first row.
+BY_DEST: dict[str, Option] = {}
+for _o in OPTIONS:
+    BY_DEST.setdefault(_o.dest, _o)
 # The options that turn on another (--mount-proc: --mount), applied by launch_options.
 IMPLYING = tuple(o for o in OPTIONS if o.implies)
 # LaunchOptions' fields that are options, in order, with their defaults.
@@ -307,7 +344,7 @@ class LaunchOptions(namedtuple("LaunchOptions", [n for n, _ in _FIELDS],
 
 
 def options_of(command: str) -> tuple[Option, ...]:
-    """The options of ``command`` (LAUNCHER or MAP), in --help order."""
+    """The options of ``command`` (LAUNCHER, MAP, CHECK or SHOW), in --help order."""
     return tuple(o for o in OPTIONS if command in o.commands)
 
 

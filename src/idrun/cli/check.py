@@ -19,8 +19,10 @@ from ..errors import IdrunError, quoted
 from ..mapping.plan import SUBID_FILE
 from ..mapping.ranges import KINDS, shared
 from ..mapping.syntax import decimal
+from ..options import CHECK
 from ..system import preconditions, procfs
 from ..system.preconditions import FAIL, OK, WARN, Check
+from .options import CONTEXT, SectionedCommand, table_options
 
 
 class Target(NamedTuple):
@@ -63,13 +65,10 @@ def _kernel_features(root: bool) -> list[Check]:
                          "cannot work", "run on Linux 5.2 or later"))
     else:
         out.append(Check("new mount API", OK, "open_tree, move_mount, fsopen: yes"))
-    if kf.has("mount_setattr"):
-        out.append(Check("mount_setattr", OK, "yes: read-only binds are recursive in one call"))
-    else:
-        out.append(Check("mount_setattr", WARN, f"Linux {release} lacks mount_setattr (ENOSYS; "
-                         "Linux 5.12+): read-only volumes are remounted one mount at a time "
-                         "with mount(2); id-mapped mounts are impossible",
-                         "run on Linux 5.12 or later for id-mapped mounts"))
+    out.append(_call("mount_setattr", "5.12", "read-only binds are recursive in one call",
+                     WARN, "read-only volumes are remounted one mount at a time with "
+                     "mount(2); id-mapped mounts are impossible",
+                     "run on Linux 5.12 or later for id-mapped mounts"))
     lacking = kf.lacking_for_idmap()
     if lacking:
         out.append(Check("id-mapped mounts", WARN, f"no: Linux {release} lacks {lacking}; "
@@ -100,12 +99,21 @@ def _kernel_features(root: bool) -> list[Check]:
                                  f"{', '.join(refused) or 'every type'}" + asked,
                                  "id-map directories on ext4, xfs or btrfs (tmpfs from "
                                  "Linux 6.3)"))
-    if kf.has("close_range"):
-        out.append(Check("close_range", OK, "yes: descriptors are closed in one call"))
-    else:
-        out.append(Check("close_range", OK, f"Linux {release} lacks close_range (ENOSYS; "
-                         "Linux 5.9+): descriptors are closed one by one"))
+    # Without close_range idrun only works slower: not a warning.
+    out.append(_call("close_range", "5.9", "descriptors are closed in one call", OK,
+                     "descriptors are closed one by one"))
     return out
+
+
+def _call(name: str, since: str, yes: str, level: str, without: str,
+          hint: str = "") -> Check:
+    """Whether the kernel has the system call ``name`` (new in Linux ``since``), and what
+    idrun does with it, or at ``level``, without it."""
+    from ..system import kernelfeatures as kf
+    if kf.has(name):
+        return Check(name, OK, f"yes: {yes}")
+    return Check(name, level, f"Linux {os.uname().release} lacks {name} (ENOSYS; Linux "
+                 f"{since}+): {without}", hint)
 
 
 def _userns_sysctls(rootless: bool) -> list[Check]:
@@ -406,9 +414,8 @@ def check_id(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower())
 
 
-@click.command("check", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--user", "user", metavar="NAME", help="Check this user instead of yourself.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.command("check", cls=SectionedCommand, context_settings=CONTEXT)
+@table_options(CHECK)
 def check_command(user: str | None, as_json: bool) -> int:
     """Diagnose this host for rootless idrun; exit 0 when own-id launches work.
 

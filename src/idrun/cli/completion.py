@@ -1,4 +1,5 @@
-"""Shell completion scripts for bash, zsh and fish, generated from the click options.
+"""Shell completion scripts for bash, zsh and fish, generated from the click options
+and the option table, whose rows say what each value completes with (Option.complete).
 
 ``python3 -m idrun.cli.completion OUTDIR`` writes ``OUTDIR/bash/idrun``,
 ``OUTDIR/zsh/_idrun`` and ``OUTDIR/fish/idrun.fish`` (the Debian package installs
@@ -12,7 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .info import DIRS, FILES, USERS, VOLUME, WORDS, CommandInfo, OptionInfo, commands
+from ..options import CHOICE, DIR, PATH, USER, VOLUME
+from .info import CommandInfo, OptionInfo, commands
 
 
 def _words(items) -> str:
@@ -28,13 +30,13 @@ def _bash_value_case(cmd: CommandInfo) -> str:
         pattern = "|".join(o.names)
         if o.kind == VOLUME:
             action = f'_idrun_volume "{_words(o.choices)}"'
-        elif o.kind == WORDS:
+        elif o.kind == CHOICE:
             action = f'COMPREPLY=($(compgen -W "{_words(o.choices)}" -- "$cur"))'
-        elif o.kind == USERS:
+        elif o.kind == USER:
             action = 'COMPREPLY=($(compgen -u -- "$cur"))'
-        elif o.kind == FILES:
+        elif o.kind == PATH:
             action = 'compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur"))'
-        elif o.kind == DIRS:
+        elif o.kind == DIR:
             action = 'compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur"))'
         else:
             action = "COMPREPLY=()"
@@ -170,9 +172,9 @@ def _zsh_escape(text: str) -> str:
 
 
 def _zsh_action(o: OptionInfo) -> str:
-    if o.kind == WORDS:
+    if o.kind == CHOICE:
         return f"({_words(o.choices)})"
-    return {USERS: "_users", FILES: "_files", DIRS: "_files -/",
+    return {USER: "_users", PATH: "_files", DIR: "_files -/",
             VOLUME: "_idrun_volume"}.get(o.kind, " ")
 
 
@@ -255,15 +257,15 @@ def _fish_line(o: OptionInfo, cond: str) -> str:
         parts.append("-f")           # --files or --files=N: the next word is not its value
     elif o.takes_value:
         parts.append("-r")
-        if o.kind == WORDS:
+        if o.kind == CHOICE:
             parts.append(f"-f -a '{_words(o.choices)}'")
         elif o.kind == VOLUME:
             parts.append(f"-f -a '(__idrun_volume {_words(o.choices)})'")
-        elif o.kind == USERS:
+        elif o.kind == USER:
             parts.append("-f -a '(__fish_complete_users)'")
-        elif o.kind == DIRS:
+        elif o.kind == DIR:
             parts.append("-f -a '(__fish_complete_directories (commandline -ct | string replace -r -- \"^--?[^=]*=\" \"\"))'")
-        elif o.kind == FILES:
+        elif o.kind == PATH:
             parts.append("-F")
         else:
             parts.append("-f")

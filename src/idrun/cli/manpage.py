@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from .info import CommandInfo, OptionInfo, commands
-from .options import SECTIONS
+from ..options import SECTION_TITLES
 
 SUMMARY = {
     None: "run a command in a new user namespace with podman-style id mappings",
@@ -298,11 +298,9 @@ def render(c: CommandInfo, all_cmds: list[CommandInfo]) -> str:
            ".SH DESCRIPTION", _paragraphs(description)]
     if c.epilog and c.sub is not None:
         out.append(_paragraphs(c.epilog))
-    # In the order of --help's headings (cli.SECTIONS), "Options" last.
-    order = list(SECTIONS)
+    # In the order of --help's headings (options.SECTION_TITLES).
     sections: dict[str, list[OptionInfo]] = {}
-    for o in sorted(c.options, key=lambda o: order.index(o.section) if o.section in order
-                    else len(order)):
+    for o in sorted(c.options, key=lambda o: SECTION_TITLES.index(o.section)):
         sections.setdefault(o.section, []).append(o)
     for title, opts in sections.items():
         out += [f".SH {title.upper()}"] + [_option(o) for o in opts]

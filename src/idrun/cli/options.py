@@ -34,16 +34,13 @@ class DecimalParam(click.ParamType):
         return number
 
 
-# Help sections, in order, with the options each lists (from options.OPTIONS); an option
-# not listed (--help) goes to the last one. --help and the man pages (manpage.py, via
-# cliinfo) share these headings.
-SECTIONS = {title: tuple(dict.fromkeys(o.dest for o in OPTIONS if o.section == title))
-            for title in SECTION_TITLES}
-
-
-def section_of(name: str | None) -> str:
-    """The help section of the option whose click name is ``name``."""
-    return next((t for t, names in SECTIONS.items() if name in names), "Output options")
+def section_of(command: str, name: str | None) -> str:
+    """The help section (options.SECTION_TITLES) of ``command``'s option whose click name
+    is ``name``, from the table; an option it lacks (--help) goes under the command's
+    last heading. --help and the man pages (manpage.py, via info.py) share them."""
+    rows = options_of(command)
+    return next((o.section for o in rows if o.dest == name),
+                max((o.section for o in rows), key=SECTION_TITLES.index))
 
 
 def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -53,7 +50,8 @@ def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None
 
 
 class SectionedCommand(click.Command):
-    """Options listed under the headings of ``SECTIONS``."""
+    """Options listed under the table's headings (options.SECTION_TITLES); the command's
+    name is its name in the table (options.LAUNCHER, MAP, CHECK, SHOW)."""
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         # click's own translates its help text through gettext on every run, a search
@@ -65,11 +63,11 @@ class SectionedCommand(click.Command):
                             callback=_show_help, help="Show this message and exit.")
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTION_TITLES}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
             if record is not None:
-                rows[section_of(param.name)].append(record)
+                rows[section_of(self.name, param.name)].append(record)
         for title, records in rows.items():
             if records:
                 with formatter.section(title):

@@ -11,11 +11,12 @@ import os
 import click
 
 from ..errors import IdrunError, quoted
-from ..mapping.ranges import KINDS, MAX_ID, IdMap, Line
+from ..mapping.ranges import KINDS, IdMap, Line
 from ..mapping.report import table
 from ..mapping.syntax import decimal
+from ..options import SHOW
 from ..system import procfs
-from .options import DecimalParam
+from .options import CONTEXT, SectionedCommand, table_options
 
 
 def _process(pid: str) -> tuple[int, str, str | None]:
@@ -71,16 +72,9 @@ def read_process(pid: str) -> dict:
             "gid_map": gid_map, "setgroups": procfs.read_setgroups(pid)}
 
 
-@click.command("show", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("show", cls=SectionedCommand, context_settings=CONTEXT)
 @click.argument("pid", required=False, default="self")
-@click.option("--translate", "ident", type=DecimalParam(MAX_ID), metavar="ID",
-              help="Translate ID through each map: inside to outside and back.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--leases", is_flag=True,
-              help="List the live --userns=auto leases of your scope (root: /run/idrun; "
-                   "rootless: $XDG_RUNTIME_DIR/idrun, else ~/.local/state/idrun) and the "
-                   "processes using their ids; a lease whose launcher is gone is \"held by "
-                   "processes\" while any of them runs.")
+@table_options(SHOW)
 def show_command(pid: str, ident: int | None, as_json: bool, leases: bool) -> None:
     """Show PID's uid_map, gid_map and setgroups (default: this process)."""
     if leases:

@@ -13,7 +13,7 @@ from ..errors import MapSyntaxError, SubidError, quoted
 from .intermediate import intermediate_lines
 from .plan import AUTO_OWNER, SUBID_FILE, Host, SubidRange
 from .ranges import MAX_ID, IdMap, subtract
-from .syntax import Triple, decimal, parse_value
+from .syntax import Triple, decimal, mode_options, parse_value
 
 # podman's rule without size=: the highest id the image's files and passwd/group use,
 # plus one, clamped to containers-storage.conf's auto-userns-min-size (1024) ..
@@ -41,17 +41,17 @@ class Pick(NamedTuple):
     warning: str | None = None
 
 
+# auto's options, with the form of each value (for the hints).
+_AUTO_TAKES = {"size": "N", "uidmapping": "C:[@]H:N", "gidmapping": "C:[@]H:N"}
+
+
 def parse_auto(spec: str) -> AutoOptions:
     """Options of ``auto[:size=N][,uidmapping=C:[@]H:N][,gidmapping=…]`` (podman's)."""
     _, _, text = spec.partition(":")
     size, size_given = DEFAULT_SIZE, False
     extra: dict[str, list[Triple]] = {"uid": [], "gid": []}
     origin = f"--userns={spec}"
-    for item in (text.split(",") if text else []):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise MapSyntaxError(f'{origin}: option {quoted(item)} has no "=value"',
-                                 "write auto:size=N")
+    for key, value in mode_options(text, origin, "auto", _AUTO_TAKES):
         if key == "size":
             number = decimal(value)
             if number is None or number > MAX_ID:
@@ -61,7 +61,7 @@ def parse_auto(spec: str) -> AutoOptions:
             if size < 1:
                 raise MapSyntaxError(f"{origin}: size must be at least 1",
                                      "write auto:size=N, N ≥ 1")
-        elif key in ("uidmapping", "gidmapping"):
+        else:
             kind = key[:3]
             for t in parse_value(value, f"--userns=auto {key}="):
                 if t.plus or not (t.for_uid and t.for_gid):
@@ -69,10 +69,6 @@ def parse_auto(spec: str) -> AutoOptions:
                         f"{t.origin}: flags are not allowed here; {key}= applies to "
                         f"{kind}s only", f"write {key}=CONTAINER:[@]FROM:COUNT")
                 extra[kind].append(t)
-        else:
-            raise MapSyntaxError(f"{origin}: unknown option {quoted(key)}",
-                                 "auto takes size=N, uidmapping=C:[@]H:N and "
-                                 "gidmapping=C:[@]H:N")
     return AutoOptions(size, tuple(extra["uid"]), tuple(extra["gid"]), size_given)
 
 

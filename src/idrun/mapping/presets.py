@@ -12,25 +12,15 @@ from .intermediate import Space
 from .pieces import Piece, host_lookup, pair
 from .plan import SUBID_FILE, Host, Request
 from .ranges import ID_LIMIT, KINDS, MAX_ID, subtract
-from .syntax import decimal_id, parse_userns
+from .syntax import decimal_id, mode_options, parse_userns
 
 
 def parse_options(mode: str, text: str, allowed: tuple[str, ...]) -> dict[str, int]:
     """A mode's ``key=N,…`` options, each key one of ``allowed``."""
-    opts: dict[str, int] = {}
-    if not text:
-        return opts
-    for item in text.split(","):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise MapSyntaxError(f'--userns={mode}: option {quoted(item)} has no "=value"',
-                                 f"write {mode}:{allowed[0]}=N")
-        if key not in allowed:
-            raise MapSyntaxError(f'--userns={mode}: unknown option {quoted(key)}',
-                                 f"{mode} takes {', '.join(a + '=N' for a in allowed)}")
-        opts[key] = decimal_id(value, f"--userns={mode}: {key}=",
-                               f"write {key}= with a number from 0 to {MAX_ID}")
-    return opts
+    return {key: decimal_id(value, f"--userns={mode}: {key}=",
+                            f"write {key}= with a number from 0 to {MAX_ID}")
+            for key, value in mode_options(text, f"--userns={mode}", mode,
+                                           dict.fromkeys(allowed, "N"))}
 
 
 class Preset(NamedTuple):

@@ -94,6 +94,26 @@ def parse_userns(text: str) -> UsernsSpec:
     return UsernsSpec(mode, options, text)
 
 
+def mode_options(text: str, origin: str, mode: str,
+                 takes: dict[str, str]) -> list[tuple[str, str]]:
+    """The ``key=value,…`` options of an --userns mode (``keep-id:uid=1``, ``auto:size=N``),
+    in the order written; each key one of ``takes`` (key: the form of its value, for the
+    hints). ``origin`` names the option in messages. The values are the caller's to read."""
+    items: list[tuple[str, str]] = []
+    for item in (text.split(",") if text else []):
+        key, eq, value = item.partition("=")
+        if not eq:
+            first = next(iter(takes))
+            raise MapSyntaxError(f'{origin}: option {quoted(item)} has no "=value"',
+                                 f"write {mode}:{first}={takes[first]}")
+        if key not in takes:
+            forms = [f"{k}={form}" for k, form in takes.items()]
+            raise MapSyntaxError(f"{origin}: unknown option {quoted(key)}",
+                                 f"{mode} takes {', '.join(forms[:-1])} and {forms[-1]}")
+        items.append((key, value))
+    return items
+
+
 def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
     """Parse one value into its triples; an empty value gives none."""
     if value == "":
