@@ -1,9 +1,10 @@
 """Python API: ``idrun.run`` and ``idrun.spawn``, shaped like subprocess.run and Popen.
 
 Same resolver and the same engine as the CLI (``engine.spawn``): the calling
-process forks one child, the child unshares, the caller writes its maps (as
-root directly, rootless through newuidmap/newgidmap) and the child execs the
-command. No launcher binary is exec'd and no thread is started, so a loop of
+process forks one child (through libc, without CPython's after-fork work, when
+the caller has one thread: ``engine.owned``), the child unshares, the caller
+writes its maps (as root directly, rootless through newuidmap/newgidmap) and the
+child execs the command. No launcher binary is exec'd and no thread is started, so a loop of
 launches costs little more than the command itself.
 
 Results and exceptions are subprocess's own classes (CompletedProcess,

@@ -102,16 +102,68 @@ class Owned:
 
 
 def _fork_quietly() -> int:
-    """os.fork() without Python 3.12's warning about forking a threaded process.
+    """fork(2) for the engine, called with every signal blocked.
 
-    The warning exists because a child may block on a lock held by a thread that did
-    not survive the fork. The engine's children import nothing (everything is loaded
-    before), flush no stream and log nothing: they make system calls until they exec
-    or exit. The filter change is scoped to this one call."""
+    The only thread of its process (the CLI, most API callers) forks through libc
+    (``syscalls.fork_single_threaded``): none of CPython's after-fork work is needed
+    then, and it costs as much as the fork. With other threads, os.fork(), which
+    re-creates the locks they may hold, without Python 3.12's warning about forking a
+    threaded process: that warning exists because a child may block on a lock held by
+    a thread that did not survive the fork, and the engine's children import nothing
+    (everything is loaded before), flush no stream and log nothing: they make system
+    calls until they exec or exit. The filter change is scoped to this one call."""
+    if _only_thread():
+        return _libc_fork()
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return os.fork()
+
+
+def _only_thread() -> bool:
+    """Whether the kernel counts one thread in this process (C-level threads
+    included). Signals are blocked, so nothing of ours can start one before the fork."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+_fork_fn: list[object] = []
+
+
+def _libc_fork() -> int:
+    """fork(2) straight from libc, with the GIL held, for a process the kernel counts
+    one thread in.
+
+    ``os.fork`` also does CPython's after-fork work in the child: it re-creates the
+    runtime's locks (which another thread may have held) and runs every
+    ``os.register_at_fork`` hook (random's reseed, threading's clean-up), whose Python
+    code touches enough of the copied heap to cost about as much as the fork itself
+    (copy-on-write faults: 0.5-1 ms here). With one thread no lock can be held by
+    anyone else; signals are blocked and the caller's pending handlers ran before this
+    call, so none is left for the child; and the engine's child never reaches what the
+    hooks repair (it makes system calls, then execs or _exits). subprocess's own
+    fork_exec skips that work the same way when it has no preexec_fn."""
+    if not _fork_fn:
+        import _ctypes
+
+        class _Libc:
+            _handle = _ctypes.dlopen(None, getattr(_ctypes, "RTLD_LOCAL", 0))
+
+        class _Func(_ctypes.CFuncPtr):
+            # PYTHONAPI: the GIL stays held across the call, so the child holds it.
+            _flags_ = (_ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+                       | _ctypes.FUNCFLAG_PYTHONAPI)
+
+        _fork_fn.append(_Func(("fork", _Libc)))
+    import _ctypes
+    _ctypes.set_errno(0)
+    pid = _fork_fn[0]()  # type: ignore[operator]
+    if pid == -1:
+        err = _ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return pid
 
 
 def _child(main: Callable[[object], NoReturn], mask: object, report_fd: int | None,

@@ -140,8 +140,11 @@ def write_maps(plan: Plan, procfd: int, pid: int, helpers: dict,
     """From the parent namespace: write the direct kinds, run the helper for the others.
 
     ``procfd`` is an open ``/proc/<pid>`` directory; every access goes through
-    it, so a recycled pid can never be written to.
+    it, so a recycled pid can never be written to. newuidmap and newgidmap write
+    different files and wait on nothing of each other: both run at once (as
+    util-linux runs them), and a failure is reported for uid first, as before.
     """
+    runs = []
     for k in (plan.uid, plan.gid):
         if k.writer == WRITER_DIRECT:
             try:
@@ -150,14 +153,42 @@ def write_maps(plan: Plan, procfd: int, pid: int, helpers: dict,
                 from ..system.diagnose import write_error
                 raise write_error(e, f"/proc/{pid}/{k.kind}_map", k.text) from None
         elif k.writer == WRITER_HELPER:
-            from ..system import newidmap
             h = helpers[k.kind]
+            from ..system import newidmap
             use_fd = newidmap.supports_fd_target(h.path) if fd_target is None else fd_target
-            if use_fd:
-                newidmap.run(h, f"fd:{procfd}", k.helper_args(), keep_fd=procfd,
-                             verbose=verbose)
-            else:
-                newidmap.run(h, str(pid), k.helper_args(), verbose=verbose)
+            runs.append((h, f"fd:{procfd}" if use_fd else str(pid), k.helper_args(),
+                         procfd if use_fd else None))
+    if runs:
+        _run_helpers(runs, verbose)
+
+
+def _run_helpers(runs: list, verbose: bool) -> None:
+    """Start every helper run, then collect them in order. Each stays recorded in
+    ``started`` until it is reaped and its pipe closed, so an exception on the way (a
+    failed start, a raising signal handler) kills and reaps those still running."""
+    from ..system import newidmap
+    started: list[tuple[int, int]] = []
+    results = []
+    try:
+        for h, target, args, keep in runs:
+            with syscalls.SignalsBlocked():     # started and recorded, or neither
+                started.append(newidmap.start(h, target, args, keep))
+        while started:
+            pid, r = started[0]
+            output = syscalls.read_all(r)
+            with syscalls.SignalsBlocked():
+                os.close(r)
+                _, status = os.waitpid(pid, 0)
+                started.pop(0)
+            results.append((status, output.decode("utf-8", "replace")))
+    except BaseException:
+        with syscalls.SignalsBlocked():
+            for pid, r in started:
+                newidmap.abandon(pid, r)
+            started.clear()
+        raise
+    for (h, target, args, _), (status, output) in zip(runs, results):
+        newidmap.check(h, target, args, status, output, verbose=verbose)
 
 
 def _expected(k: KindPlan) -> list:

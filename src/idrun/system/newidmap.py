@@ -173,7 +173,16 @@ def spawn_capture(path: str, argv: list[str], keep_fd: int | None = None,
     descriptors of the caller are closed in the child: the caller may be a user
     program (the API) whose descriptors idrun must not touch in its own process.
     """
+    return finish_capture(*start_capture(path, argv, keep_fd, keep_as))
+
+
+def start_capture(path: str, argv: list[str], keep_fd: int | None = None,
+                  keep_as: int = 3) -> tuple[int, int]:
+    """``spawn_capture``'s start: (pid, read end of its output), both the caller's to
+    end with ``finish_capture`` (or ``abandon``), so two helpers can run at once."""
+    from .syscalls import SignalsBlocked
     r, w = os.pipe()
+    pid = None
     try:
         actions: list[tuple] = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -193,12 +202,24 @@ def spawn_capture(path: str, argv: list[str], keep_fd: int | None = None,
                     actions.append((os.POSIX_SPAWN_CLOSE, fd))
             except OSError:
                 pass        # the listing's own descriptor, already closed
-        pid = os.posix_spawn(path, argv, HELPER_ENV, file_actions=actions)
+        with SignalsBlocked():  # no handler between the spawn and the record of it
+            pid = os.posix_spawn(path, argv, HELPER_ENV, file_actions=actions)
+            os.close(w)
+            w = -1
     except BaseException:
-        os.close(r)
-        os.close(w)
+        # A handler that raised on the way out of the block still finds the helper.
+        if pid is not None:
+            abandon(pid, r)
+        else:
+            os.close(r)
+        if w != -1:
+            os.close(w)
         raise
-    os.close(w)
+    return pid, r
+
+
+def finish_capture(pid: int, r: int) -> tuple[int, str]:
+    """Read a started helper's output to EOF and reap it: (wait status, output)."""
     from .syscalls import read_all
     try:
         output = read_all(r)
@@ -206,6 +227,22 @@ def spawn_capture(path: str, argv: list[str], keep_fd: int | None = None,
         os.close(r)
         _, status = os.waitpid(pid, 0)
     return status, output.decode("utf-8", "replace")
+
+
+def abandon(pid: int, r: int) -> None:
+    """End a started helper that will not be finished: kill (it is ours: its real uid
+    is the caller's), reap, close."""
+    from .syscalls import SignalsBlocked
+    with SignalsBlocked():
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:       # reaped by the caller's own SIGCHLD handling
+            pass
+        os.close(r)
 
 
 _fd_support: dict[tuple, bool] = {}
@@ -296,15 +333,27 @@ def _cause(helper: Helper, output: str, nnp: bool, nested: bool) -> tuple[str, s
 def run(helper: Helper, target: str, args: list[str], keep_fd: int | None = None,
         verbose: bool = False) -> None:
     """Run the helper against ``target`` (a pid or ``fd:N``); LaunchError on failure."""
-    argv = [helper.tool, target, *args]
+    check(helper, target, args, *finish_capture(*start(helper, target, args, keep_fd)),
+          verbose=verbose)
+
+
+def start(helper: Helper, target: str, args: list[str],
+          keep_fd: int | None = None) -> tuple[int, int]:
+    """``run``'s start: (pid, output pipe) for ``finish_capture``, then ``check``."""
     try:
-        status, output = spawn_capture(helper.path, argv, keep_fd=keep_fd,
-                                       keep_as=keep_fd if keep_fd is not None else 3)
+        return start_capture(helper.path, [helper.tool, target, *args], keep_fd=keep_fd,
+                             keep_as=keep_fd if keep_fd is not None else 3)
     except OSError as e:
         raise LaunchError(f"cannot run {helper.path}: {e.strerror}",
                           hint="check the file and 'idrun check'") from None
+
+
+def check(helper: Helper, target: str, args: list[str], status: int, output: str,
+          verbose: bool = False) -> None:
+    """``run``'s end: LaunchError explaining a failed run, from its status and output."""
     if status == 0:
         return
+    argv = [helper.tool, target, *args]
     from .procfs import is_initial_userns, no_new_privs
     cause, hint = _cause(helper, output, no_new_privs(), not is_initial_userns())
     shown = " ".join(argv)
