@@ -136,6 +136,7 @@ def test_proc_is_walked_only_for_a_lease_whose_owner_is_gone(tmp_path, monkeypat
     walk decides only whether a gone owner's lease is still held. A spy wraps the real
     walk (it still runs) to count the walks; the leases and processes are real."""
     import subprocess
+    import sys
     monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
     walks = []
     real = leases.procfs.all_proc_ids
@@ -147,7 +148,7 @@ def test_proc_is_walked_only_for_a_lease_whose_owner_is_gone(tmp_path, monkeypat
     assert walks == [] and preview.auto_block.uid == ((3000001024, 1024),)
     assert not any("running process" in n for n in preview.auto_block.notes)
     # A lease whose owner is gone (a real process, reaped): now the walk decides.
-    child = subprocess.Popen(["sleep", "60"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     gone = leases.owner_of(child.pid)
     child.kill()
     child.wait()
