@@ -238,11 +238,10 @@ _CACHE_MAX = 4096
 def _cache_dir() -> int | None:
     """The caller's own lease registry directory, checked as for leases (owned by the
     caller, nobody else can write), or None: no cache then, only a run."""
-    from .leases import _open_dir, registry_dir  # only when the binary leaves it open
+    from .leases import own_dir  # only when the binary leaves it open
     from ..errors import RegistryError
-    rootless = os.geteuid() != 0
     try:
-        return _open_dir(registry_dir(rootless), rootless, create=True)
+        return own_dir(create=True)
     except RegistryError:
         return None
 
