@@ -131,49 +131,6 @@ def test_reserve_hold_writes_and_release_removes(tmp_path, monkeypatch):
     assert "pid" in leases.leases_text(info)
 
 
-def test_proc_is_walked_only_for_a_lease_whose_owner_is_gone(tmp_path, monkeypatch):
-    """Issue 23: every auto launch read every /proc/PID/status (15 µs a process). The
-    walk decides only whether a gone owner's lease is still held. A spy wraps the real
-    walk (it still runs) to count the walks; the leases and processes are real."""
-    import subprocess
-    import sys
-    monkeypatch.setenv(leases.ENV_DIR, str(tmp_path / "reg"))
-    walks = []
-    real = leases.procfs.all_proc_ids
-    monkeypatch.setattr(leases.procfs, "all_proc_ids", lambda: walks.append(1) or real())
-    host = _host(3000000000, 4096)
-    request = Request(userns="auto:size=1024")
-    _, mine = leases.reserve_auto_block(request, host, hold=True)       # owner alive: us
-    preview, _ = leases.reserve_auto_block(request, host, hold=False)
-    assert walks == [] and preview.auto_block.uid == ((3000001024, 1024),)
-    assert not any("running process" in n for n in preview.auto_block.notes)
-    # A lease whose owner is gone (a real process, reaped): now the walk decides.
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    gone = leases.owner_of(child.pid)
-    child.kill()
-    child.wait()
-    dir_fd = leases._open_dir(str(tmp_path / "reg"), True, create=False)
-    try:
-        leases._write(dir_fd, leases.Lease(str(tmp_path / "reg" / "uid-3000001024.lease"),
-                                           gone, ((3000001024, 1024),), ((3000001024, 1024),)))
-    finally:
-        os.close(dir_fd)
-    preview, _ = leases.reserve_auto_block(request, host, hold=False)
-    assert walks == [1], walks           # one walk serves every lease and the pick
-    assert preview.auto_block.uid == ((3000001024, 1024),)    # no process uses its ids
-    assert any("reclaimable" in n for n in preview.auto_block.notes)
-    assert any("no running process uses them" in n for n in preview.auto_block.notes)
-    leases.release(mine)
-
-
-def test_pick_without_a_walk_claims_nothing_about_processes():
-    got = autoblock.pick("uid", [(100, 200)], "pool", 50, held=[(100, 120)])
-    assert got.ranges == ((120, 50),) and "running process" not in got.reason
-    walked = autoblock.pick("uid", [(100, 200)], "pool", 50, held=[(100, 120)], busy=[])
-    assert walked.reason.endswith("no running process uses them; 20 uids held by live "
-                                  "idrun namespaces"), walked.reason
-
-
 @pytest.mark.privileged
 def test_api_spawn_hands_the_lease_to_the_child(root, testuser_ids_alone, tmp_path, monkeypatch):
     """idrun.spawn: the caller owns the lease until the child exists, then the child;

@@ -155,21 +155,19 @@ def _text(ranges: list[tuple[int, int]] | tuple[tuple[int, int], ...]) -> str:
 
 
 def pick(kind: str, pool_spans: list[Span], source: str, size: int,
-         held: list[Span] = (), busy: list[Span] | None = None,  # type: ignore[assignment]
+         held: list[Span] = (), busy: list[Span] = (),  # type: ignore[assignment]
          exclude: list[Span] = ()) -> Pick:  # type: ignore[assignment]
     """Choose ``size`` ids of ``pool_spans`` that no lease holds.
 
     Preference: the lowest contiguous run no running process uses (systemd-nspawn's
     check), then the lowest such ids spread over several runs, then — with a
-    warning — ids some process uses. ``busy`` None: running processes were not
-    looked at (the shell walks /proc only when a lease needs it), and the reason
-    claims nothing about them. Exhaustion is an error listing the free sizes.
+    warning — ids some process uses. Exhaustion is an error listing the free sizes.
     """
     if not pool_spans:
         raise SubidError(f"--userns=auto needs {size} {kind}s, but {source} has none",
                          f"ask for them with usermod --add-sub{kind}s")
     free = _minus(pool_spans, list(held) + list(exclude))
-    quiet = _minus(free, list(busy or ()))
+    quiet = _minus(free, list(busy))
     n_held = sum(hi - lo for lo, hi in _minus(pool_spans, list(exclude))) - \
         sum(hi - lo for lo, hi in free)
     held_note = f"; {n_held} {kind}s held by live idrun namespaces" if n_held else ""
@@ -178,8 +176,8 @@ def pick(kind: str, pool_spans: list[Span], source: str, size: int,
         how = ("lowest free block" if len(ranges) == 1 else
                f"lowest free {kind}s, in {len(ranges)} runs (no contiguous block is free)")
         skipped = sum(hi - lo for lo, hi in free) - sum(hi - lo for lo, hi in quiet)
-        used = (f", skipping {skipped} {kind}s running processes use" if skipped else
-                "" if busy is None else ", no running process uses them")
+        used = f", skipping {skipped} {kind}s running processes use" if skipped else \
+            ", no running process uses them"
         return Pick(tuple(ranges), f"{how} of {source}{used}{held_note}")
     if sum(hi - lo for lo, hi in free) >= size:
         ranges = _lowest(free, size)

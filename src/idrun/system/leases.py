@@ -15,13 +15,8 @@ A lease lives as long as its ids: while its owner runs, and after that while any
 process uses any id of its block (real, effective, saved or filesystem uid or
 gid: a background job the command left behind runs on in the namespace). Only
 then — or when it is from an earlier boot — is it removed by the next
-allocation; so is a file that does not parse.
-
-Whether processes use a lease's ids matters only for a lease whose owner is gone
-in this boot: while the owner runs the lease holds anyway. So /proc is walked
-(every /proc/PID/status, some 15 µs a process) only when such a lease exists, once
-for all of them; then the walk also steers the pick off ids running processes use.
-Without one, a launch's cost does not grow with the processes on the machine.
+allocation; so is a file that does not parse. One scan of /proc per allocation
+serves every lease.
 """
 from __future__ import annotations
 
@@ -78,20 +73,6 @@ def _boot_id() -> str:
     # Without one (no /proc/sys), a lease still names a pid and start time; a crash
     # is then only noticed through them.
     return procfs.sysctl(_BOOT_ID) or "unknown"
-
-
-class _Scan:
-    """The walk of /proc an allocation may need: made at the first question, once."""
-
-    __slots__ = ("procs",)
-
-    def __init__(self) -> None:
-        self.procs: list[procfs.ProcIds] | None = None
-
-    def get(self) -> list[procfs.ProcIds]:
-        if self.procs is None:
-            self.procs = procfs.all_proc_ids()
-        return self.procs
 
 
 def _alive(owner: Owner, boot: str) -> bool:
@@ -198,11 +179,10 @@ def _open_dir(path: str, rootless: bool, create: bool) -> int | None:
     return fd
 
 
-def _read_leases(dir_fd: int, path: str, reclaim: bool, scan: _Scan
+def _read_leases(dir_fd: int, path: str, reclaim: bool, procs: list[procfs.ProcIds]
                  ) -> tuple[list[Lease], list[str]]:
-    """Live leases, and what was (or would be) reclaimed, one note each. ``scan``: the
-    walk of /proc, whose ids keep a lease of a gone owner alive; asked only for such
-    a lease."""
+    """Live leases, and what was (or would be) reclaimed, one note each. ``procs``: the
+    one scan of /proc, whose ids keep a lease of a gone owner alive."""
     boot = _boot_id()
     live: list[Lease] = []
     notes: list[str] = []
@@ -234,7 +214,7 @@ def _read_leases(dir_fd: int, path: str, reclaim: bool, scan: _Scan
             notes.append(f"{'removed' if reclaim else 'ignoring'} {full}: not a lease file "
                          "idrun wrote")
         elif not _alive(lease.owner, boot) and (lease.owner.boot != boot
-                                                 or not _users(lease, scan.get())):
+                                                 or not _users(lease, procs)):
             notes.append(f"{'reclaimed' if reclaim else 'reclaimable'}: the lease of "
                          f"{_blocks(lease.uid)} (owner pid {lease.owner.pid} "
                          + ("is gone" if lease.owner.boot == boot else "from an earlier boot")
@@ -328,17 +308,15 @@ def reserve_auto_block(request: Request, host: Host, hold: bool) -> tuple[Host, 
                 raise RegistryError(f"cannot open {os.path.join(path, LOCK)}: {e.strerror}",
                                     f"remove {path} (idrun recreates it)") from None
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        scan = _Scan()
-        live, notes = (_read_leases(dir_fd, path, reclaim=hold, scan=scan)
+        procs = procfs.all_proc_ids()       # once per launch, for every lease
+        live, notes = (_read_leases(dir_fd, path, reclaim=hold, procs=procs)
                        if dir_fd is not None else ([], []))
-        # Only a walk some lease needed steers the pick (see the module's docstring).
-        busy = _busy(scan.procs) if scan.procs is not None else None
+        busy = _busy(procs)
         picks = {}
         for kind in KINDS:
             spans, source = pools[kind]
             held = [(s, s + c) for lease in live for s, c in lease.ranges(kind)]
-            picks[kind] = autoblock.pick(kind, spans, source, opts.size, held,
-                                         busy[kind] if busy is not None else None,
+            picks[kind] = autoblock.pick(kind, spans, source, opts.size, held, busy[kind],
                                          autoblock.excluded(opts, host, kind))
         lease = None
         if hold:
@@ -423,10 +401,9 @@ def live_leases(rootless: bool) -> dict:
     dir_fd = _open_dir(path, rootless, create=False)
     if dir_fd is None:
         return {"registry": path, "leases": [], "stale": []}
-    scan = _Scan()
-    procs = scan.get()          # show names every lease's processes
+    procs = procfs.all_proc_ids()
     try:
-        live, notes = _read_leases(dir_fd, path, reclaim=False, scan=scan)
+        live, notes = _read_leases(dir_fd, path, reclaim=False, procs=procs)
     finally:
         os.close(dir_fd)
     boot = _boot_id()
