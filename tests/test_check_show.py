@@ -286,12 +286,81 @@ def test_check_under_no_new_privs_says_own_ids_work(testuser):
     ("echo 'usage: %s [<pid>|fd:N] <uid>' >&2", True),          # no marker: it is run
     ("echo 'fd: only in a comment' >/dev/null; echo usage >&2", False),             # run: no
 ])
-def test_fd_target_support_from_the_helper_binary(tmp_path, body, expected):
+def test_fd_target_support_from_the_helper_binary(tmp_path, body, expected, monkeypatch):
     from idrun.system import newidmap
+    monkeypatch.setenv("IDRUN_LEASE_DIR", str(tmp_path / "reg"))   # the answer's cache
     helper = tmp_path / "newuidmap"
     helper.write_text(f"#!/bin/sh\n{body}\nexit 1\n")
     helper.chmod(0o755)
     assert newidmap.supports_fd_target(str(helper)) is expected
+
+
+def _counting_helper(tmp_path, usage="usage: %s [<pid>|fd:N] <uid>"):
+    """A helper whose bytes leave fd: support open (so it must be run) and that counts
+    its runs; it stands in for a shadow this host cannot install."""
+    helper = tmp_path / "bin" / "newuidmap"
+    helper.parent.mkdir(exist_ok=True)
+    # "fd:" in the bytes always (in the comment), so only a run can tell
+    helper.write_text(f"#!/bin/sh\n# fd:\necho run >>{tmp_path}/runs\necho '{usage}' >&2\n"
+                      "exit 1\n")
+    helper.chmod(0o755)
+    return str(helper), lambda: (tmp_path / "runs").read_text().count("run")
+
+
+def test_fd_target_answer_is_cached_across_launches(tmp_path, monkeypatch):
+    """Issue 23: every rootless launch ran newuidmap and newgidmap without arguments
+    (0.8 ms each) to learn an answer that never changes. A new process (the in-process
+    memo cleared) now reads it from the caller's registry directory."""
+    from idrun.system import newidmap
+    reg = tmp_path / "reg"
+    monkeypatch.setenv("IDRUN_LEASE_DIR", str(reg))
+    path, runs = _counting_helper(tmp_path)
+    assert newidmap.supports_fd_target(path) is True and runs() == 1
+    for _ in range(3):
+        newidmap._fd_support.clear()            # as a new launch starts
+        assert newidmap.supports_fd_target(path) is True
+    assert runs() == 1
+    cache = reg / newidmap.CACHE_NAME
+    assert cache.stat().st_mode & 0o777 == 0o600 and f"{path} " in cache.read_text()
+    # The binary replaced (other size and mtime): asked again, and the answer follows it.
+    os.unlink(path)
+    path2, _ = _counting_helper(tmp_path, usage="usage: %s <pid> <uid> <loweruid> <count>")
+    newidmap._fd_support.clear()
+    assert newidmap.supports_fd_target(path2) is False and runs() == 2
+    assert cache.read_text().count(f"{path} ") == 1
+
+
+@pytest.mark.parametrize("attack", ["other-answer", "garbage", "two-lines", "group-writable",
+                                    "symlink", "directory"])
+def test_fd_target_cache_in_doubt_runs_the_helper_again(tmp_path, monkeypatch, attack):
+    """A forged or broken cache never decides: the helper is run and its answer kept."""
+    from idrun.system import newidmap
+    reg = tmp_path / "reg"
+    monkeypatch.setenv("IDRUN_LEASE_DIR", str(reg))
+    path, runs = _counting_helper(tmp_path)
+    assert newidmap.supports_fd_target(path) is True and runs() == 1
+    cache = reg / newidmap.CACHE_NAME
+    line = cache.read_text().strip()
+    key = line.rsplit(" ", 1)[0]
+    if attack == "other-answer":
+        cache.write_text(f"{key} 2\n")
+    elif attack == "garbage":
+        cache.write_bytes(b"\xff" * 100)
+    elif attack == "two-lines":
+        cache.write_text(f"{key} 0\n{key} 1\n")
+    elif attack == "group-writable":
+        cache.write_text(f"{key} 0\n")
+        cache.chmod(0o620)
+    elif attack == "symlink":
+        (tmp_path / "forged").write_text(f"{key} 0\n")
+        cache.unlink()
+        cache.symlink_to(tmp_path / "forged")
+    else:
+        cache.unlink()
+        cache.mkdir()
+    newidmap._fd_support.clear()
+    assert newidmap.supports_fd_target(path) is True
+    assert runs() == 2
 
 
 def test_fd_target_support_of_the_real_helper_agrees_with_running_it():

@@ -161,3 +161,113 @@ def test_fast_subid_scan_agrees_with_the_regexes(text):
         == _old_owner_lines(text, ["alice", "1000"])
     old_bad = len(list(re.finditer(_OLD_BAD_LINE, text, re.MULTILINE)))
     assert bool(malformed_lines(text, "/f")) == bool(old_bad)
+
+
+# --- the launch's fast path against a full, line-by-line parse (issue 23) ----------
+
+_BLANKS = " \t\r\v\f"
+
+
+def _full_parse(text, keys):
+    """The oracle: every line split and looked at, the caller's judged as shadow would.
+
+    Returns [(start, count, lineno)] or the 1-based number of the first caller line
+    that must be refused (blanks, fields, numbers, limits), or "overlap"."""
+    out = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        body = line.lstrip(_BLANKS)
+        if not any(body.startswith(k) and body[len(k):].lstrip(_BLANKS).startswith(":")
+                   for k in keys):
+            continue
+        fields = line.split(":")
+        if any(c in line for c in _BLANKS) or len(fields) != 3 or not all(
+                f.isascii() and f.isdigit() and (f == "0" or f[0] != "0") for f in fields[1:]):
+            return lineno
+        start, count = int(fields[1]), int(fields[2])
+        if start > 4294967294 or start + count > 4294967295:
+            return lineno
+        if count:
+            out.append((start, count, lineno))
+    spans = sorted(out)
+    if any(a[0] + a[1] > b[0] for a, b in zip(spans, spans[1:])):
+        return "overlap"
+    return out
+
+
+def _others(n, seed=0):
+    import random
+    rnd = random.Random(seed)
+    names = ["bob", "alicex", "alic", "xalice", "10000", "100", "1000x", "al1ce"]
+    return [f"{rnd.choice(names)}{i}:{100000 + 7 * i}:{rnd.randint(1, 9)}" for i in range(n)]
+
+
+def _file(caller_lines, n=20000, where="spread", crlf=False, trailing_nl=True, extra=()):
+    lines = _others(n)
+    if crlf:                  # other owners' lines may end in CR: not the caller's business
+        lines = [ln + "\r" for ln in lines]
+    lines[n // 3:n // 3] = list(extra)
+    if where == "first":
+        lines = list(caller_lines) + lines
+    elif where == "last":
+        lines = lines + list(caller_lines)
+    else:
+        for i, ln in enumerate(caller_lines):
+            lines.insert((i + 1) * len(lines) // (len(caller_lines) + 1), ln)
+    return "\n".join(lines) + ("\n" if trailing_nl else "")
+
+
+ALICE = ["alice:1000000000:65536", "1000:2000000000:10", "alice:3000000000:0"]
+FILES = {
+    "spread": _file(ALICE),
+    "first": _file(ALICE, where="first"),
+    "last": _file(ALICE, where="last"),
+    "last-no-newline": _file(ALICE, where="last", trailing_nl=False),
+    "others-crlf": _file(ALICE, crlf=True),
+    "comments-and-blanks": _file(ALICE, extra=["# alice:5:5", "#alice:5:5", "", "  ",
+                                               "\t# x", "junk", "alicex:1:2:3"]),
+    "name-prefixes": _file(["alice:1000000000:65536"],
+                           extra=["alic:1:1", "alicea:1:1", "alice_:1:1", "10000:7:7",
+                                  "100:9:9", "xalice:1:1", "1000x:5:5"]),
+    "duplicate": _file(["alice:1000000000:10", "alice:1000000000:10"]),
+    "overlap-uid-line": _file(["alice:1000000000:10", "1000:1000000005:10"]),
+    "over-limit": _file(["alice:4294967290:10"]),
+    "caller-crlf": _file(["alice:1000000000:10\r"]),
+    "caller-leading-blank": _file([" alice:1000000000:10"], where="last"),
+    "caller-4-fields": _file(["alice:1:2:3"], where="first"),
+    "caller-octal": _file(["1000:0100:5"]),
+    "none-for-caller": _file([]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_fast_path_agrees_with_a_full_parse_on_generated_files(name):
+    text = FILES[name]
+    keys = ("alice", "1000")
+    expected = _full_parse(text, keys)
+    results = []
+    for data in (text, text.encode()):
+        for warn in (False, True):
+            try:
+                s = parse_subid_text(data, "/etc/subuid", keys, warn_malformed=warn)
+                results.append([(r.start, r.count, r.lineno) for r in s.ranges])
+                if not warn:      # the launch's reading: no look at others' lines
+                    assert all("OWNER:START:COUNT" not in w for w in s.warnings)
+            except SubidError as e:
+                results.append("overlap" if "overlaps" in str(e) else
+                               int(str(e).split(" line ", 1)[1].split(":")[0]))
+    assert results == [expected] * 4, name
+
+
+def test_only_a_full_read_warns_about_others_malformed_lines():
+    text = FILES["comments-and-blanks"]
+    fast = parse_subid_text(text, "/f", ("alice", "1000"), warn_malformed=False)
+    full = parse_subid_text(text, "/f", ("alice", "1000"))
+    assert fast.ranges == full.ranges
+    assert [w for w in fast.warnings if "COUNT 0" not in w] == []
+    assert any('"junk" is not OWNER:START:COUNT' in w for w in full.warnings)
+
+
+def test_all_entries_gives_the_owner_with_each_range():
+    [a, b] = all_entries("alice:100000:5\n# x\n1000:7:1\n", "/f")
+    assert (a.owner, a.start, a.count, a.lineno, a.end) == ("alice", 100000, 5, 1, 100005)
+    assert (b.owner, b.lineno) == ("1000", 3)

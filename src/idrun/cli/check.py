@@ -223,7 +223,7 @@ def _other_owner_lines(path: str, target: Target) -> list[tuple[str, int, int, i
         text = read_text(path) or ""
     except IdrunError:
         return []
-    return [tuple(e) for e in all_entries(text, path)  # type: ignore[misc]
+    return [(e.owner, e.start, e.count, e.lineno) for e in all_entries(text, path)
             if e.owner not in (target.name, str(target.uid))]
 
 

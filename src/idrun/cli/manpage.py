@@ -193,7 +193,9 @@ the \\fB\\-\\-userns auto\\fR lease registry, one file per live namespace's bloc
 yours and private, else \\fI$XDG_STATE_HOME/idrun\\fR (default \\fI~/.local/state/idrun\\fR); \
 never under a directory others can write. \\fBIDRUN_LEASE_DIR\\fR overrides both. A lease \
 is held while its launcher or any process using its ids runs; \\fBidrun show \\-\\-leases\\fR \
-lists the leases and the processes holding them."""
+lists the leases and the processes holding them. The directory also keeps \\fIhelper\\-fd\\-target\\fR, \
+whether newuidmap and newgidmap take an fd: target (for a helper whose bytes do not tell), \
+keyed by the helper's path, device, inode, mtime and size."""
 F_HELPERS = """\
 .TP
 .I /usr/bin/newuidmap\\fR, \\fI/usr/bin/newgidmap

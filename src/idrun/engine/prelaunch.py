@@ -50,7 +50,7 @@ def prelaunch(request: Request, opts: LaunchOptions, mounts=None, *, hold: bool,
     from ..system.hostinfo import gather, privileged
     from ..mapping.resolve import resolve
     host = gather(request, rootless=rootless, caller=caller, subuid_file=subuid_file,
-                  subgid_file=subgid_file)
+                  subgid_file=subgid_file, full=not hold)
     lease = None
     if is_auto(request.userns) and caller is None and host.rootless != privileged():
         from ..system.leases import reserve_auto_block

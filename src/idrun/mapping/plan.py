@@ -43,11 +43,16 @@ def is_auto(userns: str | None) -> bool:
 
 
 class SubidRange(NamedTuple):
-    """One delegated range from /etc/subuid or /etc/subgid (host ids)."""
+    """One delegated range from /etc/subuid or /etc/subgid (host ids).
+
+    ``owner`` is filled only where lines of several owners are read together
+    (``subids.all_entries``, for diagnosis); a ``SubidSet`` holds one owner's.
+    """
 
     start: int
     count: int
     lineno: int          # 1-based line in ``source``; 0 when it came from NSS
+    owner: str = ""
 
     @property
     def end(self) -> int:

@@ -7,8 +7,6 @@ users on the machine (a site may delegate ids to 100 000 accounts).
 """
 from __future__ import annotations
 
-from ..hints import NamedTuple
-
 from ..errors import SubidError, quoted
 from .plan import SubidRange, SubidSet
 from .ranges import ID_LIMIT, MAX_ID, first_overlap, subtract
@@ -89,19 +87,22 @@ def malformed_lines(text: str | bytes, source: str) -> list[str]:
     return out
 
 
-def parse_subid_text(text: str | bytes, source: str, keys: tuple[str, ...]) -> SubidSet:
+def parse_subid_text(text: str | bytes, source: str, keys: tuple[str, ...],
+                     warn_malformed: bool = True) -> SubidSet:
     """The ranges of the owner known by any of ``keys`` (login name, uid string).
 
     Read as shadow's newuidmap reads it: a line is the owner's only when its
     first field is exactly a key, so a line with blanks around a field is
     refused here (shadow would silently not use it and the launch would fail
     later). Raises ``SubidError`` naming the file and line for a malformed line
-    of that owner, or for two of its ranges that overlap. Lines that are not
-    ``OWNER:START:COUNT`` at all (any owner) come back as warnings.
+    of that owner, or for two of its ranges that overlap. With
+    ``warn_malformed``, lines that are not ``OWNER:START:COUNT`` at all (any
+    owner) come back as warnings; a launch passes False: finding them means
+    looking at every line, and other owners' lines do not change its maps.
     """
     wanted = [k for k in keys if k]
     ranges: list[SubidRange] = []
-    warnings: list[str] = malformed_lines(text, source)
+    warnings: list[str] = malformed_lines(text, source) if warn_malformed else []
     if not wanted:
         return SubidSet(source=source, present=True, warnings=tuple(warnings))
     data = _as_bytes(text)
@@ -170,29 +171,20 @@ def _owner_lines(data: bytes, keys: list[str]) -> list[tuple[int, str]]:
     return found
 
 
-class SubidEntry(NamedTuple):
-    """One well-formed line of a sub-id file, whoever owns it."""
+def all_entries(text: str | bytes, source: str) -> list[SubidRange]:
+    """Every owner's well-formed lines, as shadow would use them (for the diagnosis).
 
-    owner: str
-    start: int
-    count: int
-    lineno: int
-
-    @property
-    def end(self) -> int:
-        return self.start + self.count
-
-
-def all_entries(text: str | bytes, source: str) -> list[SubidEntry]:
-    """Every owner's well-formed lines, as shadow would use them (for the diagnosis)."""
-    out: list[SubidEntry] = []
+    The one full parse: only ``idrun check`` and a caller without ranges (to propose
+    a free block) pay for it, never a launch that finds its lines.
+    """
+    out: list[SubidRange] = []
     for lineno, line in enumerate(_as_text(text).split("\n"), 1):
         fields = line.split(":")
         if len(fields) == 3 and fields[0] and not line.startswith("#") \
                 and all(_decimal(f) and len(f) <= len(str(ID_LIMIT)) for f in fields[1:]):
             start, count = decimal(fields[1]), decimal(fields[2])
             assert start is not None and count is not None
-            out.append(SubidEntry(fields[0], start, count, lineno))
+            out.append(SubidRange(start, count, lineno, fields[0]))
     return out
 
 
@@ -202,7 +194,7 @@ SUB_ID_MAX = 600100000
 SUB_ID_COUNT = 65536
 
 
-def free_block(entries: list[SubidEntry], count: int = SUB_ID_COUNT,
+def free_block(entries: list[SubidRange], count: int = SUB_ID_COUNT,
                low: int = SUB_ID_MIN, high: int = SUB_ID_MAX) -> tuple[int, int] | None:
     """The lowest block of ``count`` ids no line delegates, as useradd picks one.
 

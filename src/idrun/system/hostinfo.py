@@ -99,10 +99,11 @@ def _owner_keys(name: str | None, uid: int | None) -> tuple[str, ...]:
 class SubidSource:
     """One sub-id file (or NSS module) read at most once, parsed per owner."""
 
-    def __init__(self, path: str, kind: str, explicit: bool) -> None:
+    def __init__(self, path: str, kind: str, explicit: bool, full: bool = True) -> None:
         self.path = path
         self.kind = kind
         self.explicit = explicit
+        self.full = full        # also warn about other owners' malformed lines
         self._text: bytes | None | bool = False
         self._module: str | None | bool = False
 
@@ -125,7 +126,8 @@ class SubidSource:
             return SubidSet(self.path, present=False, keys=keys, free=free_block([]),
                             owner=name)
         from ..mapping.subids import all_entries, free_block, parse_subid_text
-        found = parse_subid_text(self._text, self.path, keys)  # type: ignore[arg-type]
+        found = parse_subid_text(self._text, self.path, keys,  # type: ignore[arg-type]
+                                 warn_malformed=self.full)
         if found.ranges:
             return found
         # Only then is the whole file read, to propose a block nobody has.
@@ -210,8 +212,12 @@ def _accounts(request: Request) -> tuple[tuple[str, int, str], ...]:
 
 def gather(request: Request, rootless: bool | None = None,
            caller: tuple[int, int] | None = None, subuid_file: str | None = None,
-           subgid_file: str | None = None) -> Host:
-    """Collect what ``resolve`` needs for ``request``."""
+           subgid_file: str | None = None, full: bool = True) -> Host:
+    """Collect what ``resolve`` needs for ``request``.
+
+    ``full``: also report what only reading every line of the sub-id files finds
+    (others' malformed lines); a launch passes False, so its cost does not grow
+    with the number of users in the files."""
     import pwd
     if rootless is None:
         rootless = not privileged()
@@ -223,8 +229,8 @@ def gather(request: Request, rootless: bool | None = None,
                              "run idrun with equal real and effective ids")
     else:
         uid, gid = caller
-    subuid = SubidSource(subuid_file or SUBID_FILE["uid"], "uid", subuid_file is not None)
-    subgid = SubidSource(subgid_file or SUBID_FILE["gid"], "gid", subgid_file is not None)
+    subuid = SubidSource(subuid_file or SUBID_FILE["uid"], "uid", subuid_file is not None, full)
+    subgid = SubidSource(subgid_file or SUBID_FILE["gid"], "gid", subgid_file is not None, full)
 
     host_kwargs: dict = {}
     login: str | None = None

@@ -138,6 +138,13 @@ def registry_dir(rootless: bool) -> str:
     return os.path.join(state, "idrun")
 
 
+def own_dir(create: bool) -> int | None:
+    """An fd of this process's registry directory, checked as for leases; None when it
+    does not exist (and ``create`` is False). Other small state (newidmap's answer
+    cache) lives there too: a directory only the caller can change."""
+    return _open_dir(registry_dir(_rootless()), _rootless(), create)
+
+
 def _open_dir(path: str, rootless: bool, create: bool) -> int | None:
     """An fd of the registry directory after checking that only we can change it."""
     hint = f"remove {path} (idrun recreates it) or point {ENV_DIR} at a private directory"

@@ -245,7 +245,7 @@ def abandon(pid: int, r: int) -> None:
         os.close(r)
 
 
-_fd_support: dict[tuple, bool] = {}
+_fd_support: dict[str, bool] = {}
 
 
 def _fd_target_in_binary(path: str) -> bool | None:
@@ -266,24 +266,124 @@ def _fd_target_in_binary(path: str) -> bool | None:
     return True if b"fd:<pid" in data else None
 
 
+# The answer of a run, kept across launches (a file in the caller's registry
+# directory): one line per helper, "PATH DEV INO MTIME_NS SIZE 0|1".
+CACHE_NAME = "helper-fd-target"
+_CACHE_MAX = 4096
+
+
+def _cache_dir() -> int | None:
+    """The caller's own lease registry directory, checked as for leases (owned by the
+    caller, nobody else can write), or None: no cache then, only a run."""
+    from .leases import own_dir  # only when the binary leaves it open
+    from ..errors import RegistryError
+    try:
+        return own_dir(create=True)
+    except RegistryError:
+        return None
+
+
+def _cache_key(path: str, st: os.stat_result) -> str:
+    return f"{path} {st.st_dev} {st.st_ino} {st.st_mtime_ns} {st.st_size}"
+
+
+def _cached(dir_fd: int, key: str) -> bool | None:
+    """The cached answer for exactly this binary, or None (no cache, or one in doubt).
+
+    Only a regular file the caller owns that nobody else can write, read through
+    the checked directory without following a symlink; any other line, a second
+    line for the key or an answer that is not 0 or 1 is doubt, and doubt runs the
+    helper again. A binary replaced in place changes the key (inode, mtime, size).
+    """
+    try:
+        fd = os.open(CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        data = os.read(fd, _CACHE_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > _CACHE_MAX:
+        return None
+    answers = [line[len(key) + 1:] for line in data.decode("utf-8", "replace").split("\n")
+               if line.startswith(key + " ")]
+    if len(answers) != 1 or answers[0] not in ("0", "1"):
+        return None
+    return answers[0] == "1"
+
+
+def _remember(dir_fd: int, key: str, answer: bool) -> None:
+    """Write the answer (replacing this path's older lines) in one rename; best effort."""
+    path = key.rsplit(" ", 4)[0]
+    keep: list[str] = []
+    try:
+        fd = os.open(CACHE_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                old = os.read(fd, _CACHE_MAX).decode("utf-8", "replace").split("\n")
+                keep = [ln for ln in old if ln.count(" ") == 5 and ln.startswith("/")
+                        and ln.rsplit(" ", 5)[0] != path][:16]
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    text = "".join(ln + "\n" for ln in keep) + f"{key} {int(answer)}\n"
+    tmp = f".{CACHE_NAME}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, CACHE_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+
+
+def _run_for_usage(path: str) -> bool:
+    try:
+        _, out = spawn_capture(path, [os.path.basename(path)])
+    except OSError:
+        out = ""
+    return "fd:" in out
+
+
 def supports_fd_target(path: str) -> bool:
     """Whether this helper accepts ``fd:N`` as its target (shadow >= 4.14).
 
-    Its usage text (printed when run without arguments) mentions ``fd:``; the
-    binary is read first and run only when its bytes leave it open. Cached per
-    binary identity for API loops.
+    Its usage text (printed when run without arguments) mentions ``fd:``. The
+    binary is read first; only when its bytes leave it open (or it cannot be
+    read) is it run, about 0.8 ms, and that answer is kept in the caller's
+    registry directory keyed by the binary's identity, so the next launches
+    read one small file instead. Cached in the process too, for API loops.
     """
     st = os.stat(path)
-    key = (path, st.st_dev, st.st_ino, st.st_mtime_ns)
+    key = _cache_key(path, st)
     known = _fd_support.get(key)
     if known is None:
         known = _fd_target_in_binary(path)
     if known is None:
+        dir_fd = _cache_dir()
         try:
-            _, out = spawn_capture(path, [os.path.basename(path)])
-        except OSError:
-            out = ""
-        known = "fd:" in out
+            known = _cached(dir_fd, key) if dir_fd is not None else None
+            if known is None:
+                known = _run_for_usage(path)
+                if dir_fd is not None:
+                    _remember(dir_fd, key, known)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
     _fd_support[key] = known
     return known
 
