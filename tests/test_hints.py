@@ -1,11 +1,16 @@
 """idrun.hints.NamedTuple builds, from the same class statement, what typing's does
 (the launch modules use it so that a launch need not import typing)."""
 import pickle
+import sys
 import typing
 
 import pytest
 
 from idrun import hints
+
+pytestmark = pytest.mark.skipif(
+    sys.version_info >= (3, 14),
+    reason="3.14 defers annotations (PEP 649): idrun.hints gives typing's own NamedTuple")
 
 
 class Pickled(hints.NamedTuple):

@@ -7,12 +7,18 @@ and a ``NamedTuple`` that builds the same ``collections.namedtuple`` class from 
 same class statement (fields from the annotations, defaults, methods, properties,
 docstring). Type checkers see typing's own names (``TYPE_CHECKING``).
 """
+import sys
 from collections import namedtuple
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple, NoReturn
+elif sys.version_info >= (3, 14):
+    # Python 3.14 defers a class's annotations (PEP 649): the class statement no longer
+    # hands its fields over as a dict, and evaluating them could fail on names imported for
+    # type checkers only. typing's NamedTuple knows how; its import is what 3.14 pays.
     from typing import Any, NamedTuple, NoReturn
 else:
     class _Marker:
