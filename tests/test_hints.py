@@ -57,3 +57,41 @@ def test_defaults_must_come_last_as_with_typing():
         class Bad(hints.NamedTuple):
             x: int = 1
             y: int
+
+
+def test_record_behaves_as_namedtuple():
+    import collections
+    Mine = hints.record("P", ["a", "b", "c"], defaults=[3])
+    Theirs = collections.namedtuple("P", ["a", "b", "c"], defaults=[3])
+    for args, kw in [((1, 2), {}), ((1,), {"b": 2}), ((), {"a": 1, "b": 2, "c": 4}),
+                     ((1, 2, 5), {})]:
+        m, t = Mine(*args, **kw), Theirs(*args, **kw)
+        assert m == t and repr(m) == repr(t) and hash(m) == hash(t)
+        assert m._asdict() == t._asdict() and tuple(m._replace(b=9)) == tuple(t._replace(b=9))
+    assert Mine._fields == Theirs._fields and Mine._field_defaults == Theirs._field_defaults
+    assert Mine.__match_args__ == Theirs.__match_args__ and Mine.__doc__ == Theirs.__doc__
+    assert Mine._make([1, 2, 3]) == (1, 2, 3) and type(Mine._make([1, 2, 3])) is Mine
+    assert Mine(1, 2).b == 2 and not hasattr(Mine(1, 2), "__dict__")
+    bad = [lambda cls: cls(1), lambda cls: cls(1, 2, 3, 4), lambda cls: cls(1, 2, d=1),
+           lambda cls: cls(1, 2, a=1), lambda cls: cls._make([1])]
+    for make in bad:             # refused by both, and with the same exception type
+        with pytest.raises(TypeError):
+            make(Theirs)
+        with pytest.raises(TypeError):
+            make(Mine)
+    with pytest.raises(ValueError, match="unexpected field names"):
+        Mine(1, 2)._replace(d=1)
+    match Mine(1, 2):
+        case Mine(x, y, z):
+            assert (x, y, z) == (1, 2, 3)
+
+
+def test_launch_loads_neither_typing_nor_collections():
+    # The reason idrun.hints exists: measured in a fresh interpreter.
+    import subprocess
+    code = ("import sys, idrun.options, idrun.engine.run, idrun.mapping.resolve, "
+            "idrun.cli.plain; print(sorted(m for m in ('typing', 'collections', 're') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

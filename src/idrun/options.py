@@ -16,9 +16,9 @@ for sethostname, --mount-proc without its PID namespace), or never check at all
 """
 
 import os
-from collections import namedtuple
 
 from .errors import IdrunError, quoted
+from .hints import record
 from .mapping.ranges import MAX_ID
 from .system import syscalls
 
@@ -304,8 +304,8 @@ _FIELDS = LAUNCH_FIELDS + (
 _CLONE = tuple((o.dest, o.initial, getattr(syscalls, o.clone)) for o in OPTIONS if o.clone)
 
 
-class LaunchOptions(namedtuple("LaunchOptions", [n for n, _ in _FIELDS],
-                               defaults=[d for _, d in _FIELDS])):
+class LaunchOptions(record("LaunchOptions", [n for n, _ in _FIELDS],
+                           defaults=[d for _, d in _FIELDS])):
     """Everything about a launch that is not the id mapping (that is in the Plan).
 
     Its fields are the table's launch options (where each is described), defined
