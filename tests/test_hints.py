@@ -85,13 +85,3 @@ def test_record_behaves_as_namedtuple():
         case Mine(x, y, z):
             assert (x, y, z) == (1, 2, 3)
 
-
-def test_launch_loads_neither_typing_nor_collections():
-    # The reason idrun.hints exists: measured in a fresh interpreter.
-    import subprocess
-    code = ("import sys, idrun.options, idrun.engine.run, idrun.mapping.resolve, "
-            "idrun.cli.plain; print(sorted(m for m in ('typing', 'collections', 're') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "[]"

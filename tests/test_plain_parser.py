@@ -203,7 +203,7 @@ def test_completion_goes_to_click(monkeypatch):
                     reason="3.14 defers annotations: idrun.hints takes typing's NamedTuple there")
 def test_plain_launch_imports_nothing_costly():
     """The modules a plain launch loads (parsing, resolving, launching) import none of
-    click, typing, re, inspect, enum, json, dataclasses, argparse."""
+    click, typing, re, inspect, enum, json, dataclasses, argparse, collections."""
     code = ("import idrun.console; from idrun.cli.plain import parse, prepare; "
             "kw, cmd = parse(['--uidmap', '0:0:1', '--pid', '-v', '/tmp:/mnt', '--', 'true']); "
             "prepare(kw, cmd, []); "
@@ -211,7 +211,8 @@ def test_plain_launch_imports_nothing_costly():
             "idrun.mapping.resolve, idrun.system.hostinfo, idrun.system.preconditions, "
             "idrun.system.diagnose, idrun.system.newidmap, idrun.mapping.subids, "
             "idrun.mapping.volumes, idrun.engine.mounts")
-    costly = {"click", "typing", "re", "inspect", "enum", "json", "dataclasses", "argparse"}
+    costly = {"click", "typing", "re", "inspect", "enum", "json", "dataclasses", "argparse",
+              "collections"}
 
     def loaded(code: str) -> set[str]:
         r = subprocess.run([sys.executable, "-X", "importtime", "-c", code],
@@ -221,5 +222,5 @@ def test_plain_launch_imports_nothing_costly():
                 if line.startswith("import time:")}
     base = loaded("pass")
     assert not costly & base, f"the interpreter alone loads {costly & base}: nothing to test"
-    assert loaded("import typing, re, click") & costly >= {"click", "typing", "re"}
+    assert loaded("import typing, re, click") & costly >= {"click", "typing", "re", "collections"}
     assert not costly & loaded(code)
