@@ -291,7 +291,6 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
         import ctypes  # noqa: F401
     if opts.mounts is not None:
         from . import mounts  # noqa: F401
-        import platform  # noqa: F401
         syscalls.ctypes_libc()
     if opts.hostname is not None:
         import socket  # noqa: F401

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable
+from ..hints import Callable
 
 from ..errors import IdrunError, LaunchError
 from . import syscalls

@@ -341,8 +341,9 @@ def fsmount_tmpfs(options: list[tuple[str, str]]) -> int:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    import platform
-    _syscall(_SYS_PIVOT_ROOT[platform.machine()], _path(new_root), _path(put_old),
+    # os.uname() is what platform.machine() reads on Linux; platform itself loads re
+    # and collections (about 5 ms of a --rootfs launch).
+    _syscall(_SYS_PIVOT_ROOT[os.uname().machine], _path(new_root), _path(put_old),
              what=new_root)
 
 
