@@ -210,7 +210,7 @@ def test_plain_launch_imports_nothing_costly():
             "import idrun.engine.prelaunch, idrun.engine.run, idrun.engine.spec, "
             "idrun.mapping.resolve, idrun.system.hostinfo, idrun.system.preconditions, "
             "idrun.system.diagnose, idrun.system.newidmap, idrun.mapping.subids, "
-            "idrun.mapping.volumes, idrun.engine.mounts")
+            "idrun.mapping.volumes, idrun.engine.mounts, idrun.system.kernelfeatures")
     costly = {"click", "typing", "re", "inspect", "enum", "json", "dataclasses", "argparse",
               "collections"}
 
