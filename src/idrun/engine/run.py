@@ -293,7 +293,7 @@ def _preload_for_fork(opts: LaunchOptions) -> None:
         from . import mounts  # noqa: F401
         syscalls.ctypes_libc()
     if opts.hostname is not None:
-        import socket  # noqa: F401
+        import _socket  # noqa: F401
     if opts.caps is not None:
         from ..system import caps
         caps.preload()
