@@ -53,29 +53,34 @@ else:
         first_default = n - len(defaults)
         index = {f: i for i, f in enumerate(fields)}
 
+        # What a call without keywords leaves in each place: a default, or _MISSING.
+        template = (_MISSING,) * first_default + defaults
+
         def __new__(cls, *args, **kwargs):
-            if not kwargs and len(args) == n:
-                return _tuple_new(cls, args)
-            if len(args) > n:
+            given = len(args)
+            if not kwargs:
+                if given == n:
+                    return _tuple_new(cls, args)
+                if first_default <= given < n:
+                    return _tuple_new(cls, args + defaults[given - first_default:])
+            if given > n:
                 raise TypeError(f"{typename}() takes {n} positional arguments but "
-                                f"{len(args)} were given")
-            values = list(args) + [_MISSING] * (n - len(args))
+                                f"{given} were given")
+            values = [*args, *template[given:]]
             for key, value in kwargs.items():
                 i = index.get(key)
                 if i is None:
                     raise TypeError(f"{typename}() got an unexpected keyword argument {key!r}")
-                if values[i] is not _MISSING:
+                if i < given:
                     raise TypeError(f"{typename}() got multiple values for argument {key!r}")
                 values[i] = value
-            for i in range(len(args), n):
+            for i in range(given, first_default):
                 if values[i] is _MISSING:
-                    if i < first_default:
-                        missing = [fields[j] for j in range(n) if values[j] is _MISSING
-                                   and j < first_default]
-                        raise TypeError(f"{typename}() missing {len(missing)} required "
-                                        f"argument{'s' if len(missing) > 1 else ''}: "
-                                        + ", ".join(repr(m) for m in missing))
-                    values[i] = defaults[i - first_default]
+                    missing = [fields[j] for j in range(given, first_default)
+                               if values[j] is _MISSING]
+                    raise TypeError(f"{typename}() missing {len(missing)} required "
+                                    f"argument{'s' if len(missing) > 1 else ''}: "
+                                    + ", ".join(repr(m) for m in missing))
             return _tuple_new(cls, values)
 
         def _make(cls, iterable):

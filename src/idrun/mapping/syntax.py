@@ -175,9 +175,8 @@ def parse_value(value: str, option: str = "--uidmap") -> list[Triple]:
                     "a mapping needs at least 1 id (podman silently ignores amount 0; "
                     "idrun refuses it)")
         has_u, has_g = "u" in flags, "g" in flags
-        triples.append(Triple(
-            container=container, from_id=from_id, amount=amount, host=host,
-            plus="+" in flags,
-            for_uid=has_u or not has_g, for_gid=has_g or not has_u,
-            origin=origin))
+        # Positional, in the field order (container, from_id, amount, host, plus,
+        # for_uid, for_gid, origin): the hot path of a long value list.
+        triples.append(Triple(container, from_id, amount, host, "+" in flags,
+                              has_u or not has_g, has_g or not has_u, origin))
     return triples
