@@ -56,12 +56,16 @@ def decimal_id(text: str, what: str, hint: str, limit: int = MAX_ID) -> int:
 
 def field_number(text: str, value: str, option: str, field: str) -> int:
     """One numeric field of an option value (an id or a count, 0 to ID_LIMIT)."""
+    number = decimal(text)
+    if number is not None and number <= ID_LIMIT:
+        return number
+    # The message's quoting only on the way to an error: a long value list is
+    # otherwise quoted three times a triple for nothing.
     shown = quoted(value)
     if not text:
         raise MapSyntaxError(
             f'invalid {option} value {shown}: {field} is empty',
             "each field is a decimal number, e.g. 0:100000:65536")
-    number = decimal(text)
     if number is None:
         raise MapSyntaxError(
             f'invalid {option} value {shown}: {field} {quoted(text)} is not a decimal number',
