@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 
@@ -37,19 +36,6 @@ pytestmark = pytest.mark.usefixtures("no_mount_left")
 @pytest.fixture
 def scratch(shared_dir):
     return shared_dir
-
-
-def _busybox_root(base: str) -> str:
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    if not os.path.exists(busybox):
-        pytest.skip("busybox-static is not installed (make deps installs it)")
-    root = os.path.join(base, "root")
-    os.makedirs(os.path.join(root, "bin"))
-    shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
-    for applet in ("sh", "cat", "touch", "echo", "grep"):
-        os.symlink("busybox", os.path.join(root, "bin", applet))
-    os.chmod(root, 0o755)
-    return root
 
 
 def _one_line_refusal(p: subprocess.CompletedProcess) -> str:
@@ -134,7 +120,7 @@ def _idmap_case(kind: str, scratch: str) -> tuple[list[str], str | None]:
         return ["-v", f"{scratch}:/mnt:idmap"], None
     if kind == "tmpfs":
         return ["--tmpfs", "/mnt:idmap,size=1m"], None
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     # a plain volume onto a new mount point inside DIR: a half-built launch makes it
     return ["--rootfs", f"{root}:idmap", "-v", f"{scratch}:/newpoint"], \
         os.path.join(root, "newpoint")
@@ -191,7 +177,7 @@ def test_tmpfs_and_rootfs_without_pid_namespace(idrun, basic_opts, scratch):
     out = idrun.ok([*basic_opts, "--tmpfs", "/mnt:size=1m,mode=1777"],
                    ["sh", "-c", "touch /mnt/x && echo tmpfs-ok"])
     assert out.split() == ["tmpfs-ok"]
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     # without --pid, /proc is the host's bound read-only (a read-only bind)
     out = idrun.ok([*basic_opts, "--rootfs", root], [
         "/bin/sh", "-c", "grep -c ^Uid: /proc/self/status; "

@@ -308,19 +308,6 @@ def test_tmpfs_and_workdir(idrun, basic_opts):
     assert out.split() == ["/mnt", "1777"]
 
 
-def _busybox_root(base: str) -> str:
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    if not os.path.exists(busybox):
-        pytest.skip("busybox-static is not installed (make deps installs it)")
-    root = os.path.join(base, "root")
-    os.makedirs(os.path.join(root, "bin"))
-    shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
-    for applet in ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo", "true", "mount",
-                   "umount", "mkdir"):
-        os.symlink("busybox", os.path.join(root, "bin", applet))
-    return root
-
-
 @pytest.fixture
 def scratch(shared_dir):
     return shared_dir
@@ -332,7 +319,7 @@ ROOTFS_SCRIPT = ("id -u; ls -ln / | grep -c bin; ls /proc | grep -c '^[0-9]'; "
 
 @pytest.mark.kernel
 def test_rootfs_busybox(idrun, basic_opts, scratch):
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     out = idrun.ok([*basic_opts, "--rootfs", root, "--pid"], ["/bin/sh", "-c", ROOTFS_SCRIPT])
     uid, bins, procs, devnull = out.split()
     assert (uid, bins, devnull) == ("0", "1", "devnull-ok")
@@ -347,7 +334,7 @@ def test_rootfs_with_a_waiting_launcher(idrun, basic_opts, scratch, wait):
     """A launcher that stays to wait for the command runs its wrapper after the pivot:
     nothing it needs may be loaded from the host's tree by then (idrun's modules are
     not inside the root)."""
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     p = idrun.run([*basic_opts, "--rootfs", root, *wait], ["/bin/sh", "-c", "exit 7"])
     assert p.returncode == 7, p.stderr
     assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
@@ -358,7 +345,7 @@ def test_rootfs_with_a_waiting_launcher(idrun, basic_opts, scratch, wait):
 def test_root_rootfs_idmap_shows_root_owned_files(idrun):
     _no_idmap_kernel()
     scratch = tempfile.mkdtemp(prefix="idrun-rootfs-", dir=_idmap_dir())
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     plain = idrun.ok([*NS, "--rootfs", root], ["stat", "-c", "%u", "/bin/busybox"])
     assert plain.split() == ["65534"]
     try:
@@ -488,7 +475,7 @@ def test_mounts_made_inside_never_reach_the_host(idrun, basic_opts, host_propaga
     base = tempfile.mkdtemp(prefix="idrun-prop-", dir=where)
     try:
         src = os.path.join(base, "src")
-        rootfs = _busybox_root(base)
+        rootfs = it.busybox_root(base)
         for d in (src, rootfs):
             for sub in ("mnt/sub", "mnt/b") if d == rootfs else ("sub", "b"):
                 os.makedirs(os.path.join(d, sub))
@@ -547,7 +534,7 @@ def test_root_hostile_rootfs_race_creates_nothing_outside(idrun, host_propagatio
         os.mkdir(victim, 0o700)
         data = os.path.join(base, "data")
         os.mkdir(data)
-        root = _busybox_root(base)
+        root = it.busybox_root(base)
         for dirpath, dirnames, filenames in os.walk(root):
             for n in dirnames + filenames:
                 os.lchown(os.path.join(dirpath, n), nobody, nobody)
@@ -585,7 +572,7 @@ def test_rootfs_symlinks_resolve_inside_the_root(idrun, basic_opts, scratch):
     """Finding 2 of issue 18, without a race: a --rootfs that is a symlink to / made root
     create the mount point on the host. A symlink --rootfs is resolved once (to / it is
     refused); a symlink in DST resolves with the root as "/", as runc's securejoin."""
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     outside = os.path.join(scratch, "outside")
     os.mkdir(outside)
     to_slash = os.path.join(scratch, "to-slash")
@@ -662,7 +649,7 @@ def test_rootless_rootfs_without_own_uid(idrun, scratch, subids):
     """Finding 5 of issue 18: rootless `--uidmap 0:1:N --rootfs DIR` failed to build /dev
     (EOVERFLOW: the caller's own ids are unmapped inside, so it could not create the
     tmpfs's entries). podman runs it; so does idrun now, /dev/null and all."""
-    root = _busybox_root(scratch)
+    root = it.busybox_root(scratch)
     out = idrun.ok(["--uidmap", "0:1:2048", "--gidmap", "0:1:2048", "--rootfs", root],
                    ["/bin/sh", "-c", "id -u; echo x > /dev/null && echo devnull-ok; "
                                      "ls /dev | wc -l"])

@@ -378,3 +378,23 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+BUSYBOX_APPLETS = ("sh", "id", "ls", "cat", "stat", "touch", "grep", "wc", "echo", "true",
+                   "mount", "umount", "mkdir")
+
+
+def busybox_root(base: str) -> str:
+    """A minimal root filesystem under ``base``/root: the static busybox and its applets
+    in bin/ (for --rootfs). Without busybox-static the test cannot run: a skip, or a
+    failure under CI (every test machine installs it: make deps, the guests' and the
+    box's package lists)."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not os.path.exists(busybox):
+        env_missing("busybox-static is not installed (make deps installs it)")
+    root = os.path.join(base, "root")
+    os.makedirs(os.path.join(root, "bin"))
+    shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
+    for applet in BUSYBOX_APPLETS:
+        os.symlink("busybox", os.path.join(root, "bin", applet))
+    return root

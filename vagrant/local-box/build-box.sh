@@ -31,6 +31,7 @@ PACKAGES=(
     linux-image-amd64 grub-pc systemd-sysv udev dbus openssh-server sudo
     python3 uidmap libcap2-bin python3-click python3-prctl python3-pyroute2 python3-pytest
     rsync ifupdown isc-dhcp-client iproute2 procps kmod util-linux
+    busybox-static
 )
 # shellcheck disable=SC2206
 EXTRA=${IDRUN_VAGRANT_EXTRA_PACKAGES:-}
