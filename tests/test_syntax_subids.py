@@ -271,3 +271,20 @@ def test_all_entries_gives_the_owner_with_each_range():
     [a, b] = all_entries("alice:100000:5\n# x\n1000:7:1\n", "/f")
     assert (a.owner, a.start, a.count, a.lineno, a.end) == ("alice", 100000, 5, 1, 100005)
     assert (b.owner, b.lineno) == ("1000", 3)
+
+
+def test_host_accounts_are_looked_up_for_single_non_host_ids_only():
+    """hostinfo._accounts (rootless notes: "0:1000:1 is not host uid 1000 (alice)") skips a
+    one-triple value with '@' without parsing it: the same answer as parsing it."""
+    import pwd
+    from idrun.mapping.plan import Request
+    from idrun.system import hostinfo
+    someone = next(p for p in pwd.getpwall() if 1 < p.pw_uid < 2**31)
+    values = (f"+5:@{someone.pw_uid}:1", f"5:@{someone.pw_uid}", f"@5:{someone.pw_uid}:1",
+              f"5:{someone.pw_uid}:2")
+    assert hostinfo._accounts(Request(uidmap=values)) == ()
+    got = hostinfo._accounts(Request(uidmap=(f"+5:{someone.pw_uid}:1",)))
+    assert ("uid", someone.pw_uid, someone.pw_name) in got
+    both = hostinfo._accounts(Request(uidmap=(f"1:2:3:5:{someone.pw_uid}:1",
+                                              f"+6:@{someone.pw_uid}:1")))
+    assert ("uid", someone.pw_uid, someone.pw_name) in both

@@ -189,6 +189,10 @@ def _accounts(request: Request) -> tuple[tuple[str, int, str], ...]:
     wanted = set()
     for option, values in (("--uidmap", request.uidmap), ("--gidmap", request.gidmap)):
         for value in values:
+            if "@" in value and value.count(":") <= 2:
+                # One triple whose from id is a host id ("+5:@1005:1"), or not valid at
+                # all: never a candidate, and a long list of them need not be parsed twice.
+                continue
             try:
                 triples = parse_value(value, option)
             except MapSyntaxError:      # the resolver refuses it, with its one line
