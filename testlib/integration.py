@@ -397,4 +397,5 @@ def busybox_root(base: str) -> str:
     shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
     for applet in BUSYBOX_APPLETS:
         os.symlink("busybox", os.path.join(root, "bin", applet))
+    os.chmod(root, 0o755)       # reachable by the unprivileged pass whatever the umask
     return root

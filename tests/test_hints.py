@@ -84,4 +84,3 @@ def test_record_behaves_as_namedtuple():
     match Mine(1, 2):
         case Mine(x, y, z):
             assert (x, y, z) == (1, 2, 3)
-
